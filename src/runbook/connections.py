@@ -1,0 +1,90 @@
+"""Named database connections, opened lazily: only a step or check that uses
+one pays for SQLAlchemy and the driver, and ``runbook plan`` never does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from runbook.errors import RunbookError
+from runbook.masking import Masker
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+
+class ConnectionFailed(RunbookError):
+    """A named connection is unknown or cannot be opened."""
+
+
+def normalize_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain ``postgresql://`` URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def describe_db_error(err: BaseException, masker: Masker) -> str:
+    """One masked line for a database error: drivers echo URLs and SQL back."""
+    orig = getattr(err, "orig", None) or err
+    text = str(orig).strip().splitlines()
+    first = text[0] if text else type(orig).__name__
+    return masker.mask(f"{type(orig).__name__}: {first}")
+
+
+class Connections:
+    """Engines by connection name, created on first use and disposed at the end."""
+
+    def __init__(self, urls: dict[str, str], masker: Masker, render: Callable[[str], str] = lambda s: s) -> None:
+        self._urls = urls
+        self._render = render
+        self._masker = masker
+        self._engines: dict[str, sa.Engine] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._urls)
+
+    def url(self, name: str) -> str:
+        if name not in self._urls:
+            known = ", ".join(self._urls) or "none declared"
+            raise ConnectionFailed(f"unknown connection {name!r} (known: {known})")
+        url = normalize_url(self._render(self._urls[name]))
+        self._masker.add(_password_of(url))
+        return url
+
+    def engine(self, name: str) -> sa.Engine:
+        if name not in self._engines:
+            import sqlalchemy as sa
+
+            url = self.url(name)
+            try:
+                self._engines[name] = sa.create_engine(url, pool_pre_ping=True)
+            except Exception as err:  # bad URL syntax or unknown driver
+                raise ConnectionFailed(f"connection {name!r}: {describe_db_error(err, self._masker)}") from err
+        return self._engines[name]
+
+    @contextmanager
+    def connect(self, name: str) -> Iterator[Any]:
+        """A connection in a transaction that commits on success."""
+        with self.engine(name).begin() as conn:
+            yield conn
+
+    def dialect(self, name: str) -> str:
+        return self.engine(name).dialect.name
+
+    def dispose(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
+
+
+def _password_of(url: str) -> str | None:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password  # type: ignore[return-value]
+    except Exception:
+        return None

@@ -1,0 +1,83 @@
+"""One exception tree for everything the operator may be told.
+
+Every error carries its exit code and a message written for the person at
+the terminal. The CLI catches ``RunbookError`` once and prints it as is; any
+lower-level error is converted at the boundary where it happens
+(``raise ... from err``) so no traceback ever reaches the operator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes shared by every command (documented in the README)."""
+
+    OK = 0
+    STEP_FAILED = 1
+    INVALID = 2
+    REFUSED = 3
+    AWAITING_APPROVAL = 4
+    INTERRUPTED = 130
+
+
+class RunbookError(Exception):
+    """Base of every error meant for the operator."""
+
+    exit_code: ExitCode = ExitCode.INVALID
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class UsageError(RunbookError):
+    """The command line asked for something that cannot be done."""
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem found in a runbook file, located as ``file:line:col``."""
+
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+    severity: str = "error"  # "error" | "warning"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.col}"
+        label = "" if self.severity == "error" else "warning: "
+        return f"{where}: {self.path or '<root>'}: {label}{self.message}"
+
+
+class InvalidRunbook(RunbookError):
+    """The runbook file (or a step definition it uses) is not valid."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        errors = [d for d in diagnostics if d.severity == "error"]
+        super().__init__("\n".join(str(d) for d in diagnostics) + f"\n{len(errors)} error(s)")
+
+
+class Refused(RunbookError):
+    """A precondition, gate, ordering rule or lock said no."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class LockHeld(Refused):
+    """Another run holds the lock for this runbook and environment."""
+
+
+class StateStoreError(RunbookError):
+    """The state store could not be opened, read or written."""
+
+    exit_code = ExitCode.STEP_FAILED

@@ -1,0 +1,615 @@
+"""Find, read and validate a runbook: YAML -> ``uses`` expansion -> model -> semantic checks.
+
+Every problem is collected as a ``Diagnostic`` located at ``file:line:col``
+and reported together, so an author fixes a file in one pass. Kind keys are
+validated against each kind's ``Params`` model; a key holding a template is
+checked after rendering instead, since its type is known only then.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from runbook.checks import CHECK_KINDS, get_check_kind
+from runbook.errors import Diagnostic, InvalidRunbook, UsageError
+from runbook.model import (
+    CHECK_COMMON_KEYS,
+    STEP_BODY_COMMON_KEYS,
+    STEP_COMMON_KEYS,
+    Runbook,
+    Step,
+    parse_duration,
+)
+from runbook.steps import STEP_KINDS, get_step_kind
+from runbook.templating import TOP_LEVEL_NAMES, TemplateFailed, is_template, references
+from runbook.yamlsource import KeyPath, SourceMap, format_path, load_yaml, read_file
+
+RUNBOOK_SUFFIXES = (".yaml", ".yml")
+_PARAMS_FIELD = "params"
+
+
+@dataclass
+class LoadedRunbook:
+    runbook: Runbook
+    path: Path
+    source: SourceMap
+    warnings: list[Diagnostic] = field(default_factory=list)
+    steps_dir: Path | None = None
+
+
+# ---------------------------------------------------------------- finding files
+
+
+def find_runbook(name: str, cwd: Path | None = None) -> Path:
+    """A path as given, else a bare name looked up in ./runbooks/ then RUNBOOK_PATH."""
+    cwd = cwd or Path.cwd()
+    direct = cwd / name
+    if direct.is_file():
+        return direct
+    searched: list[Path] = []
+    if "/" not in name and os.sep not in name:
+        dirs = [cwd / "runbooks"] + [Path(p) for p in os.environ.get("RUNBOOK_PATH", "").split(os.pathsep) if p]
+        names = [name] if name.endswith(RUNBOOK_SUFFIXES) else [name + s for s in RUNBOOK_SUFFIXES]
+        for directory in dirs:
+            for candidate_name in names:
+                candidate = directory / candidate_name
+                searched.append(candidate)
+                if candidate.is_file():
+                    return candidate
+    places = ", ".join(str(p.parent) for p in dict.fromkeys(searched)) or str(cwd)
+    raise UsageError(
+        f"runbook {name!r} not found (looked in {places})",
+        hint="give a path to the file, or put it in ./runbooks/ or a directory listed in RUNBOOK_PATH",
+    )
+
+
+def find_steps_dir(runbook_path: Path) -> Path | None:
+    """``steps/`` beside the runbook, or beside the directory holding it."""
+    env_dir = os.environ.get("RUNBOOK_STEPS_DIR")
+    if env_dir:
+        return Path(env_dir)
+    for base in (runbook_path.parent, runbook_path.parent.parent):
+        if (base / "steps").is_dir():
+            return base / "steps"
+    return None
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def load_runbook(path: Path, *, strict: bool = False, display: str | None = None) -> LoadedRunbook:
+    """Load and validate; raise ``InvalidRunbook`` listing every problem found."""
+    display = display or _display_path(path)
+    document = load_yaml(read_file(path, display), display)
+    checker = _Checker(document.source, find_steps_dir(path))
+    runbook = checker.check(document.data)
+    warnings = [d for d in checker.diagnostics if d.severity == "warning"]
+    errors = [d for d in checker.diagnostics if d.severity == "error"]
+    if strict:
+        errors += [Diagnostic(w.file, w.line, w.col, w.path, w.message + " (--strict)") for w in warnings]
+        warnings = []
+    if errors or runbook is None:
+        raise InvalidRunbook(sorted(errors, key=lambda d: (d.file, d.line, d.col)) + warnings)
+    return LoadedRunbook(runbook, path, document.source, warnings, checker.steps_dir)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------- the checker
+
+
+class _Checker:
+    def __init__(self, source: SourceMap, steps_dir: Path | None) -> None:
+        self.source = source
+        self.steps_dir = steps_dir
+        self.diagnostics: list[Diagnostic] = []
+        self.definitions = _Definitions(steps_dir, self)
+        self.step_positions: list[int] = []
+        self.invalid_step_ids: set[str] = set()
+
+    def error(self, path: KeyPath, message: str) -> None:
+        self.diagnostics.append(self.source.diagnostic(path, message))
+
+    def warn(self, path: KeyPath, message: str) -> None:
+        self.diagnostics.append(self.source.diagnostic(path, message, "warning"))
+
+    def check(self, data: Any) -> Runbook | None:
+        if not isinstance(data, dict):
+            self.error((), "a runbook is a mapping with at least 'name' and 'steps'")
+            return None
+        data = dict(data)
+        if isinstance(data.get("steps"), list):
+            data["steps"] = self._steps(data["steps"], ("steps",))
+        for i, option in enumerate(data.get("rollback") or []):
+            if isinstance(option, dict) and isinstance(option.get("steps"), list):
+                data["rollback"][i] = {**option, "steps": self._steps(option["steps"], ("rollback", i, "steps"))}
+        for i, criterion in enumerate(data.get("success_criteria") or []):
+            if isinstance(criterion, dict) and isinstance(criterion.get("check"), dict):
+                data["success_criteria"][i] = {**criterion, "check": _split(criterion["check"], CHECK_COMMON_KEYS)}
+        if isinstance(data.get("steps"), list):
+            data["steps"] = self._valid_steps(data["steps"])
+        try:
+            runbook = Runbook.model_validate(data)
+        except ValidationError as err:
+            self._pydantic_errors(err, (), Runbook)
+            # Check the rest too, so one pass over the file shows every problem.
+            bad = {e["loc"][0] for e in err.errors() if e["loc"]}
+            retry = {k: v for k, v in data.items() if k not in bad or k == "steps"}
+            retry.setdefault("name", "invalid")
+            if not isinstance(retry.get("steps"), list):
+                return None
+            try:
+                runbook = Runbook.model_validate(retry)
+            except ValidationError:
+                return None
+        self._kind_params(runbook)
+        self._semantics(runbook)
+        return runbook
+
+    # -- structure
+
+    def _steps(self, steps: list[Any], path: KeyPath) -> list[Any]:
+        out: list[Any] = []
+        for i, raw in enumerate(steps):
+            if not isinstance(raw, dict):
+                out.append(raw)
+                continue
+            if "uses" in raw:
+                raw = self.definitions.expand(raw, (*path, i))
+            elif "with" in raw:
+                self.error((*path, i, "with"), "'with' only goes with 'uses'")
+            step = _split(raw, STEP_COMMON_KEYS)
+            step.pop("with", None)
+            for key in ("preconditions", "gates"):
+                if isinstance(step.get(key), list):
+                    step[key] = [_split(c, CHECK_COMMON_KEYS) if isinstance(c, dict) else c for c in step[key]]
+            for key in ("rollback", "dry_run"):
+                if isinstance(step.get(key), dict):
+                    step[key] = _split(step[key], STEP_BODY_COMMON_KEYS)
+            out.append(step)
+        return out
+
+    def _valid_steps(self, steps: list[Any]) -> list[Step]:
+        """Validate steps one by one; invalid ones are reported and left out,
+        and ``self.step_positions`` maps what remains to the file's indices."""
+        valid: list[Step] = []
+        for i, raw in enumerate(steps):
+            try:
+                valid.append(Step.model_validate(raw))
+                self.step_positions.append(i)
+            except ValidationError as err:
+                self._pydantic_errors(err, ("steps", i), Step)
+                if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                    self.invalid_step_ids.add(raw["id"])
+        return valid
+
+    def step_path(self, index: int) -> KeyPath:
+        return ("steps", self.step_positions[index])
+
+    def _pydantic_errors(self, err: ValidationError, base: KeyPath, model: type[BaseModel] | None, also: frozenset[str] = frozenset(), what: str = "") -> None:
+        for item in err.errors():
+            loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and (p == _PARAMS_FIELD or "[" in p or p.startswith("function-"))))
+            # Kind keys that hold a template are checked once rendered.
+            if is_template(item.get("input")) and item["type"] not in ("extra_forbidden", "missing"):
+                continue
+            path = (*base, *loc)
+            kind = item["type"]
+            if kind == "extra_forbidden":
+                name = str(loc[-1]) if loc else ""
+                allowed = _allowed_keys(model, loc[:-1]) + (sorted(also) if len(loc) == 1 else [])
+                self.error(path, f"unknown key {name!r}{what}" + _did_you_mean(name, allowed))
+            elif kind == "missing":
+                self.error(path, "required key is missing")
+            elif kind in ("literal_error", "enum"):
+                self.error(path, f"{item['msg']} (got {item.get('input')!r})")
+            else:
+                self.error(path, _clean_message(item["msg"]))
+
+    def _kind_params(self, runbook: Runbook) -> None:
+        for path, body in _bodies(runbook, self.step_path):
+            kind_name = body.kind
+            if kind_name not in STEP_KINDS:
+                self.error((*path, "kind"), f"unknown step kind {kind_name!r}" + _did_you_mean(kind_name, STEP_KINDS))
+                continue
+            common = STEP_COMMON_KEYS if isinstance(body, Step) else STEP_BODY_COMMON_KEYS
+            self._validate_params(get_step_kind(kind_name).Params, body.params, path, common, f" for a {kind_name} step")
+        for path, check in _checks(runbook, self.step_path):
+            if check.check not in CHECK_KINDS:
+                self.error((*path, "check"), f"unknown check kind {check.check!r}" + _did_you_mean(check.check, CHECK_KINDS))
+                continue
+            self._validate_params(get_check_kind(check.check).Params, check.params, path, CHECK_COMMON_KEYS, f" for a {check.check} check")
+
+    def _validate_params(
+        self, params_model: type[BaseModel], params: dict[str, Any], path: KeyPath, common: frozenset[str], what: str
+    ) -> None:
+        try:
+            params_model.model_validate(params)
+        except ValidationError as err:
+            self._pydantic_errors(err, path, params_model, common, what)
+
+    # -- meaning
+
+    def _semantics(self, runbook: Runbook) -> None:
+        self._step_order(runbook.steps, self.step_path)
+        for i, option in enumerate(runbook.rollback):
+            self._step_order(option.steps, lambda j, i=i: ("rollback", i, "steps", j))
+        _duplicates(self, [o.id for o in runbook.rollback], ("rollback",), "rollback option")
+        for env_name, env in runbook.environments.items():
+            for var in env.vars:
+                if var not in runbook.vars:
+                    self.error(("environments", env_name, "vars", var), f"sets undeclared var {var!r}" + _did_you_mean(var, runbook.vars))
+        for name, var in runbook.vars.items():
+            if var.choices is not None and var.default is not None and var.default not in var.choices:
+                self.error(("vars", name, "default"), f"default {var.default!r} is not one of {var.choices}")
+        self._connections_used(runbook)
+        self._templates(runbook)
+        self._reversibility(runbook)
+
+    def _step_order(self, steps: list[Step], path_of: Callable[[int], KeyPath]) -> None:
+        index = {s.id: i for i, s in reversed(list(enumerate(steps)))}
+        seen: set[str] = set()
+        for i, step in enumerate(steps):
+            if step.id in seen:
+                self.error((*path_of(i), "id"), f"duplicate step id {step.id!r}")
+            seen.add(step.id)
+            for j, need in enumerate(step.needs):
+                where = (*path_of(i), "needs", j)
+                if need in self.invalid_step_ids:
+                    continue
+                if need not in index:
+                    self.error(where, f"needs unknown step {need!r}" + _did_you_mean(need, index))
+                elif index[need] >= i:
+                    self.error(where, f"needs {need!r}, which is not an earlier step; steps run in the order written")
+
+    def _connections_used(self, runbook: Runbook) -> None:
+        for path, params in [(p, b.params) for p, b in _bodies(runbook, self.step_path)] + [(p, c.params) for p, c in _checks(runbook, self.step_path)]:
+            name = params.get("connection")
+            if isinstance(name, str) and not is_template(name) and name not in runbook.connections:
+                self.error((*path, "connection"), f"unknown connection {name!r}" + _did_you_mean(name, runbook.connections))
+
+    def _templates(self, runbook: Runbook) -> None:
+        step_ids = runbook.step_ids
+        var_names = list(runbook.vars)
+        for i, name in enumerate(var_names):
+            default = runbook.vars[name].default
+            self._template_refs(default, ("vars", name, "default"), set(var_names[:i]), set())
+        for name, url in runbook.connections.items():
+            self._template_refs(url, ("connections", name), set(var_names), set())
+        data = runbook.model_dump(mode="python", exclude={"vars", "connections", "environments", "metadata"})
+        for i, step in enumerate(data["steps"]):
+            earlier = set(step_ids[:i])
+            outputs = step.pop("outputs", {})
+            when = step.pop("when", None)
+            if when:
+                self._template_refs(when, (*self.step_path(i), "when"), set(var_names), earlier, expression=True)
+            self._template_refs(step, self.step_path(i), set(var_names), earlier)
+            self._template_refs(outputs, (*self.step_path(i), "outputs"), set(var_names), earlier | {runbook.steps[i].id}, extra={"result"})
+        for key in ("rollback", "success_criteria", "notifications"):
+            self._template_refs(data[key], (key,), set(var_names), set(step_ids))
+
+    def _template_refs(
+        self, value: Any, path: KeyPath, var_names: set[str], step_ids: set[str], *, expression: bool = False, extra: frozenset[str] | set[str] = frozenset()
+    ) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                sub = path if key == _PARAMS_FIELD else (*path, key)
+                self._template_refs(item, sub, var_names, step_ids, extra=extra)
+            return
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                self._template_refs(item, (*path, i), var_names, step_ids, extra=extra)
+            return
+        if not (expression and isinstance(value, str)) and not is_template(value):
+            return
+        try:
+            refs = references(value, expression=expression)
+        except TemplateFailed as err:
+            self.error(path, err.message)
+            return
+        allowed_top = (TOP_LEVEL_NAMES - {"params", "result"}) | set(extra)
+        for ref in refs:
+            top = ref.parts[0]
+            if top not in allowed_top:
+                self.error(path, f"template uses undefined name {top!r}" + _did_you_mean(top, sorted(allowed_top)))
+            elif top == "vars" and len(ref.parts) > 1 and ref.parts[1] not in var_names:
+                self.error(path, f"template uses undefined var {ref.parts[1]!r}" + _did_you_mean(ref.parts[1], var_names))
+            elif top == "steps" and len(ref.parts) > 1 and ref.parts[1] not in step_ids:
+                self.error(path, f"template reads {'.'.join(ref.parts[:2])!r}, which is not an earlier step")
+            elif top == "steps" and len(ref.parts) > 2 and ref.parts[2] not in ("outputs", "status"):
+                self.error(path, f"template reads {str(ref)!r}; a step offers 'outputs' and 'status'")
+
+    def _reversibility(self, runbook: Runbook) -> None:
+        for i, step in enumerate(runbook.steps):
+            if step.kind in STEP_KINDS and get_step_kind(step.kind).changes_data:
+                if step.rollback is None and not step.irreversible and step.dry_run != "safe":
+                    self.warn(
+                        self.step_path(i),
+                        f"step {step.id!r} may change data but has neither 'rollback' nor 'irreversible: true'",
+                    )
+
+
+# ---------------------------------------------------------------- uses: reusable definitions
+
+_PARAM_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "list": list,
+    "mapping": dict,
+    "duration": (str, int, float),
+    "any": object,
+}
+_WHOLE_PARAM = re.compile(r"^\{\{\s*params\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+_DEFINITION_KEYS = {"description", "params", "step"}
+_PARAM_SPEC_KEYS = {"type", "required", "default", "description", "choices", "secret"}
+
+
+class _Definitions:
+    """Loads ``steps/<name>.yaml`` definitions and instantiates them with ``with``."""
+
+    def __init__(self, steps_dir: Path | None, checker: _Checker) -> None:
+        self.steps_dir = steps_dir
+        self.checker = checker
+        self.stack: list[str] = []
+        self.cache: dict[str, tuple[dict[str, Any], SourceMap] | None] = {}
+
+    def expand(self, raw: dict[str, Any], path: KeyPath) -> dict[str, Any]:
+        name = raw.get("uses")
+        if not isinstance(name, str):
+            self.checker.error((*path, "uses"), "'uses' names a step definition in steps/, such as backup-fresh")
+            return {k: v for k, v in raw.items() if k not in ("uses", "with")}
+        if name in self.stack:
+            cycle = " -> ".join([*self.stack, name])
+            self.checker.error((*path, "uses"), f"'uses' cycle: {cycle}")
+            return {k: v for k, v in raw.items() if k not in ("uses", "with")}
+        loaded = self.load(name, (*path, "uses"))
+        if loaded is None:
+            return {k: v for k, v in raw.items() if k not in ("uses", "with")}
+        definition, _source = loaded
+        args = raw.get("with") or {}
+        if not isinstance(args, dict):
+            self.checker.error((*path, "with"), "'with' is a mapping of parameter values")
+            args = {}
+        values = self._arguments(name, definition.get("params") or {}, args, path)
+        body = _substitute(definition.get("step") or {}, values)
+        if isinstance(body, dict) and "uses" in body:
+            self.stack.append(name)
+            try:
+                body = self.expand(body, path)
+            finally:
+                self.stack.pop()
+        own = {k: v for k, v in raw.items() if k not in ("uses", "with")}
+        return {**body, **own, "uses": name}
+
+    def load(self, name: str, where: KeyPath) -> tuple[dict[str, Any], SourceMap] | None:
+        if name in self.cache:
+            return self.cache[name]
+        self.cache[name] = None
+        if self.steps_dir is None:
+            self.checker.error(where, f"uses {name!r} but no steps/ directory was found beside the runbook")
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or ".." in name:
+            self.checker.error(where, f"'uses: {name}' must be a plain definition name inside steps/, not a path")
+            return None
+        candidates = [self.steps_dir / name] if name.endswith(RUNBOOK_SUFFIXES) else [self.steps_dir / (name + s) for s in RUNBOOK_SUFFIXES]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            known = sorted(p.stem for p in self.steps_dir.glob("*.y*ml"))
+            self.checker.error(where, f"no step definition {name!r} in {self.steps_dir}" + _did_you_mean(name, known))
+            return None
+        if self.steps_dir.resolve() not in found.resolve().parents:
+            self.checker.error(where, f"step definition {name!r} resolves outside {self.steps_dir}; refusing to follow the link")
+            return None
+        try:
+            document = load_yaml(read_file(found, str(found)), str(found))
+        except InvalidRunbook as err:
+            self.checker.diagnostics.extend(err.diagnostics)
+            return None
+        definition = document.data
+        problems = _definition_problems(definition)
+        for key_path, message in problems:
+            self.checker.diagnostics.append(document.source.diagnostic(key_path, message))
+        if problems:
+            return None
+        self.cache[name] = (definition, document.source)
+        return self.cache[name]
+
+    def _arguments(self, name: str, specs: dict[str, Any], args: dict[str, Any], path: KeyPath) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key, value in args.items():
+            if key not in specs:
+                self.checker.error((*path, "with", key), f"{name!r} has no parameter {key!r}" + _did_you_mean(key, specs))
+        for key, spec in specs.items():
+            spec = spec or {}
+            if key in args:
+                value = args[key]
+                problem = _param_type_problem(value, spec)
+                if problem:
+                    self.checker.error((*path, "with", key), problem)
+                values[key] = value
+            elif "default" in spec:
+                values[key] = spec["default"]
+            elif spec.get("required", True):
+                self.checker.error((*path, "with"), f"{name!r} needs parameter {key!r}" + (f" ({spec['description']})" if spec.get("description") else ""))
+        return values
+
+
+def _definition_problems(definition: Any) -> list[tuple[KeyPath, str]]:
+    if not isinstance(definition, dict):
+        return [((), "a step definition is a mapping with 'params' and 'step'")]
+    problems: list[tuple[KeyPath, str]] = []
+    for key in definition:
+        if key not in _DEFINITION_KEYS:
+            problems.append(((key,), f"unknown key {key!r}" + _did_you_mean(key, _DEFINITION_KEYS)))
+    if not isinstance(definition.get("step"), dict):
+        problems.append((("step",), "a step definition needs a 'step' mapping (kind and its keys)"))
+    for name, spec in (definition.get("params") or {}).items():
+        if spec is None:
+            continue
+        if not isinstance(spec, dict):
+            problems.append((("params", name), "a parameter is a mapping: type, required, default, description"))
+            continue
+        for key in spec:
+            if key not in _PARAM_SPEC_KEYS:
+                problems.append((("params", name, key), f"unknown key {key!r}" + _did_you_mean(key, _PARAM_SPEC_KEYS)))
+        if spec.get("type", "string") not in _PARAM_TYPES:
+            problems.append((("params", name, "type"), f"unknown type {spec.get('type')!r}; one of {', '.join(_PARAM_TYPES)}"))
+    return problems
+
+
+def _param_type_problem(value: Any, spec: dict[str, Any]) -> str | None:
+    if is_template(value):
+        return None
+    type_name = spec.get("type", "string")
+    expected = _PARAM_TYPES.get(type_name, object)
+    if isinstance(value, bool) and type_name in ("integer", "number"):
+        return f"expected {type_name}, got {value!r}"
+    if not isinstance(value, expected):
+        return f"expected {type_name}, got {type(value).__name__} {value!r}"
+    if type_name == "duration":
+        try:
+            parse_duration(value)
+        except ValueError as err:
+            return str(err)
+    if spec.get("choices") and value not in spec["choices"]:
+        return f"{value!r} is not one of {spec['choices']}"
+    return None
+
+
+class _Passthrough:
+    """Re-emits a non-``params`` reference as template text, rendered later at run time."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def __getattr__(self, key: str) -> _Passthrough:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        return _Passthrough(f"{self._path}.{key}")
+
+    def __str__(self) -> str:
+        return "{{ " + self._path + " }}"
+
+
+def _substitute(value: Any, params: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, params) for v in value]
+    if not is_template(value):
+        return value
+    whole = _WHOLE_PARAM.match(value)
+    if whole and whole[1] in params:
+        return params[whole[1]]
+    if "params" not in value:
+        return value
+    from runbook.templating import render
+
+    context: dict[str, Any] = {name: _Passthrough(name) for name in TOP_LEVEL_NAMES}
+    context["params"] = params
+    try:
+        return render(value, context)
+    except TemplateFailed:
+        # Left as written: validation of the expanded step reports it with its location.
+        return value
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _split(raw: dict[str, Any], common: frozenset[str]) -> dict[str, Any]:
+    """Move a mapping's kind-specific keys into ``params``."""
+    out = {k: v for k, v in raw.items() if k in common}
+    params = {k: v for k, v in raw.items() if k not in common}
+    if params:
+        out[_PARAMS_FIELD] = params
+    return out
+
+
+def _all_steps(runbook: Runbook, step_path: Callable[[int], KeyPath]) -> list[tuple[KeyPath, Step]]:
+    found = [(step_path(i), step) for i, step in enumerate(runbook.steps)]
+    for i, option in enumerate(runbook.rollback):
+        found += [(("rollback", i, "steps", j), step) for j, step in enumerate(option.steps)]
+    return found
+
+
+def _bodies(runbook: Runbook, step_path: Callable[[int], KeyPath]) -> list[tuple[KeyPath, Any]]:
+    found: list[tuple[KeyPath, Any]] = []
+    for path, step in _all_steps(runbook, step_path):
+        found.append((path, step))
+        if step.rollback is not None:
+            found.append(((*path, "rollback"), step.rollback))
+        if step.dry_run is not None and not isinstance(step.dry_run, str):
+            found.append(((*path, "dry_run"), step.dry_run))
+    return found
+
+
+def _checks(runbook: Runbook, step_path: Callable[[int], KeyPath]) -> list[tuple[KeyPath, Any]]:
+    found: list[tuple[KeyPath, Any]] = []
+    for path, step in _all_steps(runbook, step_path):
+        for key in ("preconditions", "gates"):
+            found += [((*path, key, j), check) for j, check in enumerate(getattr(step, key))]
+    for i, criterion in enumerate(runbook.success_criteria):
+        if criterion.check is not None:
+            found.append((("success_criteria", i, "check"), criterion.check))
+    return found
+
+
+def _duplicates(checker: _Checker, ids: list[str], path: KeyPath, what: str) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(ids):
+        if item in seen:
+            checker.error((*path, i, "id"), f"duplicate {what} {item!r}")
+        seen.add(item)
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found at ``loc`` below ``model`` (for did-you-mean)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            return []
+        current = _model_in(fields[part].annotation)
+    if current is None:
+        return []
+    keys = [k for k in getattr(current, "model_fields", {}) if k != _PARAMS_FIELD]
+    return keys + (["uses", "with"] if current is Step else [])
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _did_you_mean(name: str, known: Any) -> str:
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _clean_message(message: str) -> str:
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+__all__ = ["LoadedRunbook", "find_runbook", "find_steps_dir", "load_runbook", "format_path"]

@@ -1,0 +1,259 @@
+"""Planning: resolve vars for an environment and render each step's definition.
+
+The same functions serve ``runbook plan`` (step outputs unknown, shown as
+``<steps.x.outputs.y>``) and the engine (real outputs, rendered just before
+a step runs). Nothing here executes anything or opens a connection.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from runbook.checks import get_check_kind
+from runbook.errors import RunbookError, UsageError
+from runbook.loader import LoadedRunbook
+from runbook.masking import Masker
+from runbook.model import Check, Estimate, Runbook, Step, StepBody
+from runbook.steps import get_step_kind
+from runbook.templating import EnvNamespace, Namespace, Placeholder, TemplateFailed, render, render_data
+
+DEFAULT_ENV = "default"
+
+
+class InvalidVars(RunbookError):
+    """A var is missing, unknown or not one of its choices."""
+
+
+@dataclass
+class Resolved:
+    """Vars resolved for one environment, and the masker that hides the secret ones."""
+
+    env: str
+    vars: dict[str, Any]
+    masker: Masker
+    secret_vars: frozenset[str]
+
+
+def parse_var_overrides(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["k=v", ...]`` from ``--var`` into a dict."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--var {item!r} is not of the form NAME=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def resolve_vars(
+    runbook: Runbook, env: str | None, overrides: Mapping[str, str], environ: Mapping[str, str] | None = None
+) -> Resolved:
+    environ = os.environ if environ is None else environ
+    env_name = env or DEFAULT_ENV
+    if env and runbook.environments and env not in runbook.environments:
+        close = difflib.get_close_matches(env, list(runbook.environments), n=1)
+        raise UsageError(
+            f"runbook {runbook.name!r} has no environment {env!r} (it has: {', '.join(runbook.environments)})"
+            + (f"; did you mean {close[0]!r}?" if close else "")
+        )
+    for name in overrides:
+        if name not in runbook.vars:
+            close = difflib.get_close_matches(name, list(runbook.vars), n=1)
+            raise InvalidVars(
+                f"--var {name}: runbook {runbook.name!r} declares no var {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+            )
+    env_overrides = runbook.environments[env].vars if env and env in runbook.environments else {}
+    masker = Masker()
+    values: dict[str, Any] = {}
+    secret_names = frozenset(n for n, v in runbook.vars.items() if v.secret)
+    context: dict[str, Any] = {"vars": Namespace("vars", values), "env": EnvNamespace(environ, lenient=False), "environment": env_name}
+    for name, var in runbook.vars.items():
+        if name in overrides:
+            value: Any = overrides[name]
+        elif var.env and var.env in environ:
+            value = environ[var.env]
+        elif name in env_overrides:
+            value = env_overrides[name]
+        else:
+            value = var.default
+        if isinstance(value, str):
+            value = render(value, context, f"vars.{name}")
+        if value is None and var.required:
+            how = f"set {var.env} in the environment or pass" if var.env else "pass"
+            raise InvalidVars(f"var {name!r} is required{': ' + var.description if var.description else ''}", hint=f"{how} --var {name}=VALUE")
+        if var.choices is not None and value not in var.choices and str(value) not in [str(c) for c in var.choices]:
+            raise InvalidVars(f"var {name!r} is {value!r}, not one of {var.choices}")
+        values[name] = value
+        if var.secret and value is not None:
+            masker.add(str(value))
+    return Resolved(env_name, values, masker, secret_names)
+
+
+def template_context(
+    loaded: LoadedRunbook, resolved: Resolved, *, step_results: Mapping[str, Any] | None = None, run_id: str | None = None, dry_run: bool = False
+) -> dict[str, Any]:
+    """The names templates see. Without ``step_results`` (planning), step outputs are placeholders."""
+    runbook = loaded.runbook
+    steps: Any = Placeholder("steps") if step_results is None else Namespace("steps", step_results)
+    return {
+        "vars": Namespace("vars", resolved.vars),
+        "env": EnvNamespace(os.environ, lenient=step_results is None),
+        "steps": steps,
+        "environment": resolved.env,
+        "runbook": {"name": runbook.name, "path": str(loaded.path), "version": runbook.metadata.version},
+        "run": {"id": run_id or "<run id>", "dry_run": dry_run},
+    }
+
+
+@dataclass
+class RenderedBody:
+    kind: str
+    params: Any  # the kind's Params instance (or a raw dict when it holds run-time placeholders)
+    description: str
+    title: str | None = None
+    timeout: float | None = None
+
+
+@dataclass
+class RenderedCheck:
+    check: Check
+    params: Any
+    description: str
+
+    @property
+    def label(self) -> str:
+        return self.check.label
+
+
+@dataclass
+class PlannedStep:
+    step: Step
+    index: int
+    title: str
+    body: RenderedBody
+    preconditions: list[RenderedCheck]
+    gates: list[RenderedCheck]
+    confirm: str | None
+    rollback: RenderedBody | None
+    dry_run: str | RenderedBody | None
+    fingerprint: str
+    needs_confirmation: bool
+
+    @property
+    def id(self) -> str:
+        return self.step.id
+
+    @property
+    def estimate(self) -> Estimate | None:
+        return self.step.estimate
+
+
+@dataclass
+class Plan:
+    loaded: LoadedRunbook
+    resolved: Resolved
+    steps: list[PlannedStep]
+    estimate_low: float = 0.0
+    estimate_high: float = 0.0
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runbook(self) -> Runbook:
+        return self.loaded.runbook
+
+    @property
+    def env(self) -> str:
+        return self.resolved.env
+
+    def step(self, step_id: str) -> PlannedStep:
+        for planned in self.steps:
+            if planned.id == step_id:
+                return planned
+        raise KeyError(step_id)
+
+
+def build_plan(loaded: LoadedRunbook, env: str | None = None, overrides: Mapping[str, str] | None = None) -> Plan:
+    resolved = resolve_vars(loaded.runbook, env, overrides or {})
+    context = template_context(loaded, resolved)
+    steps = [plan_step(step, i, context, resolved.masker) for i, step in enumerate(loaded.runbook.steps)]
+    low = sum(s.estimate.low for s in steps if s.estimate)
+    high = sum(s.estimate.high for s in steps if s.estimate)
+    return Plan(loaded, resolved, steps, low, high, context)
+
+
+def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker) -> PlannedStep:
+    """Render one step against ``context``; also used by the engine just before it runs."""
+    where = f"steps[{index}] ({step.id})"
+    kind = get_step_kind(step.kind)
+    body = render_body(StepBody(kind=step.kind, title=step.title, timeout=step.timeout, params=step.params), context, where)
+    dry_run: str | RenderedBody | None
+    if isinstance(step.dry_run, StepBody):
+        dry_run = render_body(step.dry_run, context, f"{where}.dry_run")
+    else:
+        dry_run = step.dry_run
+    return PlannedStep(
+        step=step,
+        index=index,
+        title=render(step.title, context, f"{where}.title") if step.title else step.id,
+        body=body,
+        preconditions=[render_check(c, context, f"{where}.preconditions[{i}]") for i, c in enumerate(step.preconditions)],
+        gates=[render_check(c, context, f"{where}.gates[{i}]") for i, c in enumerate(step.gates)],
+        confirm=render(step.confirm, context, f"{where}.confirm") if step.confirm else None,
+        rollback=render_body(step.rollback, context, f"{where}.rollback") if step.rollback else None,
+        dry_run=dry_run,
+        fingerprint=fingerprint(step, context, masker),
+        needs_confirmation=bool(step.confirm) or kind.needs_confirmation,
+    )
+
+
+def render_body(body: StepBody, context: Mapping[str, Any], where: str) -> RenderedBody:
+    kind = get_step_kind(body.kind)
+    params = _validated(kind.Params, render_data(body.params, context, where), where)
+    return RenderedBody(body.kind, params, kind.describe(params), body.title, body.timeout)
+
+
+def render_check(check: Check, context: Mapping[str, Any], where: str) -> RenderedCheck:
+    kind = get_check_kind(check.check)
+    params = _validated(kind.Params, render_data(check.params, context, where), where)
+    return RenderedCheck(check, params, kind.describe(params))
+
+
+def _validated(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        if _has_placeholder(data):
+            # Only known at run time; the plan shows the values as written.
+            return model.model_construct(**data)
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise TemplateFailed(f"{where}.{loc}: after rendering: {first['msg']} (got {first.get('input')!r})") from err
+
+
+def _has_placeholder(value: Any) -> bool:
+    if isinstance(value, str):
+        return "<steps." in value
+    if isinstance(value, dict):
+        return any(_has_placeholder(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_placeholder(v) for v in value)
+    return False
+
+
+def fingerprint(step: Step, context: Mapping[str, Any], masker: Masker) -> str:
+    """Hash of the step's resolved definition. Step outputs stay symbolic and
+    secrets masked, so rotating a password does not count as a change."""
+    plan_context = {**context, "steps": Placeholder("steps")}
+    data = step.model_dump(mode="json", exclude={"estimate", "hints", "description", "outputs", "when"})
+    data = render_data(data, plan_context)
+    data["when"], data["outputs"] = step.when, step.outputs
+    text = masker.mask(json.dumps(data, sort_keys=True, default=str))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

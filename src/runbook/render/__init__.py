@@ -1,0 +1,1 @@
+"""Renderers: plain functions from a plan or a run record to text."""

@@ -1,0 +1,180 @@
+"""``runbook plan`` output as text, Markdown (like the seed checklist) or JSON.
+
+The JSON shape is a documented contract (docs/runbook-format.md):
+``{"runbook", "env", "steps": [{"id", "title", "kind", "needs", "preconditions",
+"gates", "confirm", "rollback", "estimate"}], "estimate_total_s"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runbook.model import format_duration
+from runbook.planner import Plan, PlannedStep, RenderedBody, RenderedCheck
+
+JSON_FORMAT_VERSION = 1
+
+
+def _estimate_text(low: float, high: float) -> str:
+    if not high:
+        return "no estimate"
+    return format_duration(high) if low == high else f"{format_duration(low)}-{format_duration(high)}"
+
+
+def _check_json(check: RenderedCheck) -> dict[str, Any]:
+    return {"name": check.label, "check": check.check.check, "on_fail": check.check.on_fail, "what": check.description}
+
+
+def _body_json(body: RenderedBody | None) -> dict[str, Any] | None:
+    return None if body is None else {"kind": body.kind, "what": body.description}
+
+
+def render_json(plan: Plan) -> str:
+    mask = plan.resolved.masker
+    runbook = plan.runbook
+    data = {
+        "format": JSON_FORMAT_VERSION,
+        "runbook": runbook.name,
+        "env": plan.env,
+        "description": runbook.description,
+        "steps": [
+            {
+                "id": s.id,
+                "title": s.title,
+                "kind": s.body.kind,
+                "what": s.body.description,
+                "needs": s.step.needs,
+                "when": s.step.when,
+                "preconditions": [_check_json(c) for c in s.preconditions],
+                "gates": [_check_json(c) for c in s.gates],
+                "confirm": s.confirm if s.confirm else ("manual step: a person confirms it is done" if s.needs_confirmation else None),
+                "rollback": _body_json(s.rollback),
+                "irreversible": s.step.irreversible,
+                "dry_run": s.dry_run if isinstance(s.dry_run, str) or s.dry_run is None else _body_json(s.dry_run),
+                "estimate": s.estimate.high if s.estimate else None,
+                "estimate_min": s.estimate.low if s.estimate else None,
+                "fingerprint": s.fingerprint,
+            }
+            for s in plan.steps
+        ],
+        "rollback_options": [
+            {"id": o.id, "title": o.title, "use_when": o.use_when, "steps": [st.id for st in o.steps]} for o in runbook.rollback
+        ],
+        "success_criteria": [c.description for c in runbook.success_criteria],
+        "estimate_total_s": plan.estimate_high,
+        "estimate_total_min_s": plan.estimate_low,
+    }
+    return mask.mask(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
+
+
+def render_text(plan: Plan) -> str:
+    runbook = plan.runbook
+    lines = [f"Plan: {runbook.name} (env: {plan.env})"]
+    if runbook.description:
+        lines.append(f"  {runbook.description.strip().splitlines()[0]}")
+    meta = runbook.metadata
+    facts = [f"{k}: {v}" for k, v in (("priority", meta.priority), ("risk", meta.risk), ("owner", meta.owner)) if v]
+    if facts:
+        lines.append("  " + " | ".join(facts))
+    lines.append("")
+    width = len(str(len(plan.steps)))
+    for s in plan.steps:
+        lines.extend(_text_step(s, width))
+    lines.append(f"Total estimate: {_estimate_text(plan.estimate_low, plan.estimate_high)} over {len(plan.steps)} steps")
+    if runbook.rollback:
+        lines.append("")
+        lines.append("Rollback options (runbook rollback RUN --option ID):")
+        for option in runbook.rollback:
+            lines.append(f"  - {option.id}: {option.title or ''}" + (f"  [use when: {option.use_when}]" if option.use_when else ""))
+    return plan.resolved.masker.mask("\n".join(lines)) + "\n"
+
+
+def _text_step(s: PlannedStep, width: int) -> list[str]:
+    est = f"  ~{s.estimate}" if s.estimate else ""
+    out = [f"{s.index + 1:>{width}}. {s.id} [{s.body.kind}] {s.title}{est}"]
+    pad = " " * (width + 4)
+    if s.step.needs:
+        out.append(f"{pad}needs: {', '.join(s.step.needs)}")
+    if s.step.when:
+        out.append(f"{pad}when: {s.step.when}")
+    for c in s.preconditions:
+        out.append(f"{pad}precondition ({c.check.on_fail}): {c.label}: {c.description}")
+    if s.needs_confirmation:
+        out.append(f"{pad}confirm: {s.confirm or 'a person confirms the manual step is done'}")
+    for i, line in enumerate(s.body.description.splitlines() or [""]):
+        out.append(f"{pad}{'run: ' if i == 0 else '     '}{line}")
+    if isinstance(s.dry_run, RenderedBody):
+        out.append(f"{pad}dry-run: {s.dry_run.description.splitlines()[0]}")
+    elif s.dry_run:
+        out.append(f"{pad}dry-run: {s.dry_run}")
+    for c in s.gates:
+        out.append(f"{pad}gate: {c.label}: {c.description}")
+    if s.rollback:
+        out.append(f"{pad}rollback: {s.rollback.description.splitlines()[0]}")
+    elif s.step.irreversible:
+        out.append(f"{pad}irreversible")
+    out.append("")
+    return out
+
+
+def render_markdown(plan: Plan) -> str:
+    runbook = plan.runbook
+    meta = runbook.metadata
+    md = [f"# Runbook: {runbook.name} ({plan.env})", ""]
+    if runbook.description:
+        md += [runbook.description.strip(), ""]
+    for label, value in (("Priority", meta.priority), ("Risk", meta.risk), ("Owner", meta.owner)):
+        if value:
+            md.append(f"**{label}**: {value}  ")
+    md.append(f"**Estimated Time**: {_estimate_text(plan.estimate_low, plan.estimate_high)}")
+    md += ["", "## Steps", ""]
+    for s in plan.steps:
+        md.append(f"### Step {s.index + 1}: {s.title} (`{s.id}`, {s.body.kind}{', ~' + str(s.estimate) if s.estimate else ''})")
+        md.append("")
+        if s.step.needs:
+            md.append("Requires: " + ", ".join(f"`{n}` passed" for n in s.step.needs))
+            md.append("")
+        for c in s.preconditions:
+            md.append(f"- [ ] Before: **{c.label}** — `{c.description}` (on fail: {c.check.on_fail})")
+        if s.needs_confirmation:
+            md.append(f"- [ ] Confirm: {s.confirm or 'done by hand and confirmed'}")
+        md += ["", "```", s.body.description, "```", ""]
+        if s.gates:
+            md.append("**Verification**:")
+            md.append("")
+            md += [f"- [ ] **{c.label}** — `{c.description}`" for c in s.gates]
+            md.append("")
+        if s.rollback:
+            md += [f"**If it fails**: roll back with `{s.rollback.description.splitlines()[0]}`", ""]
+        elif s.step.irreversible:
+            md += ["**Irreversible**: no automatic rollback.", ""]
+        if s.step.hints:
+            md.append("**Known issues**:")
+            md.append("")
+            md += [f"- `{pattern}`: {advice.strip()}" for pattern, advice in s.step.hints.items()]
+            md.append("")
+    if runbook.rollback:
+        md += ["## Rollback Plan", ""]
+        for option in runbook.rollback:
+            md.append(f"### {option.title or option.id} (`{option.id}`)")
+            md.append("")
+            if option.use_when:
+                md += [f"Use when: {option.use_when}", ""]
+            if option.description:
+                md += [option.description.strip(), ""]
+            md += [f"1. `{st.id}` ({st.kind}): {st.title or ''}" for st in option.steps]
+            md.append("")
+    if runbook.success_criteria:
+        md += ["## Success Criteria", ""]
+        md += [f"- [ ] {c.description}" for c in runbook.success_criteria]
+        md.append("")
+    if meta.escalation:
+        md += ["## Contact & Escalation", ""]
+        for c in meta.escalation:
+            md.append(f"- **{c.role}**: {' - '.join(x for x in (c.name, c.contact) if x)}" + (f" ({c.when})" if c.when else ""))
+        md.append("")
+    return plan.resolved.masker.mask("\n".join(md))
+
+
+RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown}

@@ -1,0 +1,82 @@
+"""``kind: command`` - run a shell string or an argv list as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runbook.steps.base import StepContext, StepOutcome
+
+# Outputs keep the end of long output: enough for a JSON summary line, bounded for the state store.
+MAX_CAPTURE_CHARS = 64 * 1024
+
+
+class CommandParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: str | list[str] = Field(description="A shell string (run by /bin/sh) or an argv list (no shell).")
+    cwd: str | None = None
+    env: dict[str, str] = {}
+
+
+class CommandStep:
+    name: ClassVar[str] = "command"
+    Params: ClassVar[type[BaseModel]] = CommandParams
+    changes_data: ClassVar[bool] = True
+    needs_confirmation: ClassVar[bool] = False
+
+    def describe(self, params: CommandParams) -> str:
+        text = params.run if isinstance(params.run, str) else shlex.join(params.run)
+        return f"(cd {params.cwd} && {text})" if params.cwd else text
+
+    def run(self, params: CommandParams, ctx: StepContext) -> StepOutcome:
+        from runbook.process import run_process
+
+        captured: list[str] = []
+
+        def on_line(line: str) -> None:
+            captured.append(line)
+            ctx.output(line)
+
+        result = run_process(
+            params.run,
+            cwd=resolve_cwd(params.cwd, ctx.workdir),
+            env={**ctx.env, **params.env},
+            timeout=ctx.timeout,
+            on_line=on_line,
+            mask=ctx.masker.mask,
+            supervisor=ctx.supervisor,
+        )
+        outputs = command_outputs(captured, result.returncode)
+        if result.timed_out:
+            return StepOutcome(False, outputs, f"timed out after {ctx.timeout:g}s", result.tail, timed_out=True)
+        if result.interrupted:
+            return StepOutcome(False, outputs, "interrupted", result.tail, interrupted=True)
+        if result.returncode != 0:
+            return StepOutcome(False, outputs, f"exited with status {result.returncode}", result.tail)
+        return StepOutcome(True, outputs, tail=result.tail)
+
+
+def resolve_cwd(cwd: str | None, workdir: Path) -> Path:
+    return workdir if not cwd else (workdir / cwd)
+
+
+def command_outputs(lines: list[str], returncode: int | None) -> dict[str, Any]:
+    """``exit_code``, ``stdout`` (its end) and ``json``: the whole output, or else
+    its last line, parsed as JSON when it is JSON."""
+    stdout = "\n".join(lines)[-MAX_CAPTURE_CHARS:]
+    outputs: dict[str, Any] = {"exit_code": returncode, "stdout": stdout}
+    for candidate in (stdout, lines[-1] if lines else ""):
+        try:
+            outputs["json"] = json.loads(candidate)
+            break
+        except ValueError:
+            continue
+    return outputs
+
+
+KIND = CommandStep()

@@ -1,0 +1,76 @@
+"""Shared fixtures: real databases only.
+
+PostgreSQL comes from ``RUNBOOK_TEST_PG_URL`` when set, otherwise from the
+embedded server shipped by the ``pgserver`` wheel, started once per session.
+Each test that asks for ``pg_url`` gets its own freshly created database so
+tests never see each other's tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _admin_url() -> str:
+    return os.environ.get("RUNBOOK_TEST_PG_URL", "")
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """SQLAlchemy URL (psycopg 3 driver) of a PostgreSQL server for the session."""
+    url = _admin_url()
+    if url:
+        yield _with_psycopg_driver(url)
+        return
+    import pgserver
+
+    datadir = tmp_path_factory.mktemp("pgdata")
+    server = pgserver.get_server(str(datadir), cleanup_mode="stop")
+    try:
+        yield _with_psycopg_driver(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+def _with_psycopg_driver(url: str) -> str:
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; dropped after the test."""
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(pg_server_url).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite database file in the test's temporary directory."""
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Run the test once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")
