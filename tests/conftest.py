@@ -9,6 +9,8 @@ tests never see each other's tables.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ def _admin_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """SQLAlchemy URL (psycopg 3 driver) of a PostgreSQL server for the session."""
     url = _admin_url()
     if url:
@@ -29,12 +31,15 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     import pgserver
 
-    datadir = tmp_path_factory.mktemp("pgdata")
-    server = pgserver.get_server(str(datadir), cleanup_mode="stop")
+    # Not under pytest's basetemp: pytest prunes old basetemps of concurrent sessions,
+    # which would delete a running server's data directory.
+    datadir = tempfile.mkdtemp(prefix="runbook-test-pg-")
+    server = pgserver.get_server(datadir, cleanup_mode="stop")
     try:
         yield _with_psycopg_driver(server.get_uri())
     finally:
         server.cleanup()
+        shutil.rmtree(datadir, ignore_errors=True)
 
 
 def _with_psycopg_driver(url: str) -> str:

@@ -6,6 +6,7 @@ so that ``runbook --help`` and ``runbook plan`` stay fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,12 @@ def _call(function: Callable[..., int], **kwargs: Any) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as err:
+        if os.environ.get("RUNBOOK_DEBUG"):
+            raise
+        click.echo(f"internal error (a bug in runbook, please report it): {type(err).__name__}: {err}", err=True)
+        click.echo("set RUNBOOK_DEBUG=1 to see the traceback", err=True)
+        sys.exit(int(ExitCode.STEP_FAILED))
     sys.exit(int(code))
 
 
@@ -69,10 +76,134 @@ def plan(runbook_file: str, env: str | None, var_items: tuple[str, ...], fmt: st
 
 @main.command()
 def schema() -> None:
-    """Print the JSON Schema of the runbook format."""
+    """Print the JSON Schema of the runbook format (for editors and linters)."""
     from runbook import commands
 
     _call(commands.schema)
+
+
+STATE_OPT = click.option("--state", "state_url", metavar="URL", envvar="RUNBOOK_STATE_URL", help="State store URL (default: sqlite .runbook/state.db).")
+
+
+@main.command()
+@RUNBOOK_ARG
+@ENV_OPT
+@VAR_OPT
+@click.option("--yes", is_flag=True, help="Approve every confirmation.")
+@click.option("--approve", "approve", multiple=True, metavar="STEP", help="Approve this step's confirmation.")
+@click.option("--dry-run", is_flag=True, help="Run only what reads; report what would run.")
+@click.option("--resume", "resume", is_flag=False, flag_value="", default=None, metavar="[RUN_ID]", help="Continue the latest unfinished run (or RUN_ID).")
+@click.option("--from", "from_step", metavar="STEP", help="Start at STEP; earlier steps must have passed in the latest run.")
+@click.option("--only", "only", multiple=True, metavar="STEP", help="Run only these steps (their needs must have passed).")
+@STATE_OPT
+@click.option("--accept-changes", is_flag=True, help="On resume, re-run passed steps whose definition changed.")
+@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
+def run(
+    runbook_file: str,
+    env: str | None,
+    var_items: tuple[str, ...],
+    yes: bool,
+    approve: tuple[str, ...],
+    dry_run: bool,
+    resume: str | None,
+    from_step: str | None,
+    only: tuple[str, ...],
+    state_url: str | None,
+    accept_changes: bool,
+    log_format: str,
+) -> None:
+    """Execute a runbook in enforced order, recording every transition."""
+    from runbook import commands
+
+    _call(
+        commands.run,
+        name=runbook_file,
+        env=env,
+        var_items=var_items,
+        yes=yes,
+        approve=approve,
+        dry_run=dry_run,
+        resume=resume is not None,
+        resume_run_id=resume or None,
+        from_step=from_step,
+        only=only,
+        state_url=state_url,
+        accept_changes=accept_changes,
+        log_format=log_format,
+    )
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--to", "to_step", metavar="STEP", help="Undo the steps after STEP (STEP stays).")
+@click.option("--option", "option", metavar="ID", help="Run one of the runbook's named rollback options instead.")
+@VAR_OPT
+@click.option("--yes", is_flag=True, help="Approve every confirmation.")
+@STATE_OPT
+@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
+def rollback(run_id: str, to_step: str | None, option: str | None, var_items: tuple[str, ...], yes: bool, state_url: str | None, log_format: str) -> None:
+    """Undo a run: rollbacks of its passed steps, newest first."""
+    from runbook import commands
+
+    _call(commands.rollback, run_id=run_id, to_step=to_step, option=option, var_items=var_items, yes=yes, state_url=state_url, log_format=log_format)
+
+
+@main.command()
+@click.argument("run_id")
+@click.argument("step_id")
+@click.option("--by", required=True, metavar="NAME", help="Who approves.")
+@click.option("--comment", metavar="TEXT")
+@STATE_OPT
+def approve(run_id: str, step_id: str, by: str, comment: str | None, state_url: str | None) -> None:
+    """Approve a step that is awaiting approval."""
+    from runbook import commands
+
+    _call(commands.approve, run_id=run_id, step_id=step_id, by=by, comment=comment, state_url=state_url)
+
+
+@main.command()
+@click.argument("runbook_file", metavar="RUNBOOK")
+@ENV_OPT
+@click.option("--force", is_flag=True, help="Required: confirms you are breaking another run's lock.")
+@STATE_OPT
+def unlock(runbook_file: str, env: str | None, force: bool, state_url: str | None) -> None:
+    """Break the lock of a runbook and environment (audited)."""
+    from runbook import commands
+
+    _call(commands.unlock, name=runbook_file, env=env, force=force, state_url=state_url)
+
+
+@main.command()
+@click.argument("run_id", required=False)
+@STATE_OPT
+def status(run_id: str | None, state_url: str | None) -> None:
+    """Each step of a run (the latest by default): state, duration, attempts, checks."""
+    from runbook import commands
+
+    _call(commands.status, run_id=run_id, state_url=state_url)
+
+
+@main.command()
+@click.argument("runbook_file", metavar="[RUNBOOK]", required=False)
+@ENV_OPT
+@click.option("--limit", default=20, show_default=True)
+@STATE_OPT
+def history(runbook_file: str | None, env: str | None, limit: int, state_url: str | None) -> None:
+    """Recorded runs, newest first."""
+    from runbook import commands
+
+    _call(commands.history, name=runbook_file, env=env, limit=limit, state_url=state_url)
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--events", is_flag=True, help="Also print the event log.")
+@STATE_OPT
+def show(run_id: str, events: bool, state_url: str | None) -> None:
+    """One run in detail."""
+    from runbook import commands
+
+    _call(commands.show, run_id=run_id, events=events, state_url=state_url)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,9 +7,11 @@ returns an exit code, so tests call them directly without a terminal.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from runbook.errors import ExitCode
 
@@ -59,4 +61,215 @@ def list_steps(*, directory: Path | None = None, echo: Echo = _echo) -> int:
         echo(f"{definition.name}: {definition.description}")
         for param in definition.params:
             echo(f"    {param}")
+    return ExitCode.OK
+
+
+# ---------------------------------------------------------------- running
+
+
+def _actor() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _reporters(log_format: str, stream: TextIO | None = None):  # type: ignore[no-untyped-def]
+    from runbook.reporting import ConsoleReporter, JsonReporter, fan_out
+
+    if log_format == "json":
+        return fan_out(JsonReporter(stream))
+    return fan_out(ConsoleReporter(stream))
+
+
+def run(
+    name: str,
+    *,
+    env: str | None = None,
+    var_items: Sequence[str] = (),
+    yes: bool = False,
+    approve: Sequence[str] = (),
+    dry_run: bool = False,
+    resume: bool = False,
+    resume_run_id: str | None = None,
+    from_step: str | None = None,
+    only: Sequence[str] = (),
+    state_url: str | None = None,
+    accept_changes: bool = False,
+    log_format: str = "console",
+    interactive: bool | None = None,
+    workdir: Path | None = None,
+    stream: TextIO | None = None,
+) -> int:
+    from runbook.engine import Engine, RunOptions, stdin_prompt
+    from runbook.planner import build_plan, parse_var_overrides
+    from runbook.state import StateStore
+
+    workdir = workdir or Path.cwd()
+    built = build_plan(_load(name), env, parse_var_overrides(list(var_items)))
+    if interactive is None:
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    options = RunOptions(
+        yes=yes,
+        approve=frozenset(approve),
+        dry_run=dry_run,
+        resume=resume or resume_run_id is not None,
+        resume_run_id=resume_run_id,
+        from_step=from_step,
+        only=tuple(only),
+        accept_changes=accept_changes,
+        prompt=stdin_prompt if interactive else None,
+        actor=_actor(),
+    )
+    store = StateStore.open(state_url, workdir=workdir)
+    try:
+        result = Engine(built, store, _reporters(log_format, stream), options, workdir).run()
+    finally:
+        store.close()
+    return result.exit_code
+
+
+def rollback(
+    run_id: str,
+    *,
+    to_step: str | None = None,
+    option: str | None = None,
+    var_items: Sequence[str] = (),
+    yes: bool = False,
+    state_url: str | None = None,
+    log_format: str = "console",
+    workdir: Path | None = None,
+) -> int:
+    from runbook.engine import Engine, RunOptions, stdin_prompt
+    from runbook.loader import load_runbook
+    from runbook.planner import build_plan, parse_var_overrides
+    from runbook.state import StateStore
+
+    workdir = workdir or Path.cwd()
+    store = StateStore.open(state_url, workdir=workdir)
+    try:
+        record = _run_record(store, run_id)
+        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, parse_var_overrides(list(var_items)))
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        options = RunOptions(yes=yes, prompt=stdin_prompt if interactive else None, actor=_actor())
+        engine = Engine(built, store, _reporters(log_format), options, workdir)
+        engine.run_id = record.run_id
+        return engine.rollback_run(to_step=to_step, option=option).exit_code
+    finally:
+        store.close()
+
+
+def _run_record(store, run_id: str):  # type: ignore[no-untyped-def]
+    from runbook.errors import UsageError
+
+    record = store.get_run(run_id)
+    if record is None:
+        raise UsageError(f"no run {run_id!r} in the state store {store.url_for_display}", hint="runbook history lists the runs")
+    return record
+
+
+def approve(run_id: str, step_id: str, *, by: str, comment: str | None = None, state_url: str | None = None, echo: Echo = _echo) -> int:
+    from runbook.errors import UsageError
+    from runbook.loader import load_runbook
+    from runbook.planner import build_plan
+    from runbook.state import StateStore
+
+    store = StateStore.open(state_url, workdir=Path.cwd())
+    try:
+        record = _run_record(store, run_id)
+        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, {})
+        try:
+            planned = built.step(step_id)
+        except KeyError:
+            raise UsageError(f"runbook {record.runbook} has no step {step_id!r}") from None
+        store.record_approval(run_id, step_id, by=by, comment=comment, fingerprint=planned.fingerprint)
+        store.append_event(run_id, "approval_recorded", step_id=step_id, detail={"by": by, "comment": comment, "fingerprint": planned.fingerprint})
+        echo(f"approved {step_id} of run {run_id} by {by} (fingerprint {planned.fingerprint})")
+        env_flag = f" --env {record.env}" if record.env != "default" else ""
+        echo(f"continue with: runbook run {Path(record.path).name}{env_flag} --resume")
+        return ExitCode.OK
+    finally:
+        store.close()
+
+
+def unlock(name: str, *, env: str | None, force: bool, state_url: str | None = None, echo: Echo = _echo) -> int:
+    from runbook.errors import UsageError
+    from runbook.state import StateStore
+
+    if not force:
+        raise UsageError("unlock breaks another run's lock; add --force if you are sure its holder is gone")
+    runbook_name = _runbook_name(name)
+    store = StateStore.open(state_url, workdir=Path.cwd())
+    try:
+        holder = store.force_unlock(runbook_name, env or "default", by=_actor())
+    finally:
+        store.close()
+    if holder is None:
+        echo(f"no lock held on {runbook_name} in {env or 'default'}")
+    else:
+        echo(f"lock on {runbook_name} in {env or 'default'} broken (was held by run {holder.run_id}, {holder.actor} pid {holder.pid}); recorded")
+    return ExitCode.OK
+
+
+def _runbook_name(name: str) -> str:
+    """A runbook's declared name from a file or bare name, else the name as given."""
+    from runbook.errors import RunbookError
+
+    try:
+        return _load(name).runbook.name
+    except RunbookError:
+        return Path(name).stem
+
+
+# ---------------------------------------------------------------- inspecting
+
+
+def status(run_id: str | None = None, *, state_url: str | None = None, echo: Echo = _echo) -> int:
+    from runbook.render.runs import render_status
+    from runbook.state import StateStore
+
+    store = StateStore.open(state_url, workdir=Path.cwd())
+    try:
+        if run_id is None:
+            runs = store.list_runs(limit=1)
+            if not runs:
+                echo("no runs recorded yet")
+                return ExitCode.OK
+            run_id = runs[0].run_id
+        record = _run_record(store, run_id)
+        echo(render_status(record, store.attempts(run_id), store.approvals(run_id)))
+    finally:
+        store.close()
+    return ExitCode.OK
+
+
+def history(name: str | None = None, *, env: str | None = None, limit: int = 20, state_url: str | None = None, echo: Echo = _echo) -> int:
+    from runbook.render.runs import render_history
+    from runbook.state import StateStore
+
+    store = StateStore.open(state_url, workdir=Path.cwd())
+    try:
+        runs = store.list_runs(_runbook_name(name) if name else None, env, limit=limit)
+    finally:
+        store.close()
+    echo(render_history(runs))
+    return ExitCode.OK
+
+
+def show(run_id: str, *, events: bool = False, state_url: str | None = None, echo: Echo = _echo) -> int:
+    from runbook.render.runs import render_events, render_status
+    from runbook.state import StateStore
+
+    store = StateStore.open(state_url, workdir=Path.cwd())
+    try:
+        record = _run_record(store, run_id)
+        echo(render_status(record, store.attempts(run_id), store.approvals(run_id)))
+        if events:
+            echo(render_events(store.events(run_id)))
+    finally:
+        store.close()
     return ExitCode.OK

@@ -59,7 +59,7 @@ def parse_expectation(text: Any) -> Expectation:
         return Expectation("==", text, f"== {text!r}")
     match = _FORM.match(text)
     if not match:
-        return Expectation("==", _literal(text), f"== {text}")
+        return Expectation("==", literal(text), f"== {text}")
     op = " ".join(match[1].lower().split())
     rest = match[2]
     if op in ("is null", "is not null"):
@@ -70,7 +70,7 @@ def parse_expectation(text: Any) -> Expectation:
         raise ValueError(f"expectation {text!r} needs a value after {op!r}")
     if rest[0] in "=<>!":
         raise ValueError(f"expectation {text!r} is not understood; write it like == 0, > 0, is null or == 'x'")
-    operand = _literal(rest)
+    operand = literal(rest)
     if op == "matches":
         try:
             re.compile(str(operand))
@@ -82,7 +82,8 @@ def parse_expectation(text: Any) -> Expectation:
     return Expectation(op, operand, f"{op} {rest}")
 
 
-def _literal(text: str) -> Any:
+def literal(text: str) -> Any:
+    """A YAML-ish literal: null, true/false, numbers, quoted strings; else the text."""
     lowered = text.strip().lower()
     if lowered in ("null", "none"):
         return None

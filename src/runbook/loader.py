@@ -293,6 +293,9 @@ class _Checker:
             earlier = set(step_ids[:i])
             outputs = step.pop("outputs", {})
             when = step.pop("when", None)
+            # Gates and the rollback run after the step, so they may read its own outputs.
+            after = {key: step.pop(key, None) for key in ("gates", "rollback")}
+            self._template_refs(after, self.step_path(i), set(var_names), earlier | {runbook.steps[i].id})
             if when:
                 self._template_refs(when, (*self.step_path(i), "when"), set(var_names), earlier, expression=True)
             self._template_refs(step, self.step_path(i), set(var_names), earlier)
@@ -589,7 +592,7 @@ def _allowed_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[s
         current = _model_in(fields[part].annotation)
     if current is None:
         return []
-    keys = [k for k in getattr(current, "model_fields", {}) if k != _PARAMS_FIELD]
+    keys = [field.alias or k for k, field in getattr(current, "model_fields", {}).items() if k != _PARAMS_FIELD]
     return keys + (["uses", "with"] if current is Step else [])
 
 

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 
 _READ_SIZE = 65536
 # Used only where pidfds are unavailable (non-Linux, kernels before 5.3):
-# how late the child's exit may be noticed while its output pipe is quiet.
-_EXIT_POLL = 0.005
+# the child's exit is then polled for, quickly right after output (its end
+# usually comes with the exit), backing off while the pipe stays quiet.
+_FIRST_NAP = 0.001
+_MAX_NAP = 0.05
 # How often to look for group members still alive once the leader is gone;
 # they are not our children, so nothing can wake us when they exit.
 _GROUP_POLL = 0.02
@@ -56,7 +58,8 @@ class ProcessResult:
 
     ``returncode`` is the command's exit status, negative when a signal not
     sent by us killed it (``-9``), and ``None`` when we stopped it (timeout or
-    interruption). ``pid`` is 0 when no process was started.
+    interruption). ``tail`` holds the last output lines, already masked;
+    ``duration`` is in seconds; ``pid`` is 0 when no process was started.
     """
 
     returncode: int | None
@@ -319,11 +322,13 @@ class _Watch:
         if wake_fd is not None:
             self._poller.register(wake_fd, select.POLLIN)
         self._eof = False
+        self._nap = _FIRST_NAP
 
     def wait(self, timeout: float | None) -> None:
         """Block up to ``timeout`` seconds (None: no limit) and handle whatever arrived."""
         if self._pidfd is None and self.proc.returncode is None:
-            timeout = _EXIT_POLL if timeout is None else min(timeout, _EXIT_POLL)
+            timeout = self._nap if timeout is None else min(timeout, self._nap)
+            self._nap = min(self._nap * 2, _MAX_NAP)
         millis = -1 if timeout is None else max(0, math.ceil(timeout * 1000))
         for fd, _ in self._poller.poll(millis):
             if fd == self._pipe:
@@ -348,6 +353,7 @@ class _Watch:
             os.close(self._pidfd)
 
     def _read(self) -> int:
+        self._nap = _FIRST_NAP
         data = os.read(self._pipe, _READ_SIZE)
         if data:
             self._output.feed(data)

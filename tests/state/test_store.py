@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from runbook.errors import LockHeld, StateStoreError
-from runbook.state import LOCK_STALE_AFTER, SCHEMA_VERSION, StateStore
+from runbook.state import LOCK_STALE_AFTER, SCHEMA_VERSION, StateStore, new_run_id
 from runbook.state.schema import locks, metadata, runs, schema_version, step_attempts
 
 
@@ -51,16 +53,15 @@ def test_runs_attempts_events_roundtrip(store: StateStore) -> None:
 
     attempt = store.start_attempt(run_id, "migrate", fingerprint="s1")
     assert attempt == 1
-    store.finish_attempt(
-        run_id, "migrate", attempt, status="passed", outputs={"rows": 3}, checks=[{"name": "c", "ok": True}], log_path="l"
-    )
+    checks = [{"name": "c", "ok": True}]
+    store.finish_attempt(run_id, "migrate", attempt, status="passed", outputs={"rows": 3}, checks=checks, log_path="l")
     store.append_event(run_id, "step_started", step_id="migrate", detail={"attempt": 1})
     store.append_event(run_id, "step_passed", step_id="migrate")
     store.set_run_status(run_id, "passed", finished=True)
 
     (got,) = store.attempts(run_id)
     assert (got.status, got.kind, got.outputs, got.checks, got.log_path, got.error) == (
-        "passed", "step", {"rows": 3}, [{"name": "c", "ok": True}], "l", None,
+        "passed", "step", {"rows": 3}, checks, "l", None,
     )
     assert got.finished_at is not None and got.finished_at >= got.started_at
     assert [(e.event, e.step_id, e.detail) for e in store.events(run_id)] == [
@@ -73,6 +74,19 @@ def test_runs_attempts_events_roundtrip(store: StateStore) -> None:
     assert store.get_run("nope") is None
     with pytest.raises(ValueError):
         store.set_run_status(run_id, "exploded")
+
+
+def test_create_run_keeps_a_given_id(store: StateStore) -> None:
+    """A run id drawn beforehand (to take the lock first) is kept as is; reusing one is refused."""
+    run_id = new_run_id()
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", run_id)
+    kwargs: dict[str, Any] = dict(
+        runbook="deploy", env="prod", path="p", fingerprint="f", dry_run=False, actor="a", params={}
+    )
+    assert store.create_run(run_id=run_id, **kwargs) == run_id
+    with pytest.raises(StateStoreError, match="already exists"):
+        store.create_run(run_id=run_id, **kwargs)
+    assert store.create_run(**kwargs) != run_id
 
 
 def test_latest_run_filters(store: StateStore) -> None:
@@ -99,41 +113,45 @@ def _id(run: object) -> str | None:
 
 def test_list_runs_is_fast_with_many_runs(db_url: str) -> None:
     """list_runs and step_states answer well under 100 ms with 100 runs x 20 steps."""
+    now = datetime.now(UTC)
+    run_ids = [f"20260101-{i:06d}-beef" for i in range(100)]
+    run_rows: list[dict[str, Any]] = [
+        {
+            "run_id": run_id, "runbook": f"rb{i % 5}", "env": "prod", "path": "p", "fingerprint": "f",
+            "dry_run": False, "status": "passed", "actor": "a", "host": "h", "pid": 1,
+            "started_at": now + timedelta(seconds=i), "finished_at": None, "params": {},
+        }
+        for i, run_id in enumerate(run_ids)
+    ]
+    attempt_rows: list[dict[str, Any]] = [
+        {
+            "run_id": run_id, "step_id": f"step{s}", "attempt": 1, "kind": "step", "status": "passed",
+            "fingerprint": "f", "pid": 1, "host": "h", "started_at": now, "finished_at": now,
+            "outputs": {"k": s}, "error": None, "checks": [], "log_path": None,
+        }
+        for run_id in run_ids
+        for s in range(20)
+    ]
     with StateStore.open(db_url) as store:
-        now = datetime.now(UTC)
-        run_rows = [
-            dict(
-                run_id=f"20260101-{i:06d}-beef", runbook=f"rb{i % 5}", env="prod", path="p", fingerprint="f",
-                dry_run=False, status="passed", actor="a", host="h", pid=1, started_at=now + timedelta(seconds=i),
-                finished_at=None, params={},
-            )
-            for i in range(100)
-        ]
-        attempt_rows = [
-            dict(
-                run_id=r["run_id"], step_id=f"step{s}", attempt=1, kind="step", status="passed", fingerprint="f",
-                pid=1, host="h", started_at=now, finished_at=now, outputs={"k": s}, error=None, checks=[], log_path=None,
-            )
-            for r in run_rows
-            for s in range(20)
-        ]
-        with raw_engine(db_url).begin() as conn:
+        engine = raw_engine(db_url)
+        with engine.begin() as conn:
             conn.execute(sa.insert(runs), run_rows)
             conn.execute(sa.insert(step_attempts), attempt_rows)
+        engine.dispose()
 
-        def best_of(call: object) -> float:
+        def best_of_5(call: Callable[[], object]) -> float:
             times = []
             for _ in range(5):
                 start = time.perf_counter()
-                call()  # type: ignore[operator]
+                call()
                 times.append(time.perf_counter() - start)
             return min(times)
 
-        assert best_of(lambda: store.list_runs()) < 0.1
-        assert best_of(lambda: store.list_runs("rb3", "prod")) < 0.1
-        assert best_of(lambda: store.step_states(run_rows[50]["run_id"])) < 0.1
-        assert [r.run_id for r in store.list_runs(limit=3)] == [r["run_id"] for r in run_rows[:-4:-1]]
-        assert len(store.step_states(run_rows[50]["run_id"])) == 20
+        assert best_of_5(lambda: store.list_runs()) < 0.1
+        assert best_of_5(lambda: store.list_runs("rb3", "prod")) < 0.1
+        assert best_of_5(lambda: store.step_states(run_ids[50])) < 0.1
+        assert [r.run_id for r in store.list_runs(limit=3)] == run_ids[:-4:-1]
+        assert len(store.step_states(run_ids[50])) == 20
 
 
 def test_step_states_picks_latest_step_attempt(store: StateStore) -> None:
@@ -157,7 +175,8 @@ def test_step_states_picks_latest_step_attempt(store: StateStore) -> None:
     assert (states["approve"].status, states["approve"].error) == ("awaiting_approval", "needs sign-off")
     assert states["approve"].finished_at is not None
     assert states["smoke"].status == "interrupted"
-    assert [(a.attempt, a.kind) for a in store.attempts(run_id, "migrate")] == [(1, "step"), (2, "step"), (3, "rollback")]
+    numbered = [(a.attempt, a.kind) for a in store.attempts(run_id, "migrate")]
+    assert numbered == [(1, "step"), (2, "step"), (3, "rollback")]
     assert len(store.attempts(run_id)) == 5
     with pytest.raises(StateStoreError):
         store.finish_attempt(run_id, "migrate", 99, status="passed")
@@ -400,9 +419,9 @@ while not Path(done).exists():
 """
 
 
-def test_eight_processes_race_for_the_lock(store: StateStore, db_url: str, tmp_path: Path) -> None:
-    """Eight processes acquiring the same lock at the same instant: exactly one wins."""
-    run_ids = [new_run(store) for _ in range(8)]
+def test_eight_processes_race_for_the_lock(db_url: str, tmp_path: Path) -> None:
+    """Eight processes opening a fresh store and acquiring the same lock at once: exactly one wins."""
+    run_ids = [f"race-{i}" for i in range(8)]
     go, done = tmp_path / "go", tmp_path / "done"
     procs = [
         subprocess.Popen(
@@ -424,7 +443,8 @@ def test_eight_processes_race_for_the_lock(store: StateStore, db_url: str, tmp_p
         for p in procs:
             p.wait(timeout=15)
     assert sorted(outcomes) == ["held"] * 7 + ["won"]
-    assert _id(store.lock_holder("deploy", "prod")) == run_ids[outcomes.index("won")]
+    with StateStore.open(db_url) as store:
+        assert _id(store.lock_holder("deploy", "prod")) == run_ids[outcomes.index("won")]
 
 
 def test_pg_backend_terminated_mid_use(pg_url: str) -> None:

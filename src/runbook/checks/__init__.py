@@ -25,6 +25,8 @@ CHECK_KINDS: dict[str, str] = {
     "row_count": "runbook.checks.data:ROW_COUNT",
     "http": "runbook.checks.http:KIND",
     "run_passed": "runbook.checks.run_passed:KIND",
+    "time_window": "runbook.checks.time_window:KIND",
+    "value": "runbook.checks.value:KIND",
 }
 
 

@@ -17,6 +17,7 @@ from runbook.state.store import (
     EventRecord,
     RunRecord,
     StateStore,
+    new_run_id,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "LockRecord",
     "RunRecord",
     "StateStore",
+    "new_run_id",
 ]

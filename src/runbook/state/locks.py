@@ -81,12 +81,12 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     """(state, start time in clock ticks) of a process, or None without /proc."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        # The command name (field 2) may hold spaces and parentheses; fields after
+        # its closing parenthesis are fixed: state is field 3, starttime field 22.
+        fields = raw[raw.rindex(")") + 2 :].split()
+        return fields[0], int(fields[19])
+    except (OSError, ValueError, IndexError):
         return None
-    # The command name (field 2) may hold spaces and parentheses; fields after
-    # its closing parenthesis are fixed: state is field 3, starttime field 22.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -179,9 +179,7 @@ def heartbeat(conn: Connection, *, runbook: str, env: str, run_id: str, now: dat
 
 
 def release(conn: Connection, *, runbook: str, env: str, run_id: str) -> None:
-    conn.execute(
-        sa.delete(locks).where(locks.c.runbook == runbook, locks.c.env == env, locks.c.run_id == run_id)
-    )
+    conn.execute(sa.delete(locks).where(locks.c.runbook == runbook, locks.c.env == env, locks.c.run_id == run_id))
 
 
 def remove(conn: Connection, *, runbook: str, env: str) -> LockRecord | None:
@@ -235,4 +233,3 @@ class Heartbeat:
         self._stopped.set()
         # Only an in-flight beat delays the join; a hung store must not hang shutdown.
         self._thread.join(timeout=5.0)
-

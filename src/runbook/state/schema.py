@@ -207,8 +207,7 @@ def ensure_schema(reader: Engine, writer: Engine) -> None:
             return
         if version > SCHEMA_VERSION:
             raise StateStoreError(
-                f"the state store has schema version {version}, newer than this runbook "
-                f"understands ({SCHEMA_VERSION})",
+                f"the state store has schema version {version}, newer than this runbook understands ({SCHEMA_VERSION})",
                 hint="upgrade runbook to use this state store",
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):

@@ -128,6 +128,41 @@ _APPROVAL_COLUMNS = (
     approvals.c.host,
 )
 
+# Statements on the per-step path are built once and executed with parameters:
+# building a Core statement costs about as much as executing it on SQLite.
+_INSERT_RUN = sa.insert(runs)
+_INSERT_EVENT = sa.insert(events)
+_INSERT_ATTEMPT = (
+    sa.insert(step_attempts)
+    .values(
+        attempt=sa.select(sa.func.coalesce(sa.func.max(step_attempts.c.attempt), 0) + 1)
+        .where(
+            step_attempts.c.run_id == sa.bindparam("key_run_id"),
+            step_attempts.c.step_id == sa.bindparam("key_step_id"),
+        )
+        .scalar_subquery()
+    )
+    .returning(step_attempts.c.attempt)
+)
+# Bound names differ from column names: an UPDATE reads column-named parameters as SET values.
+_ATTEMPT_KEY = sa.and_(
+    step_attempts.c.run_id == sa.bindparam("key_run_id"),
+    step_attempts.c.step_id == sa.bindparam("key_step_id"),
+    step_attempts.c.attempt == sa.bindparam("key_attempt"),
+)
+_FINISH_ATTEMPT = sa.update(step_attempts).where(_ATTEMPT_KEY)
+_INTERRUPT_ATTEMPT = (
+    sa.update(step_attempts).where(_ATTEMPT_KEY, step_attempts.c.status == "running").values(status="interrupted")
+)
+_GET_RUN = sa.select(*_RUN_COLUMNS).where(runs.c.run_id == sa.bindparam("run_id"))
+_LOAD_CHECKPOINT = sa.select(checkpoints.c.data).where(
+    checkpoints.c.run_id == sa.bindparam("run_id"), checkpoints.c.step_id == sa.bindparam("step_id")
+)
+
+# What the database (or the pool waiting for it) can raise at run time; any
+# other SQLAlchemy error is a bug in this module and keeps its traceback.
+_DB_ERRORS = (sa.exc.DBAPIError, sa.exc.TimeoutError)
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -139,7 +174,7 @@ def _guarded(method: Callable[Concatenate[StateStore, _P], _R]) -> Callable[Conc
     def wrapper(self: StateStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return method(self, *args, **kwargs)
-        except sa.exc.SQLAlchemyError as err:
+        except _DB_ERRORS as err:
             raise _store_error(err, self.url_for_display, self._masker) from err
 
     return wrapper
@@ -159,8 +194,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _new_run_id(now: datetime) -> str:
-    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+def new_run_id(now: datetime | None = None) -> str:
+    """A short, time-sortable run id; the engine draws it before taking the lock."""
+    return f"{(now or _now()):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def _current_user() -> str:
@@ -168,6 +204,10 @@ def _current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER, e.g. in a bare container
         return str(os.getuid())
+
+
+def _is_duplicate_key(err: sa.exc.IntegrityError) -> bool:
+    return getattr(err.orig, "sqlstate", None) == "23505"  # PostgreSQL unique_violation
 
 
 def _check_choice(value: str, allowed: frozenset[str], what: str) -> None:
@@ -192,13 +232,27 @@ def _prepare_state_dir(workdir: Path) -> Path:
 def _prepare_sqlite_file(path: Path) -> None:
     """Create the database file readable by its owner only; refuse a symlink."""
     if path.is_symlink():
-        raise StateStoreError(f"refusing to use {path}: it is a symlink", hint="point RUNBOOK_STATE_URL at the real file")
+        raise StateStoreError(
+            f"refusing to use {path}: it is a symlink", hint="a state store must be a regular file; remove the link"
+        )
     try:
         # O_NOFOLLOW closes the gap between the check above and the open.
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as err:
         raise StateStoreError(f"cannot open state store {path}: {err.strerror}") from err
     os.close(fd)
+
+
+def _create_engine(url: sa.URL, display: str) -> Engine:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.database and url.database != ":memory:":
+            _prepare_sqlite_file(Path(url.database))
+        return _sqlite_engine(url)
+    if backend == "postgresql":
+        # pre-ping replaces pooled connections whose backend died while idle.
+        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
+    raise StateStoreError(f"unsupported state store {display}: use a sqlite:// or postgresql:// URL")
 
 
 def _sqlite_engine(url: sa.URL) -> Engine:
@@ -233,7 +287,11 @@ class StateStore:
         self._engine = engine
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
         self._masker = masker
-        self._upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        upsert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(checkpoints)
+        self._save_checkpoint = upsert.on_conflict_do_update(
+            index_elements=[checkpoints.c.run_id, checkpoints.c.step_id],
+            set_={"data": upsert.excluded.data, "updated_at": upsert.excluded.updated_at},
+        )
         self.url_for_display = url_for_display
         self.host = socket.gethostname()
         self.actor = f"{_current_user()}@{self.host}"
@@ -257,23 +315,16 @@ class StateStore:
                 parsed = sa.make_url(_with_psycopg(url))
             except sa.exc.ArgumentError as err:
                 raise StateStoreError(f"invalid state store URL {display}") from err
-            masker.add(parsed.password if isinstance(parsed.password, str) else None)
+            masker.add(parsed.password)
             display = masker.mask(parsed.render_as_string(hide_password=False))
-        backend = parsed.get_backend_name()
-        if backend == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                _prepare_sqlite_file(Path(parsed.database))
-            engine = _sqlite_engine(parsed)
-        elif backend == "postgresql":
-            engine = sa.create_engine(
-                parsed, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}
-            )
-        else:
-            raise StateStoreError(f"unsupported state store {display}: use a sqlite:// or postgresql:// URL")
+        try:
+            engine = _create_engine(parsed, display)
+        except (sa.exc.ArgumentError, ImportError) as err:  # unknown driver, or one not installed
+            raise StateStoreError(masker.mask(f"cannot use state store {display}: {err}")) from err
         store = cls(engine, url_for_display=display, masker=masker)
         try:
             ensure_schema(engine, store._writer)
-        except sa.exc.SQLAlchemyError as err:
+        except _DB_ERRORS as err:
             engine.dispose()
             raise _store_error(err, display, masker) from err
         except StateStoreError:
@@ -303,37 +354,44 @@ class StateStore:
         dry_run: bool,
         actor: str,
         params: dict[str, Any],
+        run_id: str | None = None,
     ) -> str:
+        """Record a new running run; returns its id, ``run_id`` if given (see new_run_id)."""
         for _ in range(_INSERT_RETRIES):
             now = _now()
-            run_id = _new_run_id(now)
+            candidate = run_id or new_run_id(now)
             try:
                 with self._writer.begin() as conn:
                     conn.execute(
-                        sa.insert(runs).values(
-                            run_id=run_id,
-                            runbook=runbook,
-                            env=env,
-                            path=path,
-                            fingerprint=fingerprint,
-                            dry_run=dry_run,
-                            status="running",
-                            actor=actor,
-                            host=self.host,
-                            pid=os.getpid(),
-                            started_at=now,
-                            params=params,
-                        )
+                        _INSERT_RUN,
+                        {
+                            "run_id": candidate,
+                            "runbook": runbook,
+                            "env": env,
+                            "path": path,
+                            "fingerprint": fingerprint,
+                            "dry_run": dry_run,
+                            "status": "running",
+                            "actor": actor,
+                            "host": self.host,
+                            "pid": os.getpid(),
+                            "started_at": now,
+                            "finished_at": None,
+                            "params": params,
+                        },
                     )
-                return run_id
-            except sa.exc.IntegrityError:
-                continue  # two runs started in the same second drew the same suffix
+                return candidate
+            except sa.exc.IntegrityError as err:
+                # A given id may already guard a lock, so it is never swapped for another.
+                if run_id is not None:
+                    raise StateStoreError(f"run {run_id} already exists in the state store") from err
+                # Otherwise two runs started in the same second drew the same suffix: draw again.
         raise StateStoreError(f"state store {self.url_for_display}: could not allocate a unique run id")
 
     @_guarded
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._engine.connect() as conn:
-            row = conn.execute(sa.select(*_RUN_COLUMNS).where(runs.c.run_id == run_id)).first()
+            row = conn.execute(_GET_RUN, {"run_id": run_id}).first()
         return None if row is None else RunRecord(*row)
 
     @_guarded
@@ -395,19 +453,19 @@ class StateStore:
         log_path: str | None = None,
     ) -> None:
         _check_choice(status, ATTEMPT_STATUSES, "attempt status")
-        query = (
-            sa.update(step_attempts)
-            .where(
-                step_attempts.c.run_id == run_id,
-                step_attempts.c.step_id == step_id,
-                step_attempts.c.attempt == attempt,
-            )
-            .values(
-                status=status, finished_at=_now(), outputs=outputs, error=error, checks=checks, log_path=log_path
-            )
-        )
+        values = {
+            "key_run_id": run_id,
+            "key_step_id": step_id,
+            "key_attempt": attempt,
+            "status": status,
+            "finished_at": _now(),
+            "outputs": outputs,
+            "error": error,
+            "checks": checks,
+            "log_path": log_path,
+        }
         with self._writer.begin() as conn:
-            if conn.execute(query).rowcount == 0:
+            if conn.execute(_FINISH_ATTEMPT, values).rowcount == 0:
                 raise StateStoreError(f"no attempt {attempt} of step {step_id} in run {run_id}")
 
     @_guarded
@@ -421,42 +479,34 @@ class StateStore:
     def _insert_attempt(
         self, run_id: str, step_id: str, *, kind: str, status: str, fingerprint: str, error: str | None = None
     ) -> int:
-        next_attempt = (
-            sa.select(sa.func.coalesce(sa.func.max(step_attempts.c.attempt), 0) + 1)
-            .where(step_attempts.c.run_id == run_id, step_attempts.c.step_id == step_id)
-            .scalar_subquery()
-        )
         now = _now()
-        query = (
-            sa.insert(step_attempts)
-            .values(
-                run_id=run_id,
-                step_id=step_id,
-                attempt=next_attempt,
-                kind=kind,
-                status=status,
-                fingerprint=fingerprint,
-                pid=os.getpid(),
-                host=self.host,
-                started_at=now,
-                finished_at=None if status == "running" else now,
-                error=error,
-            )
-            .returning(step_attempts.c.attempt)
-        )
+        values = {
+            "key_run_id": run_id,
+            "key_step_id": step_id,
+            "run_id": run_id,
+            "step_id": step_id,
+            "kind": kind,
+            "status": status,
+            "fingerprint": fingerprint,
+            "pid": os.getpid(),
+            "host": self.host,
+            "started_at": now,
+            "finished_at": None if status == "running" else now,
+            "outputs": None,
+            "error": error,
+            "checks": None,
+            "log_path": None,
+        }
         for _ in range(_INSERT_RETRIES):
             try:
                 with self._writer.begin() as conn:
-                    return int(conn.execute(query).scalar_one())
+                    return int(conn.execute(_INSERT_ATTEMPT, values).scalar_one())
             except sa.exc.IntegrityError as err:
                 # PostgreSQL lets two writers compute the same next number; the
                 # loser retries. Anything else (e.g. an unknown run) is final.
-                if not self._is_duplicate_key(err):
+                if not _is_duplicate_key(err):
                     raise
         raise StateStoreError(f"state store {self.url_for_display}: could not number an attempt of {step_id}")
-
-    def _is_duplicate_key(self, err: sa.exc.IntegrityError) -> bool:
-        return getattr(err.orig, "sqlstate", None) == "23505"
 
     @_guarded
     def step_states(self, run_id: str) -> dict[str, AttemptRecord]:
@@ -494,14 +544,8 @@ class StateStore:
         """Close an attempt left running by a dead process; a finished one is left as it ended."""
         with self._writer.begin() as conn:
             conn.execute(
-                sa.update(step_attempts)
-                .where(
-                    step_attempts.c.run_id == run_id,
-                    step_attempts.c.step_id == step_id,
-                    step_attempts.c.attempt == attempt,
-                    step_attempts.c.status == "running",
-                )
-                .values(status="interrupted", finished_at=_now())
+                _INTERRUPT_ATTEMPT,
+                {"key_run_id": run_id, "key_step_id": step_id, "key_attempt": attempt, "finished_at": _now()},
             )
 
     # -- events -------------------------------------------------------------
@@ -523,15 +567,16 @@ class StateStore:
         detail: dict[str, Any] | None = None,
     ) -> None:
         conn.execute(
-            sa.insert(events).values(
-                run_id=run_id,
-                step_id=step_id,
-                event=event,
-                at=_now(),
-                actor=self.actor,
-                pid=os.getpid(),
-                detail=detail or {},
-            )
+            _INSERT_EVENT,
+            {
+                "run_id": run_id,
+                "step_id": step_id,
+                "event": event,
+                "at": _now(),
+                "actor": self.actor,
+                "pid": os.getpid(),
+                "detail": detail or {},
+            },
         )
 
     @_guarded
@@ -544,9 +589,7 @@ class StateStore:
     # -- approvals ----------------------------------------------------------
 
     @_guarded
-    def record_approval(
-        self, run_id: str, step_id: str, *, by: str, comment: str | None, fingerprint: str
-    ) -> None:
+    def record_approval(self, run_id: str, step_id: str, *, by: str, comment: str | None, fingerprint: str) -> None:
         with self._writer.begin() as conn:
             conn.execute(
                 sa.insert(approvals).values(
@@ -583,28 +626,22 @@ class StateStore:
 
     @_guarded
     def save_checkpoint(self, run_id: str, step_id: str, data: dict[str, Any]) -> None:
-        now = _now()
-        query = (
-            self._upsert(checkpoints)
-            .values(run_id=run_id, step_id=step_id, data=data, updated_at=now)
-            .on_conflict_do_update(index_elements=["run_id", "step_id"], set_={"data": data, "updated_at": now})
-        )
+        values = {"run_id": run_id, "step_id": step_id, "data": data, "updated_at": _now()}
         with self._writer.begin() as conn:
-            conn.execute(query)
+            conn.execute(self._save_checkpoint, values)
 
     @_guarded
     def load_checkpoint(self, run_id: str, step_id: str) -> dict[str, Any] | None:
-        query = sa.select(checkpoints.c.data).where(checkpoints.c.run_id == run_id, checkpoints.c.step_id == step_id)
         with self._engine.connect() as conn:
-            data: dict[str, Any] | None = conn.execute(query).scalar_one_or_none()
+            data: dict[str, Any] | None = conn.execute(
+                _LOAD_CHECKPOINT, {"run_id": run_id, "step_id": step_id}
+            ).scalar_one_or_none()
         return data
 
     @_guarded
     def clear_checkpoint(self, run_id: str, step_id: str) -> None:
         with self._writer.begin() as conn:
-            conn.execute(
-                sa.delete(checkpoints).where(checkpoints.c.run_id == run_id, checkpoints.c.step_id == step_id)
-            )
+            conn.execute(sa.delete(checkpoints).where(checkpoints.c.run_id == run_id, checkpoints.c.step_id == step_id))
 
     # -- locks --------------------------------------------------------------
 
@@ -630,7 +667,7 @@ class StateStore:
                 return
             except sa.exc.IntegrityError as err:
                 # Lost the race to insert a free lock on PostgreSQL; look again.
-                if not self._is_duplicate_key(err):
+                if not _is_duplicate_key(err):
                     raise
         raise StateStoreError(f"state store {self.url_for_display}: could not settle the lock on {runbook} in {env}")
 

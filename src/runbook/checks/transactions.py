@@ -1,0 +1,106 @@
+"""``check: no_long_transactions`` - nothing old holds locks on the tables a
+migration is about to alter.
+
+A DDL statement waits behind any open transaction that touched its table (even
+a plain SELECT holds a lock until commit), and every later query on the table
+queues behind the DDL: one forgotten ``idle in transaction`` session turns a
+one-second ALTER into an outage. PostgreSQL only; SQLite has no such sessions
+to inspect, so there the check is reported as not applicable.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from runbook.checks.base import CheckContext, CheckResult
+from runbook.checks.schema import TableName, quote_table, reading
+from runbook.model import Duration, format_duration
+
+QUERY_EXCERPT = 100
+
+# Other client sessions of this database whose transaction is older than
+# :secs; with :names, only those holding a lock on one of those tables.
+_LONG_TRANSACTIONS = """
+SELECT a.pid,
+       EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start) AS age,
+       a.state,
+       a.query,
+       ARRAY(SELECT DISTINCT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+             WHERE l.pid = a.pid AND l.database = d.oid
+               AND l.relation IN (SELECT to_regclass(x) FROM unnest(CAST(:names AS text[])) AS x)) AS locked
+FROM pg_stat_activity a
+JOIN pg_database d ON d.datname = current_database()
+WHERE a.datid = d.oid
+  AND a.pid <> pg_backend_pid()
+  AND a.backend_type = 'client backend'
+  AND EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start) > :secs
+ORDER BY a.xact_start
+"""
+
+
+class NoLongTransactionsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connection: str
+    # Empty: any transaction older than older_than counts.
+    tables: list[TableName] = []
+    older_than: Duration
+
+
+def _expected(params: NoLongTransactionsParams) -> str:
+    text = f"no transaction open longer than {format_duration(params.older_than)}"
+    return text + (f" holding locks on {', '.join(params.tables)}" if params.tables else "")
+
+
+def _excerpt(query: str) -> str:
+    flat = " ".join(query.split())
+    return flat if len(flat) <= QUERY_EXCERPT else flat[:QUERY_EXCERPT] + "…"
+
+
+class NoLongTransactionsCheck:
+    name: ClassVar[str] = "no_long_transactions"
+    Params: ClassVar[type[BaseModel]] = NoLongTransactionsParams
+    read_only: ClassVar[bool] = True
+
+    def describe(self, params: NoLongTransactionsParams) -> str:
+        return f"[{params.connection}] {_expected(params)}"
+
+    def evaluate(self, params: NoLongTransactionsParams, ctx: CheckContext) -> CheckResult:
+        import sqlalchemy as sa
+
+        expected = _expected(params)
+        dialect = ctx.connections.dialect(params.connection)
+        if dialect != "postgresql":
+            return CheckResult(True, dialect, expected, f"not applicable on {dialect}", applicable=False)
+        with reading(ctx, params.connection) as conn:
+            # Quoted, so to_regclass resolves exactly the named table.
+            names = [quote_table(conn, t) for t in params.tables]
+            missing = [
+                t for t, n in zip(params.tables, names, strict=True)
+                if conn.execute(sa.text("SELECT to_regclass(:n) IS NULL"), {"n": n}).scalar_one()
+            ]
+            if missing:
+                return CheckResult(False, "no such table", expected, f"table {', '.join(missing)} does not exist")
+            rows = conn.execute(sa.text(_LONG_TRANSACTIONS), {"names": names, "secs": params.older_than}).all()
+        if params.tables:
+            rows = [r for r in rows if r.locked]
+        if not rows:
+            return CheckResult(True, "none", expected)
+        first = rows[0]
+        observed = f"pid {first.pid} open {_age(first.age)}" + (f" (+{len(rows) - 1} more)" if len(rows) > 1 else "")
+        detail = "; ".join(
+            f"pid {r.pid} ({r.state}, open {_age(r.age)}"
+            + (f", locks {', '.join(r.locked)}" if r.locked else "")
+            + f"): {_excerpt(r.query or '')}"
+            for r in rows
+        )
+        return CheckResult(False, observed, expected, ctx.masker.mask(detail))
+
+
+def _age(seconds: float) -> str:
+    return format_duration(round(float(seconds), 1))
+
+
+KIND = NoLongTransactionsCheck()

@@ -1,0 +1,65 @@
+"""Text views of recorded runs: ``status``, ``show`` and ``history``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from runbook.reporting import SYMBOLS
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _took(start: datetime | None, end: datetime | None) -> str:
+    if not start or not end:
+        return "-"
+    return f"{(end - start).total_seconds():.1f}s"
+
+
+def render_status(run: Any, attempts: Sequence[Any], approvals: Sequence[Any]) -> str:
+    lines = [
+        f"run {run.run_id}: {run.runbook} (env: {run.env}){' [dry run]' if run.dry_run else ''}",
+        f"  status: {run.status}   by {run.actor} pid {run.pid}   started {_when(run.started_at)}   finished {_when(run.finished_at)}",
+        "",
+        f"  {'step':<28} {'state':<18} {'took':>8} {'tries':>5}  checks",
+    ]
+    latest: dict[str, Any] = {}
+    tries: dict[str, int] = {}
+    for attempt in attempts:
+        latest[attempt.step_id] = attempt
+        tries[attempt.step_id] = tries.get(attempt.step_id, 0) + 1
+    for step_id, attempt in latest.items():
+        checks = attempt.checks or []
+        summary = ", ".join(f"{'✔' if c.get('ok') else '✘'} {c.get('name')}" for c in checks)
+        symbol = SYMBOLS.get(attempt.status, "•")
+        kind = " (rollback)" if attempt.kind == "rollback" else ""
+        lines.append(f"  {step_id:<28} {symbol} {attempt.status + kind:<16} {_took(attempt.started_at, attempt.finished_at):>8} {tries[step_id]:>5}  {summary}")
+        if attempt.error and attempt.status not in ("passed",):
+            lines.append(f"  {'':<28}   {attempt.error}")
+    for approval in approvals:
+        comment = f" ({approval.comment})" if approval.comment else ""
+        lines.append(f"  approval: {approval.step_id} by {approval.by} at {_when(approval.at)}{comment}")
+    return "\n".join(lines)
+
+
+def render_history(runs: Sequence[Any]) -> str:
+    if not runs:
+        return "no runs recorded"
+    lines = [f"{'run':<24} {'runbook':<20} {'env':<12} {'status':<18} {'started':<19}  by"]
+    for run in runs:
+        status = run.status + (" (dry)" if run.dry_run else "")
+        lines.append(f"{run.run_id:<24} {run.runbook:<20} {run.env:<12} {status:<18} {_when(run.started_at):<19}  {run.actor}")
+    return "\n".join(lines)
+
+
+def render_events(events: Sequence[Any]) -> str:
+    lines = ["", "events:"]
+    for event in events:
+        step = f" [{event.step_id}]" if event.step_id else ""
+        detail = json.dumps(event.detail, default=str, ensure_ascii=False) if event.detail else ""
+        lines.append(f"  {_when(event.at)} {event.actor} pid {event.pid}{step} {event.event} {detail}")
+    return "\n".join(lines)

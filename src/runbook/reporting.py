@@ -1,0 +1,116 @@
+"""Listeners on engine events: the engine never prints, it emits.
+
+An event is a name and a flat dict of masked, JSON-safe values. The console
+reporter turns them into lines an operator reads; the JSON reporter writes
+one JSON object per event for CI and log shippers (``--log-format json``),
+through structlog so the shape matches the rest of the tool's logging.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO
+
+Event = dict[str, Any]
+
+
+class Reporter(Protocol):
+    def __call__(self, name: str, event: Event) -> None: ...
+
+
+SYMBOLS = {
+    "passed": "✔",
+    "failed": "✘",
+    "skipped": "↷",
+    "refused": "⛔",
+    "awaiting_approval": "⏸",
+    "interrupted": "⚡",
+    "dry_run": "○",
+    "rolled_back": "↺",
+}
+
+
+class ConsoleReporter:
+    """Plain lines, prefixed by the step id; readable in a terminal and in CI logs."""
+
+    def __init__(self, stream: TextIO | None = None, *, show_output: bool = True) -> None:
+        self.stream = stream or sys.stdout
+        self.show_output = show_output
+
+    def _line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def __call__(self, name: str, event: Event) -> None:
+        handler = getattr(self, "on_" + name, None)
+        if handler is not None:
+            handler(event)
+
+    def on_run_started(self, e: Event) -> None:
+        mode = " (dry run)" if e.get("dry_run") else ""
+        verb = "resuming" if e.get("resumed") else "run"
+        self._line(f"▶ {verb} {e['run_id']}: {e['runbook']} (env: {e['env']}){mode}")
+
+    def on_notice(self, e: Event) -> None:
+        self._line(f"  {e['message']}")
+
+    def on_step_started(self, e: Event) -> None:
+        attempt = f" (attempt {e['attempt']})" if e.get("attempt", 1) > 1 else ""
+        self._line(f"→ [{e['step']}] {e['title']}{attempt}")
+
+    def on_output(self, e: Event) -> None:
+        if self.show_output:
+            self._line(f"  [{e['step']}] {e['line']}")
+
+    def on_check(self, e: Event) -> None:
+        mark = "✔" if e["ok"] else ("!" if e.get("on_fail") == "warn" else "✘")
+        observed = f" observed {e['observed']}" if e.get("observed") is not None else ""
+        expected = f", expected {e['expected']}" if e.get("expected") is not None and not e["ok"] else ""
+        detail = f" ({e['detail']})" if e.get("detail") and not e["ok"] else ""
+        self._line(f"  [{e['step']}] {e['role']} {mark} {e['name']}:{observed}{expected}{detail}")
+
+    def on_step_finished(self, e: Event) -> None:
+        symbol = SYMBOLS.get(e["status"], "•")
+        took = f" in {e['duration']:.1f}s" if e.get("duration") is not None else ""
+        reason = f": {e['reason']}" if e.get("reason") else ""
+        self._line(f"{symbol} [{e['step']}] {e['status']}{took}{reason}")
+
+    def on_would_run(self, e: Event) -> None:
+        self._line(f"○ [{e['step']}] would run: {e['what']}")
+
+    def on_failure_help(self, e: Event) -> None:
+        if e.get("tail"):
+            self._line(f"  last output of [{e['step']}]:")
+            for line in e["tail"]:
+                self._line(f"    | {line}")
+        for hint in e.get("hints", []):
+            self._line(f"  hint ({hint['pattern']}): {hint['advice']}")
+
+    def on_run_finished(self, e: Event) -> None:
+        symbol = SYMBOLS.get(e["status"], "•")
+        self._line(f"{symbol} run {e['run_id']} {e['status']} in {e['duration']:.1f}s")
+        for line in e.get("next", []):
+            self._line(f"  next: {line}")
+
+
+class JsonReporter:
+    """One JSON object per event on ``stream`` (stdout by default)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def __call__(self, name: str, event: Event) -> None:
+        record = {"ts": round(time.time(), 3), "event": name, **event}
+        self.stream.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+
+def fan_out(*reporters: Reporter) -> Callable[[str, Event], None]:
+    def emit(name: str, event: Event) -> None:
+        for reporter in reporters:
+            reporter(name, event)
+
+    return emit

@@ -1,0 +1,349 @@
+"""The engine through the real CLI: order, gates, failures, resume, approvals."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from tests.engine.conftest import Project, counter_step
+
+PIPELINE = (
+    "name: pipeline\nsteps:"
+    + counter_step("migrate")
+    + counter_step("backfill", "\n    needs: [migrate]")
+    + counter_step("deploy", "\n    needs: [migrate, backfill]")
+)
+
+
+def test_steps_run_in_order_once(project: Project) -> None:
+    """A clean run passes every step exactly once and exits 0."""
+    project.write("pipeline.yaml", PIPELINE)
+    result = project.runbook("run", "pipeline.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [project.count(s) for s in ("migrate", "backfill", "deploy")] == [1, 1, 1]
+    assert result.stdout.index("[migrate]") < result.stdout.index("[backfill]") < result.stdout.index("[deploy]")
+
+
+def test_only_deploy_on_fresh_target_is_refused(project: Project) -> None:
+    """--only deploy before migrate and backfill passed: exit 3, deploy never runs."""
+    project.write("pipeline.yaml", PIPELINE)
+    result = project.runbook("run", "pipeline.yaml", "--only", "deploy")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "needs 'migrate'" in result.stdout
+    assert project.count("deploy") == 0
+
+
+def test_only_deploy_after_earlier_run_passed_prerequisites(project: Project) -> None:
+    """--only deploy runs when migrate and backfill passed in the latest run."""
+    project.write("pipeline.yaml", "name: pipeline\nsteps:" + counter_step("migrate") + counter_step("backfill", "\n    needs: [migrate]") + """
+  - id: deploy
+    kind: command
+    run: "test -f ok && echo ran >> counters/deploy"
+    needs: [migrate, backfill]
+    irreversible: true
+""")
+    assert project.runbook("run", "pipeline.yaml").returncode == 1
+    (project.root / "ok").write_text("")
+    result = project.runbook("run", "pipeline.yaml", "--only", "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [project.count(s) for s in ("migrate", "backfill", "deploy")] == [1, 1, 1]
+
+
+def test_failure_prints_tail_hint_and_resume_then_resume_reruns_only_failed(project: Project) -> None:
+    """A failing step halts with its output tail, the matching hint and the resume command; --resume finishes."""
+    project.write("pipeline.yaml", "name: pipeline\nsteps:" + counter_step("migrate") + """
+  - id: backfill
+    kind: command
+    run: "echo ran >> counters/backfill; test -f fixed || { echo 'ProgrammingError: column subscriber_id does not exist'; exit 3; }"
+    needs: [migrate]
+    irreversible: true
+    hints:
+      "column .* does not exist": Run the migration first.
+""" + counter_step("deploy", "\n    needs: [backfill]"))
+    result = project.runbook("run", "pipeline.yaml")
+    assert result.returncode == 1
+    assert "ProgrammingError: column subscriber_id does not exist" in result.stdout
+    assert "Run the migration first." in result.stdout
+    assert "runbook run pipeline.yaml --resume" in result.stdout
+    (project.root / "fixed").write_text("")
+    resumed = project.runbook("run", "pipeline.yaml", "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [project.count(s) for s in ("migrate", "backfill", "deploy")] == [1, 2, 1]
+
+
+def test_gate_failure_shows_observed_and_expected(project: Project) -> None:
+    """A failing gate fails the step (exit 1) and prints observed next to expected."""
+    project.write("g.yaml", """
+        name: g
+        steps:
+          - id: one
+            kind: command
+            run: "echo '{\\"failed\\": 2}'"
+            irreversible: true
+            gates:
+              - check: value
+                name: no failures
+                value: "{{ steps.one.outputs.json.failed }}"
+                expect: "== 0"
+    """)
+    result = project.runbook("run", "g.yaml")
+    assert result.returncode == 1
+    assert "observed 2" in result.stdout and "expected == 0" in result.stdout
+
+
+def test_preconditions_halt_skip_warn(project: Project) -> None:
+    """halt refuses with exit 3; skip records the step skipped; warn goes on."""
+    project.write("p.yaml", """
+        name: p
+        steps:
+          - id: warned
+            kind: command
+            run: echo ran >> counters/warned
+            irreversible: true
+            preconditions:
+              - {check: file_exists, path: missing-file, on_fail: warn}
+          - id: skipped
+            kind: command
+            run: echo ran >> counters/skipped
+            irreversible: true
+            preconditions:
+              - {check: file_exists, path: missing-file, on_fail: skip}
+          - id: halted
+            kind: command
+            run: echo ran >> counters/halted
+            irreversible: true
+            preconditions:
+              - {check: file_exists, path: missing-file}
+    """)
+    result = project.runbook("run", "p.yaml")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert [project.count(s) for s in ("warned", "skipped", "halted")] == [1, 0, 0]
+    assert "skipped" in result.stdout and "refused" in result.stdout
+
+
+CONFIRM = """
+name: c
+steps:
+  - id: deploy
+    kind: command
+    run: echo ran >> counters/deploy
+    irreversible: true
+    confirm: Deploy version 2?
+"""
+
+
+def test_confirmation_without_terminal_pauses_then_approve_and_resume(project: Project) -> None:
+    """No terminal, no approval: exit 4 awaiting approval; approve from another process; --resume runs it."""
+    project.write("c.yaml", CONFIRM)
+    paused = project.runbook("run", "c.yaml")
+    assert paused.returncode == 4, paused.stdout + paused.stderr
+    assert project.count("deploy") == 0
+    run_id = json.loads(project.runbook("run", "c.yaml", "--resume", "--log-format", "json").stdout.splitlines()[0])["run_id"]
+    approved = project.runbook("approve", run_id, "deploy", "--by", "alice", "--comment", "change ticket 42")
+    assert approved.returncode == 0, approved.stderr
+    resumed = project.runbook("run", "c.yaml", "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert project.count("deploy") == 1
+    shown = project.runbook("show", run_id)
+    assert "alice" in shown.stdout and "change ticket 42" in shown.stdout
+
+
+def test_approval_is_void_when_the_step_changed(project: Project) -> None:
+    """An approval recorded for one definition does not approve a changed step."""
+    project.write("c.yaml", CONFIRM)
+    assert project.runbook("run", "c.yaml").returncode == 4
+    run_id = project.runbook("history").stdout.splitlines()[1].split()[0]
+    assert project.runbook("approve", run_id, "deploy", "--by", "alice").returncode == 0
+    project.write("c.yaml", CONFIRM.replace("echo ran", "echo changed; echo ran"))
+    result = project.runbook("run", "c.yaml", "--resume")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "void" in result.stdout
+    assert project.count("deploy") == 0
+
+
+def test_yes_and_approve_flags_approve(project: Project) -> None:
+    """--approve STEP (or --yes) approves the confirmation and it is recorded."""
+    project.write("c.yaml", CONFIRM)
+    result = project.runbook("run", "c.yaml", "--approve", "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert project.count("deploy") == 1
+
+
+def test_changed_definition_refuses_resume_unless_accepted(project: Project) -> None:
+    """A passed step whose definition changed blocks --resume (exit 3) until --accept-changes re-runs it."""
+    text = "name: pipeline\nsteps:" + counter_step("migrate") + """
+  - id: backfill
+    kind: command
+    run: "test -f fixed"
+    irreversible: true
+"""
+    project.write("pipeline.yaml", text)
+    assert project.runbook("run", "pipeline.yaml").returncode == 1
+    project.write("pipeline.yaml", text.replace("echo ran >> counters/migrate", "echo ran >> counters/migrate; true"))
+    (project.root / "fixed").write_text("")
+    refused = project.runbook("run", "pipeline.yaml", "--resume")
+    assert refused.returncode == 3
+    assert "migrate" in refused.stderr + refused.stdout
+    accepted = project.runbook("run", "pipeline.yaml", "--resume", "--accept-changes")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert project.count("migrate") == 2
+
+
+def test_resume_rechecks_gates_of_passed_steps(project: Project) -> None:
+    """If a passed step's gate no longer holds, --resume stops and names it (exit 3)."""
+    project.write("r.yaml", """
+        name: r
+        steps:
+          - id: make
+            kind: command
+            run: touch artifact
+            irreversible: true
+            gates:
+              - {check: file_exists, name: artifact exists, path: artifact}
+          - id: next
+            kind: command
+            run: test -f go
+            irreversible: true
+    """)
+    assert project.runbook("run", "r.yaml").returncode == 1
+    (project.root / "artifact").unlink()
+    result = project.runbook("run", "r.yaml", "--resume")
+    assert result.returncode == 3
+    assert "artifact exists" in result.stdout + result.stderr
+
+
+def test_dry_run_never_marks_steps_passed(project: Project) -> None:
+    """--dry-run reports what would run, runs nothing that changes, and a real run still runs everything."""
+    project.write("pipeline.yaml", PIPELINE)
+    dry = project.runbook("run", "pipeline.yaml", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "would run: echo ran >> counters/migrate" in dry.stdout
+    assert project.count("migrate") == 0
+    only = project.runbook("run", "pipeline.yaml", "--only", "deploy")
+    assert only.returncode == 3
+
+
+def test_retries_are_recorded_as_attempts(project: Project) -> None:
+    """A flaky step retried with delay passes on its third attempt; status shows 3 tries."""
+    project.write("f.yaml", """
+        name: f
+        steps:
+          - id: flaky
+            kind: command
+            run: "echo x >> counters/flaky; test $(wc -l < counters/flaky) -ge 3"
+            irreversible: true
+            retries: {count: 3, delay: 0.1s, backoff: 2}
+    """)
+    result = project.runbook("run", "f.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert project.count("flaky") == 3
+    status = project.runbook("status")
+    line = next(line for line in status.stdout.splitlines() if "flaky" in line)
+    assert " 3 " in line
+
+
+def test_timeout_fails_the_step(sqlite_project: Project) -> None:
+    """A step over its timeout is killed (process group) and fails."""
+    sqlite_project.write("t.yaml", """
+        name: t
+        steps:
+          - id: slow
+            kind: command
+            run: "sleep 30 & sleep 30"
+            irreversible: true
+            timeout: 0.5s
+    """)
+    result = sqlite_project.runbook("run", "t.yaml", timeout=20)
+    assert result.returncode == 1
+    assert "timed out" in result.stdout
+
+
+def test_secrets_are_masked_everywhere(sqlite_project: Project) -> None:
+    """A secret var never reaches the terminal, the logs or the state store."""
+    secret = "hunter2-Sup3rSecret"
+    sqlite_project.write("s.yaml", """
+        name: s
+        vars:
+          token: {secret: true, env: API_TOKEN, required: true}
+        steps:
+          - id: use
+            kind: command
+            run: "echo token={{ vars.token }}; echo postgresql://u:{{ vars.token }}@db/x; exit 1"
+            irreversible: true
+    """)
+    result = sqlite_project.runbook("run", "s.yaml", env={"API_TOKEN": secret})
+    assert result.returncode == 1
+    assert "token=***" in result.stdout
+    everything = result.stdout + result.stderr
+    for path in (sqlite_project.root / ".runbook").rglob("*"):
+        if path.is_file():
+            everything += path.read_bytes().decode("utf-8", "replace")
+    assert secret not in everything
+    db = sqlite3.connect(sqlite_project.root / ".runbook" / "state.db")
+    dump = "\n".join(db.iterdump())
+    assert secret not in dump
+
+
+def test_from_step_requires_earlier_steps_passed(project: Project) -> None:
+    """--from STEP is refused unless the earlier steps passed in the latest run."""
+    project.write("pipeline.yaml", PIPELINE)
+    refused = project.runbook("run", "pipeline.yaml", "--from", "deploy")
+    assert refused.returncode == 3
+    assert project.runbook("run", "pipeline.yaml").returncode == 0
+    again = project.runbook("run", "pipeline.yaml", "--from", "deploy")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [project.count(s) for s in ("migrate", "backfill", "deploy")] == [1, 1, 2]
+
+
+def test_rollback_undoes_passed_steps_newest_first(project: Project) -> None:
+    """runbook rollback RUN runs the rollbacks of passed steps in reverse order, each recorded."""
+    project.write("rb.yaml", """
+        name: rb
+        steps:
+          - id: a
+            kind: command
+            run: echo a >> counters/order
+            rollback: {kind: command, run: echo undo-a >> counters/order}
+          - id: b
+            kind: command
+            run: echo b >> counters/order
+            rollback: {kind: command, run: echo undo-b >> counters/order}
+          - id: c
+            kind: command
+            run: "false"
+            rollback: {kind: command, run: echo undo-c >> counters/order}
+    """)
+    assert project.runbook("run", "rb.yaml").returncode == 1
+    run_id = project.runbook("history").stdout.splitlines()[1].split()[0]
+    result = project.runbook("rollback", run_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (project.root / "counters" / "order").read_text().split() == ["a", "b", "undo-b", "undo-a"]
+
+
+def test_on_failure_rollback_runs_failed_then_passed_rollbacks(project: Project) -> None:
+    """on_failure: rollback undoes the failed step, then the passed ones, newest first."""
+    project.write("rb.yaml", """
+        name: rb
+        on_failure: rollback
+        steps:
+          - id: a
+            kind: command
+            run: echo a >> counters/order
+            rollback: {kind: command, run: echo undo-a >> counters/order}
+          - id: b
+            kind: command
+            run: "echo b >> counters/order; false"
+            rollback: {kind: command, run: echo undo-b >> counters/order}
+    """)
+    assert project.runbook("run", "rb.yaml").returncode == 1
+    assert (project.root / "counters" / "order").read_text().split() == ["a", "b", "undo-b", "undo-a"]
+
+
+def test_json_log_format_emits_one_event_per_line(sqlite_project: Project) -> None:
+    """--log-format json prints parseable events including each step transition."""
+    sqlite_project.write("pipeline.yaml", PIPELINE)
+    result = sqlite_project.runbook("run", "pipeline.yaml", "--log-format", "json")
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    names = [e["event"] for e in events]
+    assert names[0] == "run_started" and names[-1] == "run_finished"
+    assert sum(1 for e in events if e["event"] == "step_finished" and e["status"] == "passed") == 3
