@@ -34,6 +34,7 @@ from typing import Any
 from runbook.checks import CheckContext, CheckResult, get_check_kind
 from runbook.connections import Connections, describe_db_error
 from runbook.errors import ExitCode, Refused, RunbookError
+from runbook.notify import Dispatcher, render_message
 from runbook.planner import Plan, PlannedStep, RenderedBody, RenderedCheck, plan_step, template_context
 from runbook.process import ProcessSupervisor
 from runbook.reporting import Event
@@ -105,6 +106,12 @@ class Engine:
         self.connections = Connections(dict(self.runbook.connections), self.masker, self._render_text)
         self.process_env = dict(os.environ)
         self.logs_dir = workdir / ".runbook" / "logs"
+        self.dispatcher = Dispatcher(
+            self.masker,
+            workdir,
+            console=lambda title, body: self.emit("notification", title=title, body=body, record=False),
+            warn=lambda message: self.emit("warning", message=message),
+        )
 
     # ------------------------------------------------------------ events
 
@@ -196,6 +203,8 @@ class Engine:
             for step_id, attempt in self.store.step_states(run_id).items():
                 self.states[step_id] = _StepState(attempt.status, dict(attempt.outputs or {}))
         self.emit("run_started", runbook=name, env=env, dry_run=opts.dry_run, resumed=resumed is not None, actor=opts.actor, pid=os.getpid())
+        if resumed is None:
+            self._notify("start")
         if not resumed and (opts.from_step or opts.only):
             self._carry_from_latest()
 
@@ -503,6 +512,9 @@ class Engine:
                 self.emit("step_finished", step=step.id, status="interrupted", duration=time.monotonic() - started)
                 raise _Stop("interrupted", ExitCode.INTERRUPTED)
             checks: list[dict[str, Any]] = []
+            if outcome.summary and "summary" not in outcome.outputs:
+                # Later steps quote it (a confirmation shows the dry run's summary).
+                outcome.outputs["summary"] = outcome.summary
             if outcome.ok:
                 outcome = self._declared_outputs(planned, outcome)
             if outcome.ok:
@@ -710,6 +722,26 @@ class Engine:
             if status == "failed":
                 nxt.append(f"roll back: runbook rollback {self.run_id}")
         self.emit("run_finished", status=status, duration=round(time.monotonic() - started, 3), next=nxt)
+        notification = {"passed": "success", "awaiting_approval": "awaiting_approval", "rolled_back": "rollback"}.get(status, "failure")
+        self._notify(notification)
+        self.dispatcher.drain()
+
+    def _notify(self, event: str) -> None:
+        """Send the runbook's message for ``event``; a notification problem is only a warning."""
+        message = self.runbook.notifications.messages.get(event)  # type: ignore[call-overload]
+        if message is None or self.options.dry_run:
+            return
+        try:
+            title, body = render_message(message, self._render_text)
+            channels = [
+                c.model_copy(update={"path": self._render_text(c.path) if c.path else None, "url": self._render_text(c.url) if c.url else None})
+                for c in self.runbook.notifications.channels
+            ]
+        except TemplateFailed as err:
+            self.emit("warning", message=f"notification {event!r} not sent: {err}")
+            return
+        self.dispatcher.send(channels, title, body, event)
+        self.emit("notified", event=event, title=title, channels=[c.type for c in channels])
 
     def command_line(self, *, resume: bool = False) -> str:
         parts = ["runbook", "run", self.plan.loaded.path.name]

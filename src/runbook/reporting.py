@@ -89,6 +89,26 @@ class ConsoleReporter:
         for hint in e.get("hints", []):
             self._line(f"  hint ({hint['pattern']}): {hint['advice']}")
 
+    def on_warning(self, e: Event) -> None:
+        where = f"[{e['step']}] " if e.get("step") else ""
+        self._line(f"  ! {where}{e['message']}")
+
+    def on_notification(self, e: Event) -> None:
+        self._line("  ┌─ notification" + (f": {e['title']}" if e.get("title") else ""))
+        for line in e["body"].rstrip().splitlines():
+            self._line(f"  │ {line}")
+        self._line("  └─")
+
+    def on_awaiting_approval(self, e: Event) -> None:
+        self._line(f"⏸ [{e['step']}] awaiting approval:")
+        for line in e["question"].splitlines():
+            self._line(f"    {line}")
+        self._line(f"  approve: {e['approve']}")
+        self._line(f"  then:    {e['resume']}")
+
+    def on_error(self, e: Event) -> None:
+        self._line(f"✘ {e['message']}")
+
     def on_run_finished(self, e: Event) -> None:
         symbol = SYMBOLS.get(e["status"], "•")
         self._line(f"{symbol} run {e['run_id']} {e['status']} in {e['duration']:.1f}s")
