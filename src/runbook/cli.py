@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -80,6 +81,25 @@ def schema() -> None:
     from runbook import commands
 
     _call(commands.schema)
+
+
+@main.command("steps")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help="Definitions directory (default ./steps).")
+def steps_command(directory: Path | None) -> None:
+    """List the reusable step definitions (for `uses:`) and their parameters."""
+    from runbook import commands
+
+    _call(commands.list_steps, directory=directory)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(name: str, force: bool) -> None:
+    """Create a commented starter runbook in runbooks/NAME.yaml."""
+    from runbook import commands
+
+    _call(commands.init, name=name, force=force)
 
 
 STATE_OPT = click.option("--state", "state_url", metavar="URL", envvar="RUNBOOK_STATE_URL", help="State store URL (default: sqlite .runbook/state.db).")

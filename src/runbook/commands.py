@@ -54,13 +54,120 @@ def schema(*, echo: Echo = _echo) -> int:
 
 
 def list_steps(*, directory: Path | None = None, echo: Echo = _echo) -> int:
-    from runbook.definitions import list_definitions
+    """The reusable step definitions in steps/ and their parameters."""
+    from runbook.errors import InvalidRunbook, UsageError
+    from runbook.yamlsource import load_yaml, read_file
 
-    directory = directory or Path.cwd() / "steps"
-    for definition in list_definitions(directory):
-        echo(f"{definition.name}: {definition.description}")
-        for param in definition.params:
-            echo(f"    {param}")
+    directory = directory or Path(os.environ.get("RUNBOOK_STEPS_DIR") or Path.cwd() / "steps")
+    if not directory.is_dir():
+        raise UsageError(f"no step definitions directory {directory}")
+    for path in sorted(directory.glob("*.y*ml")):
+        try:
+            definition = load_yaml(read_file(path), str(path)).data
+        except InvalidRunbook as err:
+            echo(f"{path.stem}: (invalid) {err.diagnostics[0]}")
+            continue
+        if not isinstance(definition, dict):
+            continue
+        kind = (definition.get("step") or {}).get("kind", "?")
+        echo(f"{path.stem} [{kind}]: {definition.get('description', '')}")
+        for name, spec in (definition.get("params") or {}).items():
+            spec = spec if isinstance(spec, dict) else {}
+            default = f" = {spec['default']!r}" if "default" in spec else " (required)"
+            echo(f"    {name}: {spec.get('type', 'string')}{default}  {spec.get('description', '')}".rstrip())
+    return ExitCode.OK
+
+
+INIT_TEMPLATE = """\
+# {name}: a runbook. Plan it with `runbook plan {name}`, check it with
+# `runbook validate runbooks/{name}.yaml --strict`, run it with `runbook run {name}`.
+# Reference: docs/runbook-format.md (or `runbook schema` for your editor).
+name: {name}
+description: What this change does and why it must follow this order.
+
+metadata:
+  owner: your-team
+  risk: medium            # what happens if it is done wrong
+  estimate: 10m
+  escalation:
+    - {{role: On-call engineer, contact: "#ops"}}
+
+vars:
+  db_url:
+    env: DATABASE_URL     # read from this environment variable
+    secret: true          # masked as *** in every output, log and record
+    required: true
+    description: SQLAlchemy URL of the database
+
+environments:
+  staging: {{}}
+  production:
+    protected: true
+
+connections:
+  db: "{{{{ vars.db_url }}}}"
+
+steps:
+  - id: backup
+    title: Take a backup
+    kind: command
+    run: echo "replace with your backup command"
+    dry_run: safe          # harmless: also runs under --dry-run
+    estimate: 1m
+
+  - id: migrate
+    title: Apply the schema change
+    kind: command
+    run: echo "replace with e.g. alembic upgrade head"
+    needs: [backup]        # refused until backup passed
+    preconditions:
+      - check: sql
+        name: database answers
+        connection: db
+        query: SELECT 1
+        expect: "== 1"
+    confirm: Apply the migration now?
+    rollback:
+      kind: command
+      run: echo "replace with the downgrade"
+    estimate: 30s
+    hints:
+      "lock timeout": A long transaction holds a lock; find it, then resume.
+
+  - id: verify
+    title: Verify
+    kind: command
+    run: "true"
+    needs: [migrate]
+    irreversible: true     # nothing to undo
+    gates:
+      - check: sql
+        name: the change is visible
+        connection: db
+        query: SELECT 1
+        expect: "== 1"
+
+success_criteria:
+  - Describe what must be true when the change is done
+"""
+
+
+def init(name: str, *, directory: Path | None = None, force: bool = False, echo: Echo = _echo) -> int:
+    """Scaffold a commented runbook in runbooks/NAME.yaml."""
+    import re
+
+    from runbook.errors import UsageError
+
+    if not re.fullmatch(r"[a-z0-9_-]{1,64}", name):
+        raise UsageError(f"runbook name {name!r} must match [a-z0-9_-]+ (it becomes the file name and the lock key)")
+    directory = directory or Path.cwd() / "runbooks"
+    path = directory / f"{name}.yaml"
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists", hint="choose another name or pass --force")
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(INIT_TEMPLATE.format(name=name))
+    echo(f"created {path}")
+    echo(f"next: runbook plan {name}")
     return ExitCode.OK
 
 

@@ -203,16 +203,31 @@ class Engine:
             for step_id, attempt in self.store.step_states(run_id).items():
                 self.states[step_id] = _StepState(attempt.status, dict(attempt.outputs or {}))
         self.emit("run_started", runbook=name, env=env, dry_run=opts.dry_run, resumed=resumed is not None, actor=opts.actor, pid=os.getpid())
+        self._confirm_protected_environment()
         if resumed is None:
             self._notify("start")
         if not resumed and (opts.from_step or opts.only):
             self._carry_from_latest()
 
+    def _confirm_protected_environment(self) -> None:
+        environment = self.runbook.environments.get(self.env)
+        if environment is None or not environment.protected or self.options.dry_run or self.options.yes:
+            return
+        question = f"{self.env} is a protected environment. Run {self.runbook.name} against {self.env}?"
+        if self.options.prompt is not None and self.options.prompt(question):
+            self.emit("approved", step="environment", by=self.options.actor, how="interactive")
+            return
+        raise Refused(
+            f"environment {self.env!r} is protected: confirm at a terminal or pass --yes",
+            hint="--yes approves every confirmation of this run; use it only when you mean that",
+        )
+
     def runbook_fingerprint(self) -> str:
+        """The runbook's version: its definition as written, the same in every
+        environment (so production can ask whether this version passed staging)."""
         import hashlib
 
-        joined = ",".join(s.fingerprint for s in self.plan.steps)
-        return hashlib.sha256(joined.encode()).hexdigest()[:16]
+        return hashlib.sha256(self.runbook.model_dump_json().encode()).hexdigest()[:16]
 
     def _masked_vars(self) -> dict[str, Any]:
         secret = self.plan.resolved.secret_vars
@@ -522,7 +537,9 @@ class Engine:
                 for check in rendered_gates:
                     result = self._evaluate(check, step.id, "gate")
                     checks.append({"name": check.label, **result.as_dict()})
-                    if not result.ok:
+                    if not result.ok and check.check.on_fail == "warn":
+                        self.emit("warning", step=step.id, message=f"gate {check.label!r} failed (on_fail: warn): observed {result.observed}, expected {result.expected}")
+                    elif not result.ok:
                         outcome = StepOutcome(
                             False, outcome.outputs, f"gate {check.label!r} failed: observed {result.observed}, expected {result.expected}", outcome.tail
                         )
@@ -659,15 +676,19 @@ class Engine:
         options = {o.id: o for o in self.runbook.rollback}
         if option_id not in options:
             raise RunbookError(f"no rollback option {option_id!r}; the runbook has: {', '.join(options) or 'none'}")
-        context = self._context()
         for i, step in enumerate(options[option_id].steps):
-            try:
-                planned = plan_step(step, i, context, self.masker)
-            except TemplateFailed as err:
-                raise RunbookError(str(err)) from err
+            # Recorded under "<option>.<step>" so they never mix with the run's own steps.
+            step = step.model_copy(update={"id": f"{option_id}.{step.id}", "needs": [f"{option_id}.{n}" for n in step.needs]})
+            planned = self._render(PlannedStep.placeholder(step, i))
+            self._check_needs(planned)
+            if step.when and not bool(evaluate(step.when, self._context(), f"{step.id}.when")):
+                self._record(planned, "skipped", f"when: {step.when} is false")
+                continue
+            if not self._preconditions(planned):
+                continue
             if planned.needs_confirmation and not self._confirmed(planned):
                 return False
-            if self._execute_rollback(planned, planned.body, f"{option_id}/{step.id}") is not None:
+            if self._execute(planned, planned.body, kind="step") is not None:
                 return False
         return True
 

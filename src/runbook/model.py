@@ -153,7 +153,10 @@ class Retries(_Strict):
     def _shorthand(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return {"count": value}
-        return value
+        if isinstance(value, (dict, Retries)):
+            return value
+        # pydantic would say "a valid dictionary", hiding that a bare count is fine too.
+        raise ValueError(f"expected a count or a mapping with count, delay, backoff, got {value!r}")
 
 
 class StepBody(_Strict):
@@ -224,6 +227,15 @@ NotificationEvent = Literal["start", "success", "failure", "awaiting_approval", 
 
 class Channel(_Strict):
     type: Literal["console", "file", "webhook"]
+
+    @model_validator(mode="after")
+    def _target(self) -> Channel:
+        if self.type == "file" and not self.path:
+            raise ValueError("a file channel needs 'path'")
+        if self.type == "webhook" and not self.url:
+            raise ValueError("a webhook channel needs 'url'")
+        return self
+
     path: str | None = None
     url: str | None = None
     headers: dict[str, str] = {}
@@ -247,7 +259,6 @@ class Message(_Strict):
 class Notifications(_Strict):
     channels: list[Channel] = [Channel(type="console")]
     messages: dict[NotificationEvent, Message] = {}
-    templates: dict[str, Message] = {}
 
 
 class Runbook(_Strict):

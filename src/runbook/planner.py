@@ -127,10 +127,7 @@ class RenderedCheck:
     check: Check
     params: Any
     description: str
-
-    @property
-    def label(self) -> str:
-        return self.check.label
+    label: str
 
 
 @dataclass
@@ -150,6 +147,12 @@ class PlannedStep:
     @property
     def id(self) -> str:
         return self.step.id
+
+    @classmethod
+    def placeholder(cls, step: Step, index: int) -> PlannedStep:
+        """An unrendered stand-in, for code paths that render the step themselves."""
+        body = RenderedBody(step.kind, None, "")
+        return cls(step, index, step.label, body, [], [], None, None, None, "", False)
 
     @property
     def estimate(self) -> Estimate | None:
@@ -223,7 +226,8 @@ def render_body(body: StepBody, context: Mapping[str, Any], where: str) -> Rende
 def render_check(check: Check, context: Mapping[str, Any], where: str) -> RenderedCheck:
     kind = get_check_kind(check.check)
     params = _validated(kind.Params, render_data(check.params, context, where), where)
-    return RenderedCheck(check, params, kind.describe(params))
+    label = render(check.name, context, f"{where}.name") if check.name else check.check
+    return RenderedCheck(check, params, kind.describe(params), label)
 
 
 def _validated(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:

@@ -8,9 +8,7 @@ through structlog so the shape matches the rest of the tool's logging.
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
@@ -117,15 +115,24 @@ class ConsoleReporter:
 
 
 class JsonReporter:
-    """One JSON object per event on ``stream`` (stdout by default)."""
+    """One JSON object per event on ``stream`` (stdout by default), rendered by a
+    structlog processor chain: level, ISO timestamp, then JSON."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stdout
+        import structlog
+
+        self.logger = structlog.wrap_logger(
+            structlog.PrintLogger(stream or sys.stdout),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.JSONRenderer(default=str, ensure_ascii=False),
+            ],
+        )
 
     def __call__(self, name: str, event: Event) -> None:
-        record = {"ts": round(time.time(), 3), "event": name, **event}
-        self.stream.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
-        self.stream.flush()
+        level = "warning" if name in ("warning", "error", "failure_help") else "info"
+        getattr(self.logger, level)(name, **event)
 
 
 def fan_out(*reporters: Reporter) -> Callable[[str, Event], None]:

@@ -14,7 +14,7 @@ class NotifyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     message: str
-    title: str | None = None
+    subject: str | None = None
     channels: list[Channel] = [Channel(type="console")]
 
 
@@ -26,7 +26,7 @@ class NotifyStep:
 
     def describe(self, params: NotifyParams) -> str:
         where = ", ".join(c.type for c in params.channels)
-        return f"notify ({where}): {params.title or params.message.strip().splitlines()[0]}"
+        return f"notify ({where}): {params.subject or params.message.strip().splitlines()[0]}"
 
     def run(self, params: NotifyParams, ctx: StepContext) -> StepOutcome:
         from runbook.notify import Dispatcher
@@ -38,7 +38,7 @@ class NotifyStep:
                 ctx.output(line)
 
         dispatcher = Dispatcher(ctx.masker, ctx.workdir, console, warnings.append)
-        dispatcher.send(params.channels, params.title, params.message)
+        dispatcher.send(params.channels, params.subject, params.message)
         dispatcher.drain()
         for warning in warnings:
             ctx.output(f"warning: {warning}")
