@@ -1,0 +1,227 @@
+"""``kind: http`` - one HTTP request, checked against expected statuses and JSON values.
+
+``changes_data`` is a class attribute, so it is True for every http step,
+GETs included: the loader then asks a GET for ``dry_run: safe`` (or a
+rollback, or ``irreversible: true``) like any other request.
+
+``timeout`` is also a step-level key: set on the step, it reaches this kind
+as ``ctx.timeout`` and bounds the request; otherwise ``Params.timeout`` does.
+
+Outputs: ``status``, ``json`` (the parsed body, or None when it is not JSON)
+and ``body`` (the text, at most ``MAX_BODY_CHARS``). In ``expect_json`` a
+dotted path walks objects by key and arrays by index (``items.0.id``); a path
+that is not there reads as null.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from runbook.expect import parse_expectation
+from runbook.masking import MASK, Masker
+from runbook.model import Duration
+from runbook.steps.base import StepContext, StepOutcome
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Outputs land in the state store: enough for an API's answer, bounded for a page of HTML.
+MAX_BODY_CHARS = 64 * 1024
+TAIL_LINES = 20
+DESCRIBE_JSON_CHARS = 200
+# Header and query parameter names whose values are credentials.
+_SECRET_NAME = re.compile(r"auth|token|secret|key|cookie|session|passw|signature|credential", re.I)
+_QUERY_PARAM = re.compile(r"(?P<name>[^?&=#]+)=(?P<value>[^&#]*)")
+
+
+class HttpParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    method: str = "GET"
+    headers: dict[str, str] = {}
+    # ``json`` would shadow BaseModel.json; runbooks still write ``json:``.
+    body: Any = Field(default=None, alias="json", description="A JSON request body.")
+    timeout: Duration = 30.0
+    expect_status: int | list[int] = [200, 201, 204]
+    expect_json: dict[str, Any] = Field(default={}, description="Dotted path -> expectation, e.g. {'status': \"== 'ok'\"}.")
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        method = value.upper()
+        if method not in METHODS:
+            raise ValueError(f"unknown HTTP method {value!r}; use one of {', '.join(sorted(METHODS))}")
+        return method
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+    @field_validator("expect_json")
+    @classmethod
+    def _expectations(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for expectation in value.values():
+            parse_expectation(expectation)
+        return value
+
+    @property
+    def statuses(self) -> list[int]:
+        return [self.expect_status] if isinstance(self.expect_status, int) else list(self.expect_status)
+
+
+class HttpStep:
+    name: ClassVar[str] = "http"
+    Params: ClassVar[type[BaseModel]] = HttpParams
+    # Per class, not per request: a GET is counted as changing data too (see the module docstring).
+    changes_data: ClassVar[bool] = True
+    needs_confirmation: ClassVar[bool] = False
+
+    def describe(self, params: HttpParams) -> str:
+        lines = [f"{params.method} {shown_url(params.url, Masker())}"]
+        lines += [f"  {name}: {MASK if _SECRET_NAME.search(name) else value}" for name, value in params.headers.items()]
+        if params.body is not None:
+            body = json.dumps(params.body, separators=(",", ":"), default=str)
+            if len(body) > DESCRIBE_JSON_CHARS:
+                body = body[:DESCRIBE_JSON_CHARS] + " ..."
+            lines.append(f"  json: {body}")
+        return "\n".join(lines)
+
+    def run(self, params: HttpParams, ctx: StepContext) -> StepOutcome:
+        target = f"{params.method} {shown_url(params.url, ctx.masker)}"
+        for name, value in params.headers.items():
+            if _SECRET_NAME.search(name):
+                # Servers echo credentials back in errors; "Bearer X" is masked whole and as X.
+                ctx.masker.add(value)
+                ctx.masker.add(value.split(" ", 1)[-1])
+        url, headers = _without_userinfo(params.url, dict(params.headers), ctx.masker)
+        data = None
+        if params.body is not None:
+            data = json.dumps(params.body).encode("utf-8")
+            if not _has_header(headers, "Content-Type"):
+                headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, headers=headers, method=params.method)
+        timeout = ctx.timeout or params.timeout
+        ctx.output(target)
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status, reason, raw = response.status, response.reason, response.read()
+                charset = response.headers.get_content_charset()
+        except urllib.error.HTTPError as err:  # 4xx and 5xx: still an answer, with a body worth showing
+            status, reason, raw = err.code, err.reason, err.read()
+            charset = err.headers.get_content_charset()
+        except urllib.error.URLError as err:
+            if isinstance(err.reason, TimeoutError):
+                return _timed_out(target, timeout)
+            return StepOutcome(False, error=ctx.masker.mask(f"{target}: {_describe_os_error(err.reason)}"))
+        except TimeoutError:
+            return _timed_out(target, timeout)
+        except (OSError, http.client.HTTPException) as err:  # the connection broke mid-answer
+            return StepOutcome(False, error=ctx.masker.mask(f"{target}: {_describe_os_error(err)}"))
+        elapsed_ms = (time.monotonic() - started) * 1000
+        ctx.output(f"-> {status} {reason} ({elapsed_ms:.0f} ms, {len(raw)} bytes)")
+
+        text = _decode(raw, charset)
+        parsed = _parse_json(text)
+        outputs = {"status": status, "json": parsed, "body": text[:MAX_BODY_CHARS]}
+        body_tail = [ctx.masker.mask(line[:500]) for line in text.splitlines()[:TAIL_LINES]]
+        if status not in params.statuses:
+            expected = ", ".join(str(s) for s in params.statuses)
+            error = ctx.masker.mask(f"{target}: HTTP {status} {reason}, expected {expected}")
+            return StepOutcome(False, outputs, error, body_tail)
+        failures = []
+        for path, text_expectation in params.expect_json.items():
+            expectation = parse_expectation(text_expectation)
+            observed = _lookup(parsed, path)
+            held = expectation.holds(observed)
+            ctx.output(f"json {path} {expectation}: {'ok' if held else 'FAILED'} (observed {observed!r})")
+            if not held:
+                failures.append(f"json {path}: observed {observed!r}, expected {expectation}")
+        if failures:
+            if parsed is None:
+                failures.insert(0, "the response is not JSON")
+            return StepOutcome(False, outputs, ctx.masker.mask("; ".join(failures)), body_tail)
+        return StepOutcome(True, outputs, summary=f"HTTP {status}")
+
+
+def shown_url(url: str, masker: Masker) -> str:
+    """The URL as printed: its password and credential-like query values hidden."""
+
+    def hide(match: re.Match[str]) -> str:
+        return f"{match['name']}={MASK}" if _SECRET_NAME.search(match["name"]) and match["value"] else match[0]
+
+    base, query_mark, rest = url.partition("?")
+    return masker.mask(base + query_mark + _QUERY_PARAM.sub(hide, rest))
+
+
+def _without_userinfo(url: str, headers: dict[str, str], masker: Masker) -> tuple[str, dict[str, str]]:
+    """``user:password@`` in a URL as a Basic Authorization header: urllib would
+    take it for part of the host name."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, headers
+    password = unquote(parts.password or "")
+    masker.add(password)
+    if not _has_header(headers, "Authorization"):
+        token = base64.b64encode(f"{unquote(parts.username)}:{password}".encode()).decode("ascii")
+        masker.add(token)
+        headers["Authorization"] = f"Basic {token}"
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), headers
+
+
+def _has_header(headers: dict[str, str], name: str) -> bool:
+    return any(key.lower() == name.lower() for key in headers)
+
+
+def _timed_out(target: str, timeout: float) -> StepOutcome:
+    return StepOutcome(False, error=f"{target}: timed out after {timeout:g}s", timed_out=True)
+
+
+def _describe_os_error(err: BaseException | str) -> str:
+    if isinstance(err, str):
+        return err
+    detail = getattr(err, "strerror", None) or str(err) or "no details"
+    return f"{type(err).__name__}: {detail}"
+
+
+def _decode(raw: bytes, charset: str | None) -> str:
+    try:
+        return raw.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")
+
+
+def _parse_json(text: str) -> Any:
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _lookup(document: Any, path: str) -> Any:
+    value = document
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and re.fullmatch(r"-?\d+", part) and -len(value) <= int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+KIND = HttpStep()

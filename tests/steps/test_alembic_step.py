@@ -1,0 +1,331 @@
+"""The alembic step kind on a small branched-and-merged project, against real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+import sqlalchemy as sa
+
+from runbook.connections import Connections
+from runbook.masking import Masker
+from runbook.steps import get_step_kind
+from runbook.steps.alembic import KIND, AlembicParams
+from runbook.steps.base import StepContext, StepOutcome
+
+# The seed's shape: two heads before the change (A and B), the change (C, on A),
+# then the merge of C and B.
+BASE, A, B, C, MERGE = "1f8a3c2b9d40", "c64d9a16fa9d", "c6b208ba7659", "ee4f9c4fb5b3", "fdf1b7f6bbe1"
+PRE_CHANGE = f"{A},{B}"
+
+ENV_PY = '''
+import logging
+import sqlalchemy as sa
+from logging.config import fileConfig
+from alembic import context
+
+config = context.config
+if config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+{extra}
+
+if context.is_offline_mode():
+    context.configure(url=config.get_main_option("sqlalchemy.url"), literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    engine = sa.create_engine(config.get_main_option("sqlalchemy.url"), poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+'''
+
+REVISION = '''"""{message}"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "{rev}"
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+{upgrade}
+
+
+def downgrade():
+{downgrade}
+'''
+
+
+def make_project(root: Path, *, url: str = "", failing: bool = False, env_extra: str = "") -> Path:
+    """An alembic project like the seed's; ``failing`` adds a head after the merge whose upgrade fails."""
+    versions = root / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    ini = root / "alembic.ini"
+    ini.write_text(
+        "[alembic]\nscript_location = %(here)s/migrations\npath_separator = os\n"
+        + (f"sqlalchemy.url = {url}\n" if url else "")
+    )
+    (root / "migrations" / "env.py").write_text(ENV_PY.format(extra=env_extra))
+
+    def table(name: str) -> tuple[str, str]:
+        return (
+            f"    op.create_table({name!r}, sa.Column('id', sa.Integer, primary_key=True))",
+            f"    op.drop_table({name!r})",
+        )
+
+    revisions: list[tuple[str, Any, str, tuple[str, str]]] = [
+        (BASE, None, "create_customers", table("customers")),
+        (A, BASE, "add_soft_delete", table("soft_delete")),
+        (B, BASE, "add_audit_columns", table("audit")),
+        (C, A, "add_subscriber_id_to_plan_subscriptions", table("subscriber_ids")),
+        (MERGE, (C, B), "merge_subscriber_id_and_audit_columns", ("    pass", "    pass")),
+    ]
+    if failing:
+        revisions.append(("0bad0bad0bad", MERGE, "broken", ("    op.execute('UPDATE no_such_table SET x = 1')", "    pass")))
+    for rev, down, message, (up, back) in revisions:
+        (versions / f"{rev}_{message}.py").write_text(
+            REVISION.format(rev=rev, down=down, message=message, upgrade=up, downgrade=back)
+        )
+    return ini
+
+
+class MemoryCheckpoints:
+    def __init__(self) -> None:
+        self.data: dict[str, Any] | None = None
+
+    def load(self) -> dict[str, Any] | None:
+        return self.data
+
+    def save(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+
+class Harness:
+    """A step context on one connection named ``db``, with the lines it printed."""
+
+    def __init__(self, url: str, workdir: Path) -> None:
+        self.url = url
+        self.masker = Masker()
+        self.connections = Connections({"db": url}, self.masker)
+        self.lines: list[str] = []
+        self.ctx = StepContext(
+            run_id="r",
+            step_id="s",
+            workdir=workdir,
+            env=dict(os.environ),
+            masker=self.masker,
+            connections=self.connections,
+            output=self.lines.append,
+            checkpoints=MemoryCheckpoints(),
+        )
+
+    def run(self, command: str, target: str | None = None, *, dry_run: bool = False, **extra: Any) -> StepOutcome:
+        self.lines.clear()
+        self.ctx.dry_run = dry_run
+        params = AlembicParams.model_validate(
+            {"config": "proj/alembic.ini", "connection": "db", "command": command, "target": target, **extra}
+        )
+        return KIND.run(params, self.ctx)
+
+    def tables(self) -> set[str]:
+        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
+        try:
+            return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture
+def db(db_url: str, tmp_path: Path) -> Iterator[Harness]:
+    make_project(tmp_path / "proj")
+    harness = Harness(db_url, tmp_path)
+    yield harness
+    harness.connections.dispose()
+
+
+@pytest.fixture
+def pre_change(db: Harness) -> Harness:
+    """The database at the seed's state before the change: heads A and B."""
+    outcome = db.run("upgrade", PRE_CHANGE)
+    assert outcome.ok, outcome.error
+    assert outcome.outputs["to_revisions"] == [A, B]
+    return db
+
+
+def test_params_and_describe() -> None:
+    with pytest.raises(pydantic.ValidationError, match="needs a target"):
+        AlembicParams(config="alembic.ini", command="upgrade")
+    with pytest.raises(pydantic.ValidationError, match="takes no target"):
+        AlembicParams(config="alembic.ini", command="current", target="head")
+    params = AlembicParams(config="alembic.ini", connection="app", command="downgrade", target=PRE_CHANGE)
+    assert params.targets == [A, B]
+    assert KIND.describe(params) == f"[app] alembic downgrade {A},{B} (alembic.ini)"
+    assert get_step_kind("alembic") is KIND
+
+
+def test_upgrade_from_two_heads_through_the_merge(pre_change: Harness) -> None:
+    db = pre_change
+    outcome = db.run("upgrade", "head")
+    assert outcome.ok, outcome.error
+    assert outcome.outputs == {"from_revisions": [A, B], "from": PRE_CHANGE, "to_revisions": [MERGE], "to": MERGE}
+    assert f"Running upgrade {A} -> {C}, add_subscriber_id_to_plan_subscriptions" in db.lines
+    assert f"Running upgrade {C}, {B} -> {MERGE}, merge_subscriber_id_and_audit_columns" in db.lines
+    assert db.lines[0] == f"current: {PRE_CHANGE}" and db.lines[-1] == f"now: {MERGE}"
+    assert "subscriber_ids" in db.tables()
+
+
+def test_rollback_to_the_comma_joined_from(pre_change: Harness) -> None:
+    db = pre_change
+    migrate = db.run("upgrade", "heads")
+    assert migrate.ok, migrate.error
+    # What the engine renders from `target: "{{ steps.migrate.outputs.from }}"`.
+    rollback = db.run("downgrade", migrate.outputs["from"])
+    assert rollback.ok, rollback.error
+    assert rollback.outputs["to_revisions"] == [A, B]
+    assert f"Running downgrade {C} -> {A}, add_subscriber_id_to_plan_subscriptions" in db.lines
+    assert db.tables() == {"customers", "soft_delete", "audit"}
+
+
+def test_downgrade_to_one_side_of_the_merge_keeps_the_other_branch(pre_change: Harness) -> None:
+    db = pre_change
+    assert db.run("upgrade", "head").ok
+    outcome = db.run("downgrade", B)
+    assert outcome.ok, outcome.error
+    # Only the merge is undone: C is not a descendant of B, so it stays applied.
+    assert outcome.outputs["to_revisions"] == [B, C]
+    assert "subscriber_ids" in db.tables()
+    assert db.run("downgrade", A).outputs["to_revisions"] == [A, B]
+    assert "subscriber_ids" not in db.tables()
+
+
+def test_current_and_stamp(pre_change: Harness) -> None:
+    db = pre_change
+    current = db.run("current")
+    assert current.ok and current.outputs["from"] == current.outputs["to"] == PRE_CHANGE
+    stamped = db.run("stamp", MERGE)
+    assert stamped.ok, stamped.error
+    assert stamped.outputs["to_revisions"] == [MERGE]
+    assert "subscriber_ids" not in db.tables()
+
+
+def test_current_on_an_empty_database_is_base(db: Harness) -> None:
+    outcome = db.run("current")
+    assert outcome.ok and outcome.outputs == {"from_revisions": [], "from": "base", "to_revisions": [], "to": "base"}
+
+
+def test_dry_run_upgrade_shows_revisions_and_offline_sql(pre_change: Harness) -> None:
+    db = pre_change
+    outcome = db.run("upgrade", "head", dry_run=True)
+    assert outcome.ok, outcome.error
+    assert outcome.outputs["would_apply"] == [
+        f"{C}: add_subscriber_id_to_plan_subscriptions",
+        f"{MERGE}: merge_subscriber_id_and_audit_columns",
+    ]
+    assert outcome.outputs["to_revisions"] == [MERGE]
+    sql = outcome.outputs["sql"]
+    assert "CREATE TABLE subscriber_ids" in sql
+    assert f"UPDATE alembic_version SET version_num='{C}' WHERE alembic_version.version_num = '{A}'" in sql
+    assert f"DELETE FROM alembic_version WHERE alembic_version.version_num = '{C}'" in sql
+    assert "CREATE TABLE subscriber_ids (" in db.lines
+    assert f"would apply {C}: add_subscriber_id_to_plan_subscriptions" in db.lines
+    assert db.run("current").outputs["from_revisions"] == [A, B]
+    assert "subscriber_ids" not in db.tables()
+
+
+def test_dry_run_of_a_list_predicts_each_step(db: Harness) -> None:
+    outcome = db.run("upgrade", PRE_CHANGE, dry_run=True)
+    assert outcome.ok, outcome.error
+    assert [line.split(":")[0] for line in outcome.outputs["would_apply"]] == [BASE, A, B]
+    assert outcome.outputs["from"] == "base" and outcome.outputs["to_revisions"] == [A, B]
+    sql = outcome.outputs["sql"]
+    assert sql.count("CREATE TABLE alembic_version") == 1
+    # The second target starts from the heads the first one left.
+    assert f"INSERT INTO alembic_version (version_num) VALUES ('{B}')" in sql
+    assert db.tables() == set()
+
+
+def test_dry_run_downgrade_to_the_joined_from(pre_change: Harness) -> None:
+    db = pre_change
+    assert db.run("upgrade", "head").ok
+    outcome = db.run("downgrade", PRE_CHANGE, dry_run=True)
+    assert outcome.ok, outcome.error
+    assert [line.split(":")[0] for line in outcome.outputs["would_apply"]] == [MERGE, C]
+    assert outcome.outputs["to_revisions"] == [A, B]
+    assert "DROP TABLE subscriber_ids" in outcome.outputs["sql"]
+    assert "subscriber_ids" in db.tables()
+
+
+def test_failing_migration_is_a_failed_outcome(db_url: str, tmp_path: Path) -> None:
+    make_project(tmp_path / "proj", failing=True)
+    db = Harness(db_url, tmp_path)
+    assert db.run("upgrade", PRE_CHANGE).ok
+    outcome = db.run("upgrade", "head")
+    assert not outcome.ok and outcome.error
+    assert outcome.error.startswith("upgrade to head failed: ")
+    assert "no_such_table" in outcome.error and "\n" not in outcome.error
+    assert f"Running upgrade {MERGE} -> 0bad0bad0bad, broken" in outcome.tail
+    assert outcome.outputs["from"] == PRE_CHANGE
+    if db.connections.dialect("db") == "postgresql":
+        # One transaction around the whole upgrade: nothing of it stays.
+        assert outcome.outputs["to_revisions"] == [A, B]
+    db.connections.dispose()
+
+
+def test_unknown_revision_fails_before_running(pre_change: Harness) -> None:
+    outcome = pre_change.run("upgrade", "head,feedbeef0000")
+    assert not outcome.ok
+    assert outcome.error == (
+        "upgrade to head,feedbeef0000 failed: CommandError: Can't locate revision identified by 'feedbeef0000'"
+    )
+    assert outcome.outputs == {}
+    assert pre_change.run("current").outputs["from"] == PRE_CHANGE
+
+
+def test_url_from_the_ini_when_no_connection(sqlite_url: str, tmp_path: Path) -> None:
+    make_project(tmp_path / "proj", url=sqlite_url)
+    harness = Harness("sqlite://", tmp_path)
+    outcome = KIND.run(AlembicParams(config="proj/alembic.ini", command="upgrade", target=A), harness.ctx)
+    assert outcome.ok, outcome.error
+    assert outcome.outputs["to"] == A
+    assert Harness(sqlite_url, tmp_path).tables() == {"customers", "soft_delete"}
+
+
+def test_missing_config_is_a_failed_outcome(tmp_path: Path, sqlite_url: str) -> None:
+    outcome = Harness(sqlite_url, tmp_path).run("current")
+    assert not outcome.ok and outcome.error == "alembic config proj/alembic.ini not found"
+
+
+def test_env_py_that_reconfigures_logging_gets_a_note(sqlite_url: str, tmp_path: Path) -> None:
+    # What an unguarded fileConfig does to the capture handler.
+    make_project(tmp_path / "proj", env_extra="logging.getLogger('alembic').handlers.clear()")
+    harness = Harness(sqlite_url, tmp_path)
+    outcome = harness.run("upgrade", BASE)
+    assert outcome.ok, outcome.error
+    assert any(line.startswith("note: env.py reconfigured logging") for line in harness.lines)
+    logger = logging.getLogger("alembic")
+    assert logger.propagate and logger.level == logging.NOTSET and not logger.handlers
+
+
+def test_password_never_appears_in_the_error(tmp_path: Path) -> None:
+    make_project(tmp_path / "proj")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    password = "S3cret-Pa55word"
+    harness = Harness(f"postgresql://runbook:{password}@127.0.0.1:{closed_port}/app", tmp_path)
+    outcome = harness.run("upgrade", "head")
+    assert not outcome.ok and outcome.error
+    assert outcome.error.startswith("upgrade to head failed: OperationalError: ")
+    assert "\n" not in outcome.error
+    assert all(password not in text for text in [outcome.error, *outcome.tail, *harness.lines])
