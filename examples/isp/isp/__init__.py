@@ -3,6 +3,7 @@
 Modules, one idea each:
 
 - ``settings``  where the database and the state directory are, engines, redaction
+- ``errors``    the operator's error, and how database errors are logged
 - ``models``    the schema at its newest revision (SQLAlchemy 2 declarative)
 - ``releases``  what differs between the code released as v1 and as v2
 - ``app``       the HTTP API server

