@@ -226,5 +226,17 @@ def show(run_id: str, events: bool, state_url: str | None) -> None:
     _call(commands.show, run_id=run_id, events=events, state_url=state_url)
 
 
+@main.command()
+@click.argument("run_id")
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "html"]), default="md", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
+@STATE_OPT
+def report(run_id: str, fmt: str, output: Path | None, state_url: str | None) -> None:
+    """A change report of one run: steps, timings, gates, approvals, criteria."""
+    from runbook import commands
+
+    _call(commands.report, run_id=run_id, fmt=fmt, output=output, state_url=state_url)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -380,3 +380,31 @@ def show(run_id: str, *, events: bool = False, state_url: str | None = None, ech
     finally:
         store.close()
     return ExitCode.OK
+
+
+def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_url: str | None = None, echo: Echo = _echo) -> int:
+    """A change report of one run, as Markdown, JSON or HTML."""
+    from runbook.errors import RunbookError
+    from runbook.loader import load_runbook
+    from runbook.render.report import RENDERERS, build_report
+    from runbook.state import StateStore
+
+    store = StateStore.open(state_url, workdir=Path.cwd())
+    try:
+        record = _run_record(store, run_id)
+        estimates: dict[str, tuple[str, float | None]] = {}
+        try:
+            runbook = load_runbook(Path(record.path)).runbook
+            estimates = {s.id: (s.title or s.id, s.estimate.high if s.estimate else None) for s in runbook.steps}
+        except RunbookError:
+            pass  # the file moved or changed shape since; the report still stands on the store
+        built = build_report(record, store.attempts(run_id), store.approvals(run_id), store.events(run_id), estimates)
+    finally:
+        store.close()
+    text = RENDERERS[fmt](built)
+    if output is None:
+        echo(text)
+    else:
+        output.write_text(text)
+        echo(f"wrote {output}")
+    return ExitCode.OK

@@ -22,6 +22,8 @@ _OPS = {
     "<": operator.lt,
 }
 _FORM = re.compile(r"^\s*(==|!=|>=|<=|>|<|is\s+not\s+null|is\s+null|matches|in)\s*(.*?)\s*$", re.I | re.S)
+# Text opening with one of these was meant as an operator (``=> 1`` for ``>= 1``), never as a bare value.
+_OPERATOR_STARTS = ("=", "<", ">", "!")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ def parse_expectation(text: Any) -> Expectation:
         return Expectation("==", text, f"== {text!r}")
     match = _FORM.match(text)
     if not match:
+        if text.lstrip().startswith(_OPERATOR_STARTS):
+            raise ValueError(_not_understood(text))
         return Expectation("==", literal(text), f"== {text}")
     op = " ".join(match[1].lower().split())
     rest = match[2]
@@ -68,8 +72,8 @@ def parse_expectation(text: Any) -> Expectation:
         return Expectation(op, None, op)
     if not rest:
         raise ValueError(f"expectation {text!r} needs a value after {op!r}")
-    if rest[0] in "=<>!":
-        raise ValueError(f"expectation {text!r} is not understood; write it like == 0, > 0, is null or == 'x'")
+    if rest.startswith(_OPERATOR_STARTS):
+        raise ValueError(_not_understood(text))
     operand = literal(rest)
     if op == "matches":
         try:
@@ -80,6 +84,10 @@ def parse_expectation(text: Any) -> Expectation:
     if op == "in" and not isinstance(operand, (list, tuple, set)):
         raise ValueError(f"'in' needs a list such as in (1, 2) or in ['a', 'b'], got {rest!r}")
     return Expectation(op, operand, f"{op} {rest}")
+
+
+def _not_understood(text: str) -> str:
+    return f"expectation {text!r} is not understood; write it like == 0, > 0, is null or == 'x'"
 
 
 def literal(text: str) -> Any:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections import abc
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from runbook.checks import CHECK_KINDS, get_check_kind
 from runbook.errors import Diagnostic, InvalidRunbook, UsageError
@@ -29,7 +32,7 @@ from runbook.model import (
     parse_duration,
 )
 from runbook.steps import STEP_KINDS, get_step_kind
-from runbook.templating import TOP_LEVEL_NAMES, TemplateFailed, is_template, references
+from runbook.templating import TOP_LEVEL_NAMES, TemplateFailed, analyze, is_template, render
 from runbook.yamlsource import KeyPath, SourceMap, format_path, load_yaml, read_file
 
 RUNBOOK_SUFFIXES = (".yaml", ".yml")
@@ -52,23 +55,31 @@ def find_runbook(name: str, cwd: Path | None = None) -> Path:
     """A path as given, else a bare name looked up in ./runbooks/ then RUNBOOK_PATH."""
     cwd = cwd or Path.cwd()
     direct = cwd / name
-    if direct.is_file():
+    if _is_file(direct):
         return direct
     searched: list[Path] = []
     if "/" not in name and os.sep not in name:
-        dirs = [cwd / "runbooks"] + [Path(p) for p in os.environ.get("RUNBOOK_PATH", "").split(os.pathsep) if p]
+        # Each directory once, also when RUNBOOK_PATH repeats one.
+        searched = list(dict.fromkeys([cwd / "runbooks", *(Path(p) for p in os.environ.get("RUNBOOK_PATH", "").split(os.pathsep) if p)]))
         names = [name] if name.endswith(RUNBOOK_SUFFIXES) else [name + s for s in RUNBOOK_SUFFIXES]
-        for directory in dirs:
+        for directory in searched:
             for candidate_name in names:
                 candidate = directory / candidate_name
-                searched.append(candidate)
-                if candidate.is_file():
+                if _is_file(candidate):
                     return candidate
-    places = ", ".join(str(p.parent) for p in dict.fromkeys(searched)) or str(cwd)
+    places = ", ".join(str(d) for d in searched) or str(cwd)
     raise UsageError(
         f"runbook {name!r} not found (looked in {places})",
         hint="give a path to the file, or put it in ./runbooks/ or a directory listed in RUNBOOK_PATH",
     )
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        # A name the system cannot even look up (too long, say) names no file.
+        return False
 
 
 def find_steps_dir(runbook_path: Path) -> Path | None:
@@ -91,8 +102,10 @@ def load_runbook(path: Path, *, strict: bool = False, display: str | None = None
     document = load_yaml(read_file(path, display), display)
     checker = _Checker(document.source, find_steps_dir(path))
     runbook = checker.check(document.data)
-    warnings = [d for d in checker.diagnostics if d.severity == "warning"]
-    errors = [d for d in checker.diagnostics if d.severity == "error"]
+    # A definition used by several steps yields the same diagnostic in its file once per use.
+    diagnostics = list(dict.fromkeys(checker.diagnostics))
+    warnings = [d for d in diagnostics if d.severity == "warning"]
+    errors = [d for d in diagnostics if d.severity == "error"]
     if strict:
         errors += [Diagnostic(w.file, w.line, w.col, w.path, w.message + " (--strict)") for w in warnings]
         warnings = []
@@ -110,6 +123,19 @@ def _display_path(path: Path) -> str:
 
 # ---------------------------------------------------------------- the checker
 
+_Place = tuple[SourceMap, KeyPath]
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """Where the keys of a step written with ``uses:`` came from, to report each problem where it is fixed."""
+
+    own: frozenset[str]  # written at the step in the runbook
+    # The definition's ``step`` mapping; None when the definition could not be instantiated, and
+    # every problem with the keys it would have given is a consequence of one already reported.
+    home: _Place | None
+    places: dict[str, _Place]  # keys a (possibly nested) definition gave, and where it wrote them
+
 
 class _Checker:
     def __init__(self, source: SourceMap, steps_dir: Path | None) -> None:
@@ -117,30 +143,41 @@ class _Checker:
         self.steps_dir = steps_dir
         self.diagnostics: list[Diagnostic] = []
         self.definitions = _Definitions(steps_dir, self)
+        self.origins: dict[KeyPath, _Origin] = {}  # by the path of a step written with ``uses:``
         self.step_positions: list[int] = []
         self.invalid_step_ids: set[str] = set()
+        # Steps checked without the keys found invalid; what they lack is no news.
+        self.partial_steps: set[KeyPath] = set()
 
     def error(self, path: KeyPath, message: str) -> None:
-        self.diagnostics.append(self.source.diagnostic(path, message))
+        self._report(path, message, "error")
 
     def warn(self, path: KeyPath, message: str) -> None:
-        self.diagnostics.append(self.source.diagnostic(path, message, "warning"))
+        self._report(path, message, "warning")
+
+    def _report(self, path: KeyPath, message: str, severity: str) -> None:
+        # A key a step got from its ``uses:`` definition is fixed in the definition's file.
+        for n in range(len(path) - 1, 0, -1):
+            origin = self.origins.get(path[:n])
+            if origin is not None and path[n] not in origin.own:
+                if origin.home is not None:
+                    source, prefix = origin.places.get(str(path[n]), origin.home)
+                    self.diagnostics.append(source.diagnostic((*prefix, *path[n:]), message, severity))
+                return
+        self.diagnostics.append(self.source.diagnostic(path, message, severity))
 
     def check(self, data: Any) -> Runbook | None:
         if not isinstance(data, dict):
             self.error((), "a runbook is a mapping with at least 'name' and 'steps'")
             return None
         data = dict(data)
+        # Anything not of the expected shape is left for pydantic to report.
         if isinstance(data.get("steps"), list):
-            data["steps"] = self._steps(data["steps"], ("steps",))
-        for i, option in enumerate(data.get("rollback") or []):
-            if isinstance(option, dict) and isinstance(option.get("steps"), list):
-                data["rollback"][i] = {**option, "steps": self._steps(option["steps"], ("rollback", i, "steps"))}
-        for i, criterion in enumerate(data.get("success_criteria") or []):
-            if isinstance(criterion, dict) and isinstance(criterion.get("check"), dict):
-                data["success_criteria"][i] = {**criterion, "check": _split(criterion["check"], CHECK_COMMON_KEYS)}
-        if isinstance(data.get("steps"), list):
-            data["steps"] = self._valid_steps(data["steps"])
+            data["steps"] = self._valid_steps(self._steps(data["steps"], ("steps",)))
+        if isinstance(data.get("rollback"), list):
+            data["rollback"] = [self._rollback_option(option, ("rollback", i)) for i, option in enumerate(data["rollback"])]
+        if isinstance(data.get("success_criteria"), list):
+            data["success_criteria"] = [_split_criterion(criterion) for criterion in data["success_criteria"]]
         try:
             runbook = Runbook.model_validate(data)
         except ValidationError as err:
@@ -168,7 +205,7 @@ class _Checker:
                 out.append(raw)
                 continue
             if "uses" in raw:
-                raw = self.definitions.expand(raw, (*path, i))
+                raw, self.origins[(*path, i)] = self.definitions.expand(raw, (*path, i))
             elif "with" in raw:
                 self.error((*path, i, "with"), "'with' only goes with 'uses'")
             step = _split(raw, STEP_COMMON_KEYS)
@@ -182,41 +219,62 @@ class _Checker:
             out.append(step)
         return out
 
+    def _rollback_option(self, option: Any, path: KeyPath) -> Any:
+        if isinstance(option, dict) and isinstance(option.get("steps"), list):
+            return {**option, "steps": self._steps(option["steps"], (*path, "steps"))}
+        return option
+
     def _valid_steps(self, steps: list[Any]) -> list[Step]:
         """Validate steps one by one; invalid ones are reported and left out,
         and ``self.step_positions`` maps what remains to the file's indices."""
         valid: list[Step] = []
         for i, raw in enumerate(steps):
-            try:
-                valid.append(Step.model_validate(raw))
-                self.step_positions.append(i)
-            except ValidationError as err:
-                self._pydantic_errors(err, ("steps", i), Step)
+            step = self._valid_step(raw, ("steps", i))
+            if step is None:
                 if isinstance(raw, dict) and isinstance(raw.get("id"), str):
                     self.invalid_step_ids.add(raw["id"])
+                continue
+            valid.append(step)
+            self.step_positions.append(i)
         return valid
+
+    def _valid_step(self, raw: Any, path: KeyPath) -> Step | None:
+        """The step, else (errors reported) what remains once its invalid keys are set aside,
+        so its kind's keys, checks and templates are still checked in this pass."""
+        try:
+            return Step.model_validate(raw)
+        except ValidationError as err:
+            self._pydantic_errors(err, path, Step)
+            bad = {e["loc"][0] for e in err.errors() if e["loc"]}
+            if not isinstance(raw, dict) or not bad:
+                return None
+            self.partial_steps.add(path)
+            try:
+                return Step.model_validate({k: v for k, v in raw.items() if k not in bad})
+            except ValidationError:
+                # Without an id or kind there is nothing left to check.
+                return None
 
     def step_path(self, index: int) -> KeyPath:
         return ("steps", self.step_positions[index])
 
-    def _pydantic_errors(self, err: ValidationError, base: KeyPath, model: type[BaseModel] | None, also: frozenset[str] = frozenset(), what: str = "") -> None:
-        for item in err.errors():
-            loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and (p == _PARAMS_FIELD or "[" in p or p.startswith("function-"))))
-            # Kind keys that hold a template are checked once rendered.
-            if is_template(item.get("input")) and item["type"] not in ("extra_forbidden", "missing"):
+    def _pydantic_errors(
+        self, err: ValidationError, base: KeyPath, model: type[BaseModel], also: frozenset[str] = frozenset(), what: str = "", *, rendered: bool = False
+    ) -> None:
+        """Report ``err``; ``rendered``: the keys are a kind's, rendered before use, so
+        one holding a template is checked once rendered (common keys never are)."""
+        for problem in _problems(err, model):
+            if rendered and is_template(problem.input) and problem.kind not in ("extra_forbidden", "missing"):
                 continue
-            path = (*base, *loc)
-            kind = item["type"]
-            if kind == "extra_forbidden":
-                name = str(loc[-1]) if loc else ""
-                allowed = _allowed_keys(model, loc[:-1]) + (sorted(also) if len(loc) == 1 else [])
+            path = (*base, *problem.path)
+            if problem.kind == "extra_forbidden":
+                name = str(problem.path[-1]) if problem.path else ""
+                allowed = _keys_of(problem.holder) + (sorted(also) if len(problem.path) == 1 else [])
                 self.error(path, f"unknown key {name!r}{what}" + _did_you_mean(name, allowed))
-            elif kind == "missing":
+            elif problem.kind == "missing":
                 self.error(path, "required key is missing")
-            elif kind in ("literal_error", "enum"):
-                self.error(path, f"{item['msg']} (got {item.get('input')!r})")
             else:
-                self.error(path, _clean_message(item["msg"]))
+                self.error(path, problem.message)
 
     def _kind_params(self, runbook: Runbook) -> None:
         for path, body in _bodies(runbook, self.step_path):
@@ -238,7 +296,7 @@ class _Checker:
         try:
             params_model.model_validate(params)
         except ValidationError as err:
-            self._pydantic_errors(err, path, params_model, common, what)
+            self._pydantic_errors(err, path, params_model, common, what, rendered=True)
 
     # -- meaning
 
@@ -318,12 +376,14 @@ class _Checker:
         if not (expression and isinstance(value, str)) and not is_template(value):
             return
         try:
-            refs = references(value, expression=expression)
+            analysis = analyze(value, expression=expression)
         except TemplateFailed as err:
             self.error(path, err.message)
             return
+        for problem in analysis.problems:
+            self.error(path, problem)
         allowed_top = (TOP_LEVEL_NAMES - {"params", "result"}) | set(extra)
-        for ref in refs:
+        for ref in analysis.references:
             top = ref.parts[0]
             if top not in allowed_top:
                 self.error(path, f"template uses undefined name {top!r}" + _did_you_mean(top, sorted(allowed_top)))
@@ -336,6 +396,8 @@ class _Checker:
 
     def _reversibility(self, runbook: Runbook) -> None:
         for i, step in enumerate(runbook.steps):
+            if self.step_path(i) in self.partial_steps:
+                continue
             if step.kind in STEP_KINDS and get_step_kind(step.kind).changes_data:
                 if step.rollback is None and not step.irreversible and step.dry_run != "safe":
                     self.warn(
@@ -361,47 +423,67 @@ _DEFINITION_KEYS = {"description", "params", "step"}
 _PARAM_SPEC_KEYS = {"type", "required", "default", "description", "choices", "secret"}
 
 
+@dataclass(frozen=True)
+class _Definition:
+    step: dict[str, Any]
+    params: dict[str, Any]
+    source: SourceMap
+
+
 class _Definitions:
-    """Loads ``steps/<name>.yaml`` definitions and instantiates them with ``with``."""
+    """Loads ``steps/<name>.yaml`` definitions and instantiates them with ``with``.
+
+    Problems with ``uses`` and ``with`` (also those of a definition using another)
+    are reported at the runbook step that started the chain; problems inside a
+    definition file are reported in that file."""
 
     def __init__(self, steps_dir: Path | None, checker: _Checker) -> None:
         self.steps_dir = steps_dir
         self.checker = checker
-        self.stack: list[str] = []
-        self.cache: dict[str, tuple[dict[str, Any], SourceMap] | None] = {}
+        # None: the file has problems, already reported in it.
+        self.loaded: dict[Path, _Definition | None] = {}
 
-    def expand(self, raw: dict[str, Any], path: KeyPath) -> dict[str, Any]:
+    def expand(self, raw: dict[str, Any], path: KeyPath) -> tuple[dict[str, Any], _Origin]:
+        step, home, places = self._instantiate(raw, path, ())
+        return step, _Origin(frozenset(raw), home, places)
+
+    def _instantiate(self, raw: dict[str, Any], path: KeyPath, chain: tuple[str, ...]) -> tuple[dict[str, Any], _Place | None, dict[str, _Place]]:
+        """``raw`` with its definition filled in; where that definition is (None if it
+        cannot be used) and where each key it gave was written."""
+        own = {k: v for k, v in raw.items() if k not in ("uses", "with")}
         name = raw.get("uses")
         if not isinstance(name, str):
             self.checker.error((*path, "uses"), "'uses' names a step definition in steps/, such as backup-fresh")
-            return {k: v for k, v in raw.items() if k not in ("uses", "with")}
-        if name in self.stack:
-            cycle = " -> ".join([*self.stack, name])
-            self.checker.error((*path, "uses"), f"'uses' cycle: {cycle}")
-            return {k: v for k, v in raw.items() if k not in ("uses", "with")}
-        loaded = self.load(name, (*path, "uses"))
-        if loaded is None:
-            return {k: v for k, v in raw.items() if k not in ("uses", "with")}
-        definition, _source = loaded
+            return own, None, {}
+        if name in chain:
+            self.checker.error((*path, "uses"), f"'uses' cycle: {' -> '.join([*chain, name])}")
+            return own, None, {}
+        definition = self._load(name, (*path, "uses"))
+        if definition is None:
+            return own, None, {}
         args = raw.get("with") or {}
         if not isinstance(args, dict):
             self.checker.error((*path, "with"), "'with' is a mapping of parameter values")
             args = {}
-        values = self._arguments(name, definition.get("params") or {}, args, path)
-        body = _substitute(definition.get("step") or {}, values)
-        if isinstance(body, dict) and "uses" in body:
-            self.stack.append(name)
-            try:
-                body = self.expand(body, path)
-            finally:
-                self.stack.pop()
-        own = {k: v for k, v in raw.items() if k not in ("uses", "with")}
-        return {**body, **own, "uses": name}
+        values, complete = self._arguments(name, definition.params, args, path)
+        home: _Place = (definition.source, ("step",))
+        body = _substitute(definition.step, values)
+        places = dict.fromkeys(body, home)
+        if "uses" in body:
+            body, inner_home, inner_places = self._instantiate(body, path, (*chain, name))
+            places = {key: inner_places.get(key, home) for key in body}
+            complete = complete and inner_home is not None
+        return {**body, **own, "uses": name}, home if complete else None, places
 
-    def load(self, name: str, where: KeyPath) -> tuple[dict[str, Any], SourceMap] | None:
-        if name in self.cache:
-            return self.cache[name]
-        self.cache[name] = None
+    def _load(self, name: str, where: KeyPath) -> _Definition | None:
+        found = self._find(name, where)
+        if found is None:
+            return None
+        if found not in self.loaded:
+            self.loaded[found] = self._read(found)
+        return self.loaded[found]
+
+    def _find(self, name: str, where: KeyPath) -> Path | None:
         if self.steps_dir is None:
             self.checker.error(where, f"uses {name!r} but no steps/ directory was found beside the runbook")
             return None
@@ -409,7 +491,7 @@ class _Definitions:
             self.checker.error(where, f"'uses: {name}' must be a plain definition name inside steps/, not a path")
             return None
         candidates = [self.steps_dir / name] if name.endswith(RUNBOOK_SUFFIXES) else [self.steps_dir / (name + s) for s in RUNBOOK_SUFFIXES]
-        found = next((c for c in candidates if c.is_file()), None)
+        found = next((c for c in candidates if _is_file(c)), None)
         if found is None:
             known = sorted(p.stem for p in self.steps_dir.glob("*.y*ml"))
             self.checker.error(where, f"no step definition {name!r} in {self.steps_dir}" + _did_you_mean(name, known))
@@ -417,23 +499,27 @@ class _Definitions:
         if self.steps_dir.resolve() not in found.resolve().parents:
             self.checker.error(where, f"step definition {name!r} resolves outside {self.steps_dir}; refusing to follow the link")
             return None
+        return found
+
+    def _read(self, found: Path) -> _Definition | None:
+        display = _display_path(found)
         try:
-            document = load_yaml(read_file(found, str(found)), str(found))
+            document = load_yaml(read_file(found, display), display)
         except InvalidRunbook as err:
             self.checker.diagnostics.extend(err.diagnostics)
             return None
-        definition = document.data
-        problems = _definition_problems(definition)
+        problems = _definition_problems(document.data)
         for key_path, message in problems:
             self.checker.diagnostics.append(document.source.diagnostic(key_path, message))
         if problems:
             return None
-        self.cache[name] = (definition, document.source)
-        return self.cache[name]
+        return _Definition(document.data["step"], document.data.get("params") or {}, document.source)
 
-    def _arguments(self, name: str, specs: dict[str, Any], args: dict[str, Any], path: KeyPath) -> dict[str, Any]:
+    def _arguments(self, name: str, specs: dict[str, Any], args: dict[str, Any], path: KeyPath) -> tuple[dict[str, Any], bool]:
+        """Parameter values, and whether they are all there and of their declared type."""
         values: dict[str, Any] = {}
-        for key, value in args.items():
+        complete = True
+        for key in args:
             if key not in specs:
                 self.checker.error((*path, "with", key), f"{name!r} has no parameter {key!r}" + _did_you_mean(key, specs))
         for key, spec in specs.items():
@@ -443,12 +529,14 @@ class _Definitions:
                 problem = _param_type_problem(value, spec)
                 if problem:
                     self.checker.error((*path, "with", key), problem)
+                    complete = False
                 values[key] = value
             elif "default" in spec:
                 values[key] = spec["default"]
             elif spec.get("required", True):
                 self.checker.error((*path, "with"), f"{name!r} needs parameter {key!r}" + (f" ({spec['description']})" if spec.get("description") else ""))
-        return values
+                complete = False
+        return values, complete
 
 
 def _definition_problems(definition: Any) -> list[tuple[KeyPath, str]]:
@@ -460,7 +548,11 @@ def _definition_problems(definition: Any) -> list[tuple[KeyPath, str]]:
             problems.append(((key,), f"unknown key {key!r}" + _did_you_mean(key, _DEFINITION_KEYS)))
     if not isinstance(definition.get("step"), dict):
         problems.append((("step",), "a step definition needs a 'step' mapping (kind and its keys)"))
-    for name, spec in (definition.get("params") or {}).items():
+    params = definition.get("params") or {}
+    if not isinstance(params, dict):
+        problems.append((("params",), "'params' is a mapping of parameter names to their type, default and description"))
+        params = {}
+    for name, spec in params.items():
         if spec is None:
             continue
         if not isinstance(spec, dict):
@@ -469,9 +561,34 @@ def _definition_problems(definition: Any) -> list[tuple[KeyPath, str]]:
         for key in spec:
             if key not in _PARAM_SPEC_KEYS:
                 problems.append((("params", name, key), f"unknown key {key!r}" + _did_you_mean(key, _PARAM_SPEC_KEYS)))
-        if spec.get("type", "string") not in _PARAM_TYPES:
-            problems.append((("params", name, "type"), f"unknown type {spec.get('type')!r}; one of {', '.join(_PARAM_TYPES)}"))
+        type_name = spec.get("type", "string")
+        if not isinstance(type_name, str) or type_name not in _PARAM_TYPES:
+            problems.append((("params", name, "type"), f"unknown type {type_name!r}; one of {', '.join(_PARAM_TYPES)}"))
+        if "choices" in spec and not isinstance(spec["choices"], list):
+            problems.append((("params", name, "choices"), "'choices' is a list of the allowed values"))
+    if isinstance(definition.get("step"), dict):
+        problems += _undeclared_params(definition["step"], ("step",), params)
     return problems
+
+
+def _undeclared_params(value: Any, path: KeyPath, params: dict[str, Any]) -> list[tuple[KeyPath, str]]:
+    """Templates reading a parameter the definition does not declare (a typo, found once, here)."""
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _undeclared_params(item, (*path, key), params)]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _undeclared_params(item, (*path, i), params)]
+    if not is_template(value):
+        return []
+    try:
+        references = analyze(value).references
+    except TemplateFailed:
+        # Reported with the expanded step, like any template.
+        return []
+    return [
+        (path, f"template uses undeclared parameter {ref.parts[1]!r}" + _did_you_mean(ref.parts[1], params))
+        for ref in references
+        if ref.parts[0] == "params" and len(ref.parts) > 1 and ref.parts[1] not in params
+    ]
 
 
 def _param_type_problem(value: Any, spec: dict[str, Any]) -> str | None:
@@ -520,8 +637,6 @@ def _substitute(value: Any, params: dict[str, Any]) -> Any:
         return params[whole[1]]
     if "params" not in value:
         return value
-    from runbook.templating import render
-
     context: dict[str, Any] = {name: _Passthrough(name) for name in TOP_LEVEL_NAMES}
     context["params"] = params
     try:
@@ -529,6 +644,157 @@ def _substitute(value: Any, params: dict[str, Any]) -> Any:
     except TemplateFailed:
         # Left as written: validation of the expanded step reports it with its location.
         return value
+
+
+# ---------------------------------------------------------------- pydantic errors, in the file's terms
+
+
+@dataclass(frozen=True)
+class _Problem:
+    path: KeyPath  # keys and list indices as written in the file
+    kind: str  # pydantic's error type, or "union"
+    message: str
+    input: Any
+    holder: Any = None  # for an unknown key: the model it was found in
+
+
+@dataclass(frozen=True)
+class _Walk:
+    path: KeyPath
+    holder: Any  # the model the walk ended in, if it did
+    union: tuple[KeyPath, int] | None  # the first union passed: its path, and the index of pydantic's branch tag in loc
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+}
+
+
+def _problems(err: ValidationError, model: type[BaseModel]) -> list[_Problem]:
+    """pydantic's errors as problems at the keys the author wrote.
+
+    pydantic's locations also name the branches of a union (``dry_run.StepBody``,
+    ``run.list[str]``) and a value no branch accepts gets one error per branch.
+    The names are dropped; if the value got inside a branch (a mapping into a
+    model, a list into a list) only that branch's errors count, else the
+    branches make one problem: "expected A or B"."""
+    problems: list[_Problem] = []
+    unions: dict[KeyPath, list[tuple[ErrorDetails, _Walk]]] = {}
+    for item in err.errors():
+        loc = item["loc"]
+        if item["type"] == "extra_forbidden" and loc:
+            # The unknown key is no field of its model, yet is what the author wrote.
+            walk = _walk(model, loc[:-1])
+            walk = replace(walk, path=(*walk.path, loc[-1]))
+        else:
+            walk = _walk(model, loc)
+        if walk.union is None:
+            problems.append(_problem(item, walk))
+        else:
+            unions.setdefault(walk.union[0], []).append((item, walk))
+    for path, tried in unions.items():
+        inside = [(item, walk) for item, walk in tried if walk.union and len(item["loc"]) > walk.union[1] + 1]
+        if inside:
+            problems += [_problem(item, walk) for item, walk in inside]
+            continue
+        value = tried[0][0]["input"]
+        expected = _either([_expected(item) for item, _ in tried])
+        problems.append(_Problem(path, "union", f"expected {expected} (got {_shown(value)})", value))
+    return problems
+
+
+def _problem(item: ErrorDetails, walk: _Walk) -> _Problem:
+    kind = item["type"]
+    if kind in ("literal_error", "enum"):
+        message = f"{item['msg']} (got {_shown(item['input'])})"
+    elif kind == "model_type":
+        message = f"expected {_expected(item)} (got {_shown(item['input'])})"
+    else:
+        message = _clean_message(item["msg"])
+    return _Problem(walk.path, kind, message, item["input"], walk.holder)
+
+
+def _walk(model: type[BaseModel], loc: tuple[int | str, ...]) -> _Walk:
+    """Follow a pydantic error location through the model's types, keeping the
+    parts that are keys or indices in the file (fields, mapping keys, list
+    indices) and dropping pydantic's own labels (union branch tags, ``[key]``)."""
+    path: list[int | str] = []
+    union: tuple[KeyPath, int] | None = None
+    members: list[Any] = [model]
+    for i, part in enumerate(loc):
+        if len(members) > 1:
+            union = union or (tuple(path), i)
+            members = [_branch(members, str(part))]
+            continue
+        current = members[0]
+        origin = get_origin(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {field.alias or name: field for name, field in current.model_fields.items()}
+            if part in fields:
+                path.append(part)
+                members = _members(fields[str(part)].annotation)
+        elif isinstance(origin, type) and issubclass(origin, abc.Mapping):
+            path.append(part)
+            members = _members(get_args(current)[-1]) if get_args(current) else [Any]
+        elif isinstance(origin, type) and issubclass(origin, (abc.Sequence, abc.Set)) and isinstance(part, int):
+            path.append(part)
+            members = _members(get_args(current)[0]) if get_args(current) else [Any]
+        # Below a scalar nothing names a key.
+    holder = members[0] if len(members) == 1 and isinstance(members[0], type) and issubclass(members[0], BaseModel) else None
+    return _Walk(tuple(path), holder, union)
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The types a value may have: a union's branches (None aside), else the type itself."""
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [member for arg in get_args(annotation) if arg is not type(None) for member in _members(arg)]
+    return [annotation]
+
+
+def _branch(members: list[Any], tag: str) -> Any:
+    """The union member pydantic's tag names: ``StepBody``, ``list[str]``, ``literal['a','b']``."""
+    name = tag.split("[", 1)[0].lower()
+    for member in members:
+        if getattr(get_origin(member) or member, "__name__", "").lower() == name:
+            return member
+    return Any
+
+
+def _expected(item: ErrorDetails) -> str:
+    """What a union branch or a model accepts, in a YAML author's words."""
+    if item["type"] == "literal_error":
+        return str(item.get("ctx", {}).get("expected", item["msg"]))
+    if item["type"] == "model_type":
+        words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", str(item.get("ctx", {}).get("class_name", "Mapping"))).lower()
+        return f"{'an' if words[0] in 'aeiou' else 'a'} {words} mapping"
+    return _EXPECTED.get(item["type"], _clean_message(item["msg"]).removeprefix("Input should be "))
+
+
+def _either(alternatives: list[str]) -> str:
+    unique = list(dict.fromkeys(alternatives))
+    # A comma keeps an alternative's own "or" readable: "'skip' or 'safe', or a step body mapping".
+    return (", or " if any(" or " in a for a in unique) else " or ").join(unique)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _keys_of(model: Any) -> list[str]:
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [field.alias or name for name, field in model.model_fields.items()]
+    return []
 
 
 # ---------------------------------------------------------------- helpers
@@ -541,6 +807,12 @@ def _split(raw: dict[str, Any], common: frozenset[str]) -> dict[str, Any]:
     if params:
         out[_PARAMS_FIELD] = params
     return out
+
+
+def _split_criterion(criterion: Any) -> Any:
+    if isinstance(criterion, dict) and isinstance(criterion.get("check"), dict):
+        return {**criterion, "check": _split(criterion["check"], CHECK_COMMON_KEYS)}
+    return criterion
 
 
 def _all_steps(runbook: Runbook, step_path: Callable[[int], KeyPath]) -> list[tuple[KeyPath, Step]]:
@@ -578,32 +850,6 @@ def _duplicates(checker: _Checker, ids: list[str], path: KeyPath, what: str) -> 
         if item in seen:
             checker.error((*path, i, "id"), f"duplicate {what} {item!r}")
         seen.add(item)
-
-
-def _allowed_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model found at ``loc`` below ``model`` (for did-you-mean)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int) or current is None:
-            continue
-        fields = getattr(current, "model_fields", {})
-        if part not in fields:
-            return []
-        current = _model_in(fields[part].annotation)
-    if current is None:
-        return []
-    keys = [field.alias or k for k, field in getattr(current, "model_fields", {}).items() if k != _PARAMS_FIELD]
-    return keys + (["uses", "with"] if current is Step else [])
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def _did_you_mean(name: str, known: Any) -> str:

@@ -8,6 +8,7 @@ because an empty string in a deployment command is how accidents happen.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -101,6 +102,11 @@ class Placeholder:
         return True
 
 
+# Jinja's parser and renderer recurse once per nesting level (and a macro may
+# call itself), so hostile or mistaken input ends in RecursionError.
+_TOO_DEEP = "nested or recursing too deeply"
+
+
 @lru_cache(maxsize=1)
 def environment() -> SandboxedEnvironment:
     return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -129,6 +135,8 @@ def render(text: str, context: Mapping[str, Any], where: str = "") -> str:
         raise TemplateFailed(_located(where, str(err))) from err
     except TemplateError as err:
         raise TemplateFailed(_located(where, f"template error: {err}")) from err
+    except RecursionError as err:
+        raise TemplateFailed(_located(where, f"template error: {_TOO_DEEP}")) from err
 
 
 def render_data(value: Any, context: Mapping[str, Any], where: str = "") -> Any:
@@ -153,6 +161,8 @@ def evaluate(expression: str, context: Mapping[str, Any], where: str = "") -> An
         raise TemplateFailed(_located(where, str(err))) from err
     except TemplateError as err:
         raise TemplateFailed(_located(where, f"expression error: {err}")) from err
+    except RecursionError as err:
+        raise TemplateFailed(_located(where, f"expression error: {_TOO_DEEP}")) from err
 
 
 @dataclass(frozen=True)
@@ -165,30 +175,80 @@ class Reference:
         return ".".join(self.parts)
 
 
-def references(source: str, *, expression: bool = False) -> list[Reference]:
-    """The names a template (or expression) reads, for validation before any run.
+@dataclass(frozen=True)
+class Analysis:
+    """What a template needs from outside, found without rendering it."""
+
+    references: tuple[Reference, ...]
+    # Filters and tests Jinja does not have: it reports them only when compiling, i.e. at plan or run time.
+    problems: tuple[str, ...]
+
+
+# Names Jinja itself binds inside these blocks.
+_IMPLICIT_NAMES: dict[type[nodes.Node], frozenset[str]] = {
+    nodes.For: frozenset({"loop"}),
+    nodes.Macro: frozenset({"varargs", "kwargs", "caller"}),
+    nodes.CallBlock: frozenset({"caller"}),
+}
+
+
+@lru_cache(maxsize=4096)
+def analyze(source: str, *, expression: bool = False) -> Analysis:
+    """The names a template (or expression) reads and any filter or test it
+    uses that Jinja lacks, for validation before any run.
 
     Raises ``TemplateFailed`` on a syntax error."""
     env = environment()
+    text = source
+    if expression:
+        text = source.strip()
+        if text.startswith("{{") and text.endswith("}}"):
+            text = text[2:-2]
+        text = "{{ " + text + " }}"
     try:
-        if expression:
-            text = source.strip()
-            if text.startswith("{{") and text.endswith("}}"):
-                text = text[2:-2]
-            tree = env.parse("{{ " + text + " }}")
-        else:
-            tree = env.parse(source)
+        tree = env.parse(text)
+        return Analysis(_references(tree), _unknown_filters_and_tests(tree))
     except TemplateError as err:
         raise TemplateFailed(f"template syntax error: {err}") from err
+    except RecursionError as err:
+        raise TemplateFailed(f"template syntax error: {_TOO_DEEP}") from err
+
+
+def _references(tree: nodes.Template) -> tuple[Reference, ...]:
+    bound = _bound_names(tree)
     found: list[Reference] = []
-    bound = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
         chain = _chain(node)
         if chain and chain[0] not in bound:
             found.append(Reference(chain))
     # Keep only the longest chain of each expression (a.b.c also yields a.b and a).
     longest = [r for r in found if not any(o is not r and o.parts[: len(r.parts)] == r.parts and len(o.parts) > len(r.parts) for o in found)]
-    return list(dict.fromkeys(longest))
+    return tuple(dict.fromkeys(longest))
+
+
+def _bound_names(tree: nodes.Template) -> set[str]:
+    """Names the template binds itself (for, set, with, macro) or Jinja provides (``range``, ``loop``)."""
+    bound = set(environment().globals)
+    for node in tree.find_all((nodes.Name, *_IMPLICIT_NAMES)):
+        if isinstance(node, nodes.Name):
+            if node.ctx in ("store", "param"):
+                bound.add(node.name)
+            continue
+        bound |= _IMPLICIT_NAMES[type(node)]
+        if isinstance(node, nodes.Macro):
+            bound.add(node.name)
+    return bound
+
+
+def _unknown_filters_and_tests(tree: nodes.Template) -> tuple[str, ...]:
+    env = environment()
+    problems: list[str] = []
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        what, known = ("filter", env.filters) if isinstance(node, nodes.Filter) else ("test", env.tests)
+        if node.name not in known:
+            close = difflib.get_close_matches(node.name, list(known), n=1)
+            problems.append(f"template uses unknown {what} {node.name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    return tuple(dict.fromkeys(problems))
 
 
 def _chain(node: nodes.Node) -> tuple[str, ...] | None:

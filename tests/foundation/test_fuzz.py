@@ -162,26 +162,7 @@ def _dump(doc: Any) -> str:
 
 # Crashes already pinned by a strict xfail test elsewhere: (which inputs, what they print).
 # Delete an entry when its bug is fixed (its xfail test will then XPASS and fail).
-KNOWN_BUGS: list[tuple[Callable[[Any], bool], str]] = [
-    # test_validate.py::test_scalar_where_a_list_belongs
-    (
-        lambda doc: isinstance(doc, dict)
-        and any(isinstance(doc.get(k), (int, float)) and bool(doc.get(k)) for k in ("rollback", "success_criteria")),
-        r"TypeError: '(int|float|bool)' object is not iterable",
-    ),
-    # test_validate.py::test_deeply_nested_template
-    (lambda doc: any("{" * 100 in s for s in _strings(doc)), r"RecursionError"),
-]
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
+KNOWN_BUGS: list[tuple[Callable[[Any], bool], str]] = []
 
 
 def _assert_exit_0_or_2(args: list[str], doc: Any = None) -> None:

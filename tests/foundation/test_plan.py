@@ -203,7 +203,6 @@ def test_runbook_not_found(cli):
     assert "RUNBOOK_PATH" in err
 
 
-@pytest.mark.xfail(reason="BUG: 'not found' lists ./runbooks twice (once per .yaml/.yml candidate)", strict=True)
 def test_runbook_not_found_lists_each_place_once(cli, tmp_path):
     """The 'not found' message names each searched directory once."""
     err = plan_fails(cli, "nosuch")
@@ -241,11 +240,35 @@ def test_schema_command_prints_json_schema(cli):
     assert "name" in schema["properties"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a --var value with deeply nested braces ('{{' * 300) raises RecursionError (internal error, exit 1)",
-    strict=True,
-)
 def test_deeply_nested_var_value(cli):
     """A --var value too deeply nested to render is an error with exit 2, not a crash."""
     err = plan_fails(cli, str(FIXTURE), "--var", "region=" + "{{" * 300)
     assert "vars.region" in err
+
+
+def test_markdown_plan_has_single_blank_lines(cli):
+    """Steps without checklist items get no doubled blank line after "Requires:"."""
+    out = plan_ok(cli, str(FIXTURE), "--format", "markdown")
+    assert "\n\n\n" not in out.stdout
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+def test_plan_with_blank_description(cli, write, fmt):
+    """A description of only whitespace plans like no description."""
+    path = write("blank.yaml", "name: blank\ndescription: '  '\nsteps:\n  - id: a\n    kind: manual\n    instruction: hi\n")
+    plan_ok(cli, str(path), "--format", fmt)
+
+
+def test_recursive_template_fails_cleanly(cli, write):
+    """A macro calling itself forever is a template error with exit 2, not a crash."""
+    path = write(
+        "loop.yaml",
+        """
+        name: loop
+        steps:
+          - id: a
+            kind: manual
+            instruction: "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"
+        """,
+    )
+    assert "nested or recursing too deeply" in plan_fails(cli, str(path))

@@ -283,11 +283,6 @@ def test_with_missing_parameter(check, write):
     assert diag["message"] == "'backup' needs parameter 'target' (where the dump goes)"
 
 
-@pytest.mark.xfail(
-    reason="BUG: a missing 'with' parameter also yields spurious duplicate "
-    "'template uses undefined name params' errors for the unexpanded definition body",
-    strict=True,
-)
 def test_with_missing_parameter_is_the_only_error(check, write):
     """A missing ``with`` parameter is reported once, without follow-on template errors."""
     write("steps/backup.yaml", BACKUP_DEFINITION)
@@ -531,10 +526,6 @@ def test_bad_expect_expression(check, expect, message):
     assert diag["message"].startswith(message), diag["message"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: expect '=> 1' (a typo for '>= 1') is accepted as equality with the string '=> 1'",
-    strict=True,
-)
 def test_expect_with_misspelt_operator(check):
     """An ``expect`` that starts with an operator typo such as ``=>`` is an error, not a string to compare."""
     out = check(
@@ -632,11 +623,6 @@ def test_all_errors_reported_at_once(check):
     assert out.stderr.rstrip().endswith("5 error(s)")
 
 
-@pytest.mark.xfail(
-    reason="BUG: a step whose common keys are invalid is dropped before its kind keys "
-    "and checks are validated, so their errors are not reported in the same pass",
-    strict=True,
-)
 def test_errors_in_one_step_reported_together(check):
     """A bad common key does not hide errors in the same step's kind keys and checks."""
     out = check(
@@ -656,11 +642,6 @@ def test_errors_in_one_step_reported_together(check):
     assert paths == ["steps[0].retries", "steps[0].gates[0].check"], out.stderr
 
 
-@pytest.mark.xfail(
-    reason="BUG: pydantic union-branch tags leak into key paths (steps[0].rollback.run.str, "
-    "steps[0].dry_run.StepBody) and one mistake yields several diagnostics",
-    strict=True,
-)
 def test_union_typed_key_reported_once_at_its_own_path(check):
     """A bad value for a key that accepts several types is one diagnostic at that key's path."""
     out = check(
@@ -679,10 +660,6 @@ def test_union_typed_key_reported_once_at_its_own_path(check):
     assert "'skip' or 'safe'" in diag["message"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: unknown keys under vars.<name> and environments.<name> get no did-you-mean",
-    strict=True,
-)
 def test_unknown_key_in_var_suggests(check):
     """An unknown key in a var declaration suggests the right key like everywhere else."""
     out = check(
@@ -767,11 +744,6 @@ def test_hostile_input_in_a_real_process(cli_subprocess, write):
 # ---------------------------------------------------------------- crashes and gaps found while writing these tests
 
 
-@pytest.mark.xfail(
-    reason="BUG: a scalar where a list belongs (rollback: 5, success_criteria: true) crashes the loader "
-    "with TypeError (internal error, exit 1)",
-    strict=True,
-)
 @pytest.mark.parametrize(("key", "value"), [("rollback", "5"), ("success_criteria", "true"), ("rollback", "1.5")])
 def test_scalar_where_a_list_belongs(check, key, value):
     """A scalar given for a top-level list key is a type error at that key, exit 2."""
@@ -780,11 +752,6 @@ def test_scalar_where_a_list_belongs(check, key, value):
     assert diag["message"] == "Input should be a valid list"
 
 
-@pytest.mark.xfail(
-    reason="BUG: a deeply nested template ('{{' * 300) raises RecursionError in the Jinja parser "
-    "(internal error, exit 1)",
-    strict=True,
-)
 def test_deeply_nested_template(check):
     """A template nested too deeply for the parser is a template error at its key, exit 2."""
     out = check(
@@ -799,11 +766,6 @@ def test_deeply_nested_template(check):
     at(only(out), 5, 5, "steps[0].instruction")
 
 
-@pytest.mark.xfail(
-    reason="BUG: a step definition whose 'params' is a list crashes the loader with AttributeError "
-    "(internal error, exit 1)",
-    strict=True,
-)
 def test_definition_params_not_a_mapping(check, write):
     """A definition whose ``params`` is not a mapping is a diagnostic in that definition file."""
     write("steps/listy.yaml", "description: d\nparams: [target]\nstep:\n  kind: manual\n  instruction: hi\n")
@@ -819,10 +781,6 @@ def test_definition_params_not_a_mapping(check, write):
     assert diag["file"].endswith("steps/listy.yaml") and int(diag["line"]) == 2, diag
 
 
-@pytest.mark.xfail(
-    reason="BUG: a failed 'uses:' also reports a follow-on 'steps[0].kind: required key is missing'",
-    strict=True,
-)
 def test_failed_uses_reports_only_the_uses_problem(check, write):
     """A ``uses:`` that cannot be resolved is one diagnostic, not one plus 'kind is missing'."""
     write("steps/ok.yaml", BACKUP_DEFINITION)
@@ -837,10 +795,6 @@ def test_failed_uses_reports_only_the_uses_problem(check, write):
     at(only(out), 4, 5, "steps[0].uses")
 
 
-@pytest.mark.xfail(
-    reason="BUG: an unknown Jinja filter passes validate and only fails at plan/run time",
-    strict=True,
-)
 def test_unknown_template_filter(check):
     """A template using a filter Jinja does not have is reported by validate."""
     out = check(
@@ -859,10 +813,6 @@ def test_unknown_template_filter(check):
     assert "nofilter" in diag["message"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: Jinja's 'loop' inside {% for %} is rejected as 'template uses undefined name loop'",
-    strict=True,
-)
 def test_loop_variable_inside_for_is_valid(check):
     """``{{ loop.index }}`` inside a for loop is valid Jinja and validates."""
     check(
@@ -879,11 +829,6 @@ def test_loop_variable_inside_for_is_valid(check):
     )
 
 
-@pytest.mark.xfail(
-    reason="BUG: an error inside a step definition (steps/NAME.yaml) is located at the using step "
-    "in the runbook, not in the definition file where it must be fixed",
-    strict=True,
-)
 def test_error_inside_definition_located_in_definition(check, write):
     """An unknown kind inside a definition is located in the definition file."""
     write("steps/bad.yaml", "description: d\nstep:\n  kind: comand\n  run: ls\n")
@@ -897,3 +842,194 @@ def test_error_inside_definition_located_in_definition(check, write):
     )
     diag = find(out, "unknown step kind 'comand'")
     assert diag["file"].endswith("steps/bad.yaml") and (int(diag["line"]), int(diag["col"])) == (3, 3), diag
+
+
+# ---------------------------------------------------------------- neighbours of the fixes above
+
+
+def test_union_typed_list_reports_the_bad_items(check):
+    """A list given to a key that takes a string or a list is checked as a list, item by item."""
+    out = check(
+        """
+        name: x
+        steps:
+          - id: a
+            kind: command
+            run: ls
+            irreversible: true
+            rollback:
+              kind: command
+              run: [1, {a: 2}]
+        """
+    )
+    assert [d["path"] for d in out.diagnostics] == ["steps[0].rollback.run[0]", "steps[0].rollback.run[1]"], out.stderr
+
+
+def test_union_typed_key_of_no_accepted_type(check):
+    """A value that none of a key's types accepts is one error naming them all."""
+    diag = only(check("name: x\nsteps:\n  - id: a\n    kind: command\n    run: 5\n    irreversible: true\n"))
+    at(diag, 5, 5, "steps[0].run")
+    assert diag["message"] == "expected a string or a list (got 5)"
+
+
+def test_union_typed_mapping_reports_inside_the_mapping(check):
+    """A mapping for ``dry_run`` is a step body: its problems are reported, not "should be 'skip'"."""
+    out = check(
+        """
+        name: x
+        steps:
+          - id: a
+            kind: command
+            run: ls
+            irreversible: true
+            dry_run:
+              title: no kind
+        """
+    )
+    diag = only(out)
+    at(diag, 7, 5, "steps[0].dry_run.kind")
+    assert diag["message"] == "required key is missing"
+
+
+def test_retries_message_names_both_forms(check):
+    """``retries`` of the wrong type says that a count or a mapping is expected."""
+    diag = only(check("name: x\nsteps:\n  - id: a\n    kind: manual\n    instruction: hi\n    retries: lots\n"))
+    at(diag, 6, 5, "steps[0].retries")
+    assert diag["message"] == "expected a count or a mapping with count, delay, backoff, got 'lots'"
+
+
+def test_template_in_a_common_key_is_an_error(check):
+    """Common keys are never rendered: a template where a duration belongs is an error, not a lost step."""
+    out = check(
+        """
+        name: x
+        vars:
+          t: 5m
+        steps:
+          - id: a
+            kind: manual
+            instruction: hi
+            timeout: "{{ vars.t }}"
+        """
+    )
+    at(only(out), 8, 5, "steps[0].timeout")
+
+
+def test_unknown_key_in_environment_suggests(check):
+    """An unknown key in an environment suggests the right key."""
+    diag = only(check("name: x\nenvironments:\n  prod: {protectd: true}\nsteps: []\n"))
+    at(diag, 3, 10, "environments.prod.protectd")
+    assert diag["message"] == "unknown key 'protectd'; did you mean 'protected'?"
+
+
+def test_names_jinja_binds_are_valid(check):
+    """Names bound by set, macro and with, and Jinja's globals such as range, are not undefined."""
+    check(
+        """
+        name: x
+        steps:
+          - id: a
+            kind: manual
+            instruction: >-
+              {% set n = 2 %}{% macro twice(v) %}{{ v }}{{ v }}{% endmacro %}
+              {% with w = n %}{{ twice(w) }}{% endwith %}{% for i in range(n) %}{{ loop.index }}{% endfor %}
+        """,
+        code=0,
+    )
+
+
+def test_unknown_template_test(check):
+    """A Jinja test that does not exist is reported, with the closest one."""
+    out = check(
+        """
+        name: x
+        vars:
+          v: 1
+        steps:
+          - id: a
+            kind: manual
+            instruction: "{% if vars.v is od %}odd{% endif %}"
+        """
+    )
+    assert only(out)["message"] == "template uses unknown test 'od'; did you mean 'odd'?"
+
+
+def test_expect_bare_value_is_equality(check):
+    """A bare word in ``expect`` still means equality with it."""
+    check(
+        """
+        name: x
+        connections:
+          db: sqlite://
+        steps:
+          - id: a
+            kind: manual
+            instruction: hi
+            gates:
+              - check: sql
+                connection: db
+                query: select status from t
+                expect: ok
+        """,
+        code=0,
+    )
+
+
+def test_wrong_type_with_parameter_is_the_only_error(check, write):
+    """A ``with`` value of the wrong type is reported once, without follow-on errors from the definition."""
+    write("steps/backup.yaml", BACKUP_DEFINITION.replace("  irreversible: true", "  irreversible: true\n  timeout: '{{ params.keep }}'"))
+    out = check(
+        """
+        name: x
+        steps:
+          - id: a
+            uses: backup
+            with: {target: /b, keep: five}
+        """
+    )
+    diag = only(out)
+    at(diag, 5, 24, "steps[0].with.keep")
+    assert diag["message"] == "expected integer, got str 'five'"
+
+
+@pytest.mark.parametrize("uses", ["alpha", "evil", "nosuch"])
+def test_unresolvable_uses_is_the_only_error(check, write, tmp_path, uses):
+    """A cycle, a link out of steps/ or a missing definition is one diagnostic at ``uses``."""
+    write("steps/alpha.yaml", "description: a\nstep:\n  uses: beta\n")
+    write("steps/beta.yaml", "description: b\nstep:\n  uses: alpha\n")
+    (tmp_path / "steps" / "evil.yaml").symlink_to(write("elsewhere/evil.yaml", "step:\n  kind: manual\n  instruction: x\n"))
+    out = check(f"name: x\nsteps:\n  - id: a\n    uses: {uses}\n")
+    at(only(out), 4, 5, "steps[0].uses")
+
+
+def test_problem_in_a_definition_used_twice_is_reported_once(check, write):
+    """Two steps using a broken definition get its problem once, in the definition's file."""
+    write("steps/bad.yaml", "description: d\nstep:\n  kind: comand\n  run: ls\n")
+    out = check("name: x\nsteps:\n  - id: a\n    uses: bad\n  - id: b\n    uses: bad\n")
+    diag = only(out)
+    assert diag["file"].endswith("steps/bad.yaml") and diag["path"] == "step.kind", diag
+
+
+def test_definition_reading_an_undeclared_parameter(check, write):
+    """A definition's template reading a parameter it does not declare is reported in the definition."""
+    write("steps/typo.yaml", "params:\n  target: {}\nstep:\n  kind: manual\n  instruction: 'to {{ params.taget }}'\n")
+    out = check("name: x\nsteps:\n  - id: a\n    uses: typo\n    with: {target: /b}\n")
+    diag = only(out)
+    assert diag["file"].endswith("steps/typo.yaml") and (int(diag["line"]), diag["path"]) == (5, "step.instruction"), diag
+    assert diag["message"] == "template uses undeclared parameter 'taget'; did you mean 'target'?"
+
+
+def test_keys_a_using_step_writes_itself_are_located_in_the_runbook(check, write):
+    """A problem in a key the runbook step sets (beside ``uses``) is located in the runbook."""
+    write("steps/backup.yaml", BACKUP_DEFINITION)
+    out = check(
+        """
+        name: x
+        steps:
+          - id: a
+            uses: backup
+            with: {target: /b}
+            needs: [nope]
+        """
+    )
+    at(only(out), 6, 13, "steps[0].needs[0]")

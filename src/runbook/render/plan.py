@@ -22,6 +22,11 @@ def _estimate_text(low: float, high: float) -> str:
     return format_duration(high) if low == high else f"{format_duration(low)}-{format_duration(high)}"
 
 
+def _first_line(text: str) -> str:
+    # A description may be blank: a whitespace-only text, an empty argv list.
+    return next(iter(text.strip().splitlines()), "")
+
+
 def _check_json(check: RenderedCheck) -> dict[str, Any]:
     return {"name": check.label, "check": check.check.check, "on_fail": check.check.on_fail, "what": check.description}
 
@@ -72,7 +77,7 @@ def render_text(plan: Plan) -> str:
     runbook = plan.runbook
     lines = [f"Plan: {runbook.name} (env: {plan.env})"]
     if runbook.description:
-        lines.append(f"  {runbook.description.strip().splitlines()[0]}")
+        lines.append(f"  {_first_line(runbook.description)}")
     meta = runbook.metadata
     facts = [f"{k}: {v}" for k, v in (("priority", meta.priority), ("risk", meta.risk), ("owner", meta.owner)) if v]
     if facts:
@@ -105,13 +110,13 @@ def _text_step(s: PlannedStep, width: int) -> list[str]:
     for i, line in enumerate(s.body.description.splitlines() or [""]):
         out.append(f"{pad}{'run: ' if i == 0 else '     '}{line}")
     if isinstance(s.dry_run, RenderedBody):
-        out.append(f"{pad}dry-run: {s.dry_run.description.splitlines()[0]}")
+        out.append(f"{pad}dry-run: {_first_line(s.dry_run.description)}")
     elif s.dry_run:
         out.append(f"{pad}dry-run: {s.dry_run}")
     for c in s.gates:
         out.append(f"{pad}gate: {c.label}: {c.description}")
     if s.rollback:
-        out.append(f"{pad}rollback: {s.rollback.description.splitlines()[0]}")
+        out.append(f"{pad}rollback: {_first_line(s.rollback.description)}")
     elif s.step.irreversible:
         out.append(f"{pad}irreversible")
     out.append("")
@@ -133,20 +138,20 @@ def render_markdown(plan: Plan) -> str:
         md.append(f"### Step {s.index + 1}: {s.title} (`{s.id}`, {s.body.kind}{', ~' + str(s.estimate) if s.estimate else ''})")
         md.append("")
         if s.step.needs:
-            md.append("Requires: " + ", ".join(f"`{n}` passed" for n in s.step.needs))
-            md.append("")
-        for c in s.preconditions:
-            md.append(f"- [ ] Before: **{c.label}** — `{c.description}` (on fail: {c.check.on_fail})")
+            md += ["Requires: " + ", ".join(f"`{n}` passed" for n in s.step.needs), ""]
+        checklist = [f"- [ ] Before: **{c.label}** — `{c.description}` (on fail: {c.check.on_fail})" for c in s.preconditions]
         if s.needs_confirmation:
-            md.append(f"- [ ] Confirm: {s.confirm or 'done by hand and confirmed'}")
-        md += ["", "```", s.body.description, "```", ""]
+            checklist.append(f"- [ ] Confirm: {s.confirm or 'done by hand and confirmed'}")
+        if checklist:
+            md += [*checklist, ""]
+        md += ["```", s.body.description, "```", ""]
         if s.gates:
             md.append("**Verification**:")
             md.append("")
             md += [f"- [ ] **{c.label}** — `{c.description}`" for c in s.gates]
             md.append("")
         if s.rollback:
-            md += [f"**If it fails**: roll back with `{s.rollback.description.splitlines()[0]}`", ""]
+            md += [f"**If it fails**: roll back with `{_first_line(s.rollback.description)}`", ""]
         elif s.step.irreversible:
             md += ["**Irreversible**: no automatic rollback.", ""]
         if s.step.hints:
