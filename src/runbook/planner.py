@@ -220,14 +220,23 @@ def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker
 def render_body(body: StepBody, context: Mapping[str, Any], where: str) -> RenderedBody:
     kind = get_step_kind(body.kind)
     params = _validated(kind.Params, render_data(body.params, context, where), where)
-    return RenderedBody(body.kind, params, kind.describe(params), body.title, body.timeout)
+    return RenderedBody(body.kind, params, _describe(kind, params), body.title, body.timeout)
 
 
 def render_check(check: Check, context: Mapping[str, Any], where: str) -> RenderedCheck:
     kind = get_check_kind(check.check)
     params = _validated(kind.Params, render_data(check.params, context, where), where)
     label = render(check.name, context, f"{where}.name") if check.name else check.check
-    return RenderedCheck(check, params, kind.describe(params), label)
+    return RenderedCheck(check, params, _describe(kind, params), label)
+
+
+def _describe(kind: Any, params: Any) -> str:
+    try:
+        return str(kind.describe(params))
+    except (ValueError, TypeError):
+        # Parameters holding run-time placeholders may not parse yet; show them as written.
+        fields = params.model_dump() if hasattr(params, "model_dump") else dict(params)
+        return ", ".join(f"{k}: {' '.join(str(v).split())}" for k, v in fields.items() if v not in (None, {}, []))
 
 
 def _validated(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:

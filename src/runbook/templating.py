@@ -101,6 +101,43 @@ class Placeholder:
     def __bool__(self) -> bool:
         return True
 
+    # Arithmetic and comparisons on a value not known yet stay symbolic in plans.
+    def _combine(self, op: str, other: Any, reverse: bool = False) -> Placeholder:
+        left, right = (other, self) if reverse else (self, other)
+        return Placeholder(f"{_show(left)} {op} {_show(right)}")
+
+    def __add__(self, other: Any) -> Placeholder:
+        return self._combine("+", other)
+
+    def __radd__(self, other: Any) -> Placeholder:
+        return self._combine("+", other, reverse=True)
+
+    def __sub__(self, other: Any) -> Placeholder:
+        return self._combine("-", other)
+
+    def __rsub__(self, other: Any) -> Placeholder:
+        return self._combine("-", other, reverse=True)
+
+    def __mul__(self, other: Any) -> Placeholder:
+        return self._combine("*", other)
+
+    def __rmul__(self, other: Any) -> Placeholder:
+        return self._combine("*", other, reverse=True)
+
+    def __int__(self) -> int:
+        # Jinja's |int falls back to 0 on errors; refusing here keeps the placeholder visible.
+        raise TypeError("value known only at run time")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Placeholder) and other._path == self._path
+
+    def __hash__(self) -> int:
+        return hash(self._path)
+
+
+def _show(value: Any) -> str:
+    return value._path if isinstance(value, Placeholder) else repr(value)
+
 
 # Jinja's parser and renderer recurse once per nesting level (and a macro may
 # call itself), so hostile or mistaken input ends in RecursionError.
@@ -109,7 +146,19 @@ _TOO_DEEP = "nested or recursing too deeply"
 
 @lru_cache(maxsize=1)
 def environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    for name in ("int", "float"):
+        env.filters[name] = _keep_placeholder(env.filters[name])
+    return env
+
+
+def _keep_placeholder(convert: Any) -> Any:
+    """A conversion filter that leaves a plan's placeholder as it is instead of turning it into 0."""
+
+    def filter_(value: Any, *args: Any, **kwargs: Any) -> Any:
+        return value if isinstance(value, Placeholder) else convert(value, *args, **kwargs)
+
+    return filter_
 
 
 @lru_cache(maxsize=4096)

@@ -106,9 +106,8 @@ def _text_step(s: PlannedStep, width: int) -> list[str]:
     for c in s.preconditions:
         out.append(f"{pad}precondition ({c.check.on_fail}): {c.label}: {c.description}")
     if s.needs_confirmation:
-        out.append(f"{pad}confirm: {s.confirm or 'a person confirms the manual step is done'}")
-    for i, line in enumerate(s.body.description.splitlines() or [""]):
-        out.append(f"{pad}{'run: ' if i == 0 else '     '}{line}")
+        out += _labelled(pad, "confirm: ", s.confirm or "a person confirms the manual step is done")
+    out += _labelled(pad, "run: ", s.body.description)
     if isinstance(s.dry_run, RenderedBody):
         out.append(f"{pad}dry-run: {_first_line(s.dry_run.description)}")
     elif s.dry_run:
@@ -121,6 +120,12 @@ def _text_step(s: PlannedStep, width: int) -> list[str]:
         out.append(f"{pad}irreversible")
     out.append("")
     return out
+
+
+def _labelled(pad: str, label: str, text: str) -> list[str]:
+    """``label`` before the first line of ``text``, later lines aligned under it."""
+    lines = text.strip().splitlines() or [""]
+    return [f"{pad}{label if i == 0 else ' ' * len(label)}{line}" for i, line in enumerate(lines)]
 
 
 def render_markdown(plan: Plan) -> str:
