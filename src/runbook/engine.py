@@ -402,7 +402,7 @@ class Engine:
             fingerprint=self.runbook_fingerprint(),
         )
 
-    def _evaluate(self, check: RenderedCheck, step_id: str, role: str) -> CheckResult:
+    def _evaluate(self, check: RenderedCheck, step_id: str, role: str, label: str | None = None) -> CheckResult:
         kind = get_check_kind(check.check.check)
         try:
             result = kind.evaluate(check.params, self._check_context(check.check.timeout))
@@ -414,7 +414,7 @@ class Engine:
             "check",
             step=step_id,
             role=role,
-            name=check.label,
+            name=label or check.label,
             ok=result.ok,
             on_fail=check.check.on_fail,
             observed=result.observed,
@@ -727,7 +727,7 @@ class Engine:
                 check = render_check(criterion.check, self._context(), f"success_criteria[{i}]")
             except TemplateFailed as err:
                 raise RunbookError(str(err)) from err
-            result = self._evaluate(check, "success", "criterion")
+            result = self._evaluate(check, "success", "criterion", label=criterion.description)
             self.emit("criterion", description=criterion.description, ok=result.ok, observed=result.observed)
             if not result.ok:
                 failed.append(criterion.description)

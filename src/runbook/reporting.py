@@ -64,6 +64,9 @@ class ConsoleReporter:
             self._line(f"  [{e['step']}] {e['line']}")
 
     def on_check(self, e: Event) -> None:
+        if e.get("applicable") is False:
+            self._line(f"  [{e['step']}] {e['role']} – {e['name']}: not applicable ({e.get('detail') or 'n/a'})")
+            return
         mark = "✔" if e["ok"] else ("!" if e.get("on_fail") == "warn" else "✘")
         observed = f" observed {e['observed']}" if e.get("observed") is not None else ""
         expected = f", expected {e['expected']}" if e.get("expected") is not None and not e["ok"] else ""
