@@ -217,7 +217,17 @@ def run(
     from runbook.state import StateStore
 
     workdir = workdir or Path.cwd()
-    built = build_plan(_load(name), env, parse_var_overrides(list(var_items)))
+    loaded = _load(name)
+    overrides = parse_var_overrides(list(var_items))
+    store = StateStore.open(state_url, workdir=workdir)
+    try:
+        if resume or resume_run_id is not None:
+            # A resumed run keeps the --var values it started with; new ones win.
+            overrides = {**_recorded_overrides(store, loaded.runbook.name, env, resume_run_id), **overrides}
+        built = build_plan(loaded, env, overrides)
+    except BaseException:
+        store.close()
+        raise
     if interactive is None:
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
     options = RunOptions(
@@ -231,13 +241,23 @@ def run(
         accept_changes=accept_changes,
         prompt=stdin_prompt if interactive else None,
         actor=_actor(),
+        overrides=overrides,
     )
-    store = StateStore.open(state_url, workdir=workdir)
     try:
         result = Engine(built, store, _reporters(log_format, stream), options, workdir).run()
     finally:
         store.close()
     return result.exit_code
+
+
+def _recorded_overrides(store, runbook: str, env: str | None, run_id: str | None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    from runbook.planner import DEFAULT_ENV
+
+    record = store.get_run(run_id) if run_id else store.latest_run(runbook, env or DEFAULT_ENV, unfinished=True)
+    if record is None or not isinstance(record.params, dict):
+        return {}
+    recorded = record.params.get("overrides") or {}
+    return {str(k): str(v) for k, v in recorded.items()}
 
 
 def rollback(
@@ -260,7 +280,8 @@ def rollback(
     store = StateStore.open(state_url, workdir=workdir)
     try:
         record = _run_record(store, run_id)
-        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, parse_var_overrides(list(var_items)))
+        overrides = {**_recorded_overrides(store, record.runbook, record.env, run_id), **parse_var_overrides(list(var_items))}
+        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, overrides)
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
         options = RunOptions(yes=yes, prompt=stdin_prompt if interactive else None, actor=_actor())
         engine = Engine(built, store, _reporters(log_format), options, workdir)
@@ -288,7 +309,7 @@ def approve(run_id: str, step_id: str, *, by: str, comment: str | None = None, s
     store = StateStore.open(state_url, workdir=Path.cwd())
     try:
         record = _run_record(store, run_id)
-        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, {})
+        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, _recorded_overrides(store, record.runbook, record.env, run_id))
         try:
             planned = built.step(step_id)
         except KeyError:

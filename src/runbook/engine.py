@@ -59,6 +59,8 @@ class RunOptions:
     # Asks the operator a yes/no question; None when there is no terminal.
     prompt: Callable[[str], bool] | None = None
     actor: str = ""
+    # --var values as given, recorded so that --resume, approve and rollback reuse them.
+    overrides: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -230,9 +232,12 @@ class Engine:
         return hashlib.sha256(self.runbook.model_dump_json().encode()).hexdigest()[:16]
 
     def _masked_vars(self) -> dict[str, Any]:
+        """What the run record keeps of its vars: values (secrets as ***) and the
+        non-secret --var overrides; a secret must be given again to resume."""
         secret = self.plan.resolved.secret_vars
         values = {k: ("***" if k in secret and v is not None else v) for k, v in self.plan.resolved.vars.items()}
-        masked = self.masker.mask_data(values)
+        overrides = {k: v for k, v in self.options.overrides.items() if k not in secret}
+        masked = self.masker.mask_data({"vars": values, "overrides": overrides})
         assert isinstance(masked, dict)
         return masked
 

@@ -245,6 +245,8 @@ class _Backfill:
             position = _Position(low - 1, max_key, self.p.batch_size, count, Tally(), None)
         else:
             tally = Tally(**{name: saved[name] for name in Tally.__dataclass_fields__})
+            # Failed batches were rolled back and are walked again now; only this attempt's errors count.
+            tally.errors = 0
             position = _Position(saved["last_key"], saved["max_key"], saved["batch_size"], 0, tally, saved["report_bytes"])
             position.total = (
                 tally.total + conn.execute(self.sql_remaining, {"after": position.after, "hi": position.max_key}).scalar_one()
