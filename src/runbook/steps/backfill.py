@@ -17,8 +17,11 @@ Two forms:
   On PostgreSQL the SELECT, the UPDATE and the counting are one statement per
   batch; on SQLite the rows are classified here and written with executemany.
 
-Every write is guarded by ``where``, which is what makes a replayed batch
-harmless: rows it already set no longer match.
+The guard is what makes a replayed batch harmless (a crash between a batch's
+commit and its checkpoint replays that one batch): rows it already set no
+longer match. The update form's statement must carry the same guard itself;
+rows it leaves unresolved may then be evaluated again, never rewritten with
+a value.
 """
 
 from __future__ import annotations
