@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from runbook.errors import ExitCode, RunbookError
 
@@ -48,7 +49,58 @@ def main() -> None:
     """Run deployment runbooks: ordered, gated, resumable, recorded."""
 
 
-RUNBOOK_ARG = click.argument("runbook_file", metavar="RUNBOOK")
+# ---------------------------------------------------------------- shell completion
+# Activated with: eval "$(_RUNBOOK_COMPLETE=bash_source runbook)" (zsh_source, fish_source).
+# Each runs on every Tab, so each reads only what it needs and never creates a file.
+
+
+def _complete_runbook(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Runbook files by the bare names ``find_runbook`` accepts; a path falls back to the shell's file completion."""
+    if "/" in incomplete or incomplete.startswith("."):
+        return [CompletionItem(incomplete, type="file")]
+    directories = [Path.cwd() / "runbooks", *(Path(p) for p in os.environ.get("RUNBOOK_PATH", "").split(os.pathsep) if p)]
+    names = sorted(
+        {f.name for d in directories if d.is_dir() for f in d.iterdir() if f.suffix in (".yaml", ".yml") and f.name.startswith(incomplete)}
+    )
+    return [CompletionItem(name) for name in names] or [CompletionItem(incomplete, type="file")]
+
+
+def _complete_step(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Step ids of the runbook named earlier on the line, when it loads."""
+    # Completing an option's value, click stops parsing at that option: the positional
+    # RUNBOOK before it is left unassigned, in ctx.args.
+    name = ctx.params.get("runbook_file") or next(iter(ctx.args), None)
+    if not name:
+        return []
+    from runbook.loader import find_runbook, load_runbook
+
+    try:
+        steps = load_runbook(find_runbook(name)).runbook.steps
+    except RunbookError:
+        return []
+    return [CompletionItem(s.id, help=s.title) for s in steps if s.id.startswith(incomplete)]
+
+
+def _complete_run_id(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Recent run ids, newest first, from the state store the command would use."""
+    url = ctx.params.get("state_url") or os.environ.get("RUNBOOK_STATE_URL")
+    if not url and not (Path.cwd() / ".runbook" / "state.db").is_file():
+        return []  # opening the default store would create it
+    from runbook.state import StateStore
+
+    try:
+        store = StateStore.open(url)
+        try:
+            runs = store.list_runs(limit=50)
+        finally:
+            store.close()
+    except RunbookError:
+        return []
+    return [CompletionItem(r.run_id, help=f"{r.runbook} ({r.env}) {r.status}") for r in runs if r.run_id.startswith(incomplete)]
+
+
+RUNBOOK_ARG = click.argument("runbook_file", metavar="RUNBOOK", shell_complete=_complete_runbook)
+RUN_ID_ARG = click.argument("run_id", shell_complete=_complete_run_id)
 ENV_OPT = click.option("--env", "env", metavar="NAME", help="Apply this environment's overrides.")
 VAR_OPT = click.option("--var", "var_items", multiple=True, metavar="NAME=VALUE", help="Set a var (overrides everything else).")
 
@@ -110,11 +162,13 @@ STATE_OPT = click.option("--state", "state_url", metavar="URL", envvar="RUNBOOK_
 @ENV_OPT
 @VAR_OPT
 @click.option("--yes", is_flag=True, help="Approve every confirmation.")
-@click.option("--approve", "approve", multiple=True, metavar="STEP", help="Approve this step's confirmation.")
+@click.option("--approve", "approve", multiple=True, metavar="STEP", help="Approve this step's confirmation.", shell_complete=_complete_step)
 @click.option("--dry-run", is_flag=True, help="Run only what reads; report what would run.")
-@click.option("--resume", "resume", is_flag=False, flag_value="", default=None, metavar="[RUN_ID]", help="Continue the latest unfinished run (or RUN_ID).")
-@click.option("--from", "from_step", metavar="STEP", help="Start at STEP; earlier steps must have passed in the latest run.")
-@click.option("--only", "only", multiple=True, metavar="STEP", help="Run only these steps (their needs must have passed).")
+@click.option(
+    "--resume", "resume", is_flag=False, flag_value="", default=None, metavar="[RUN_ID]", help="Continue the latest unfinished run (or RUN_ID).", shell_complete=_complete_run_id
+)
+@click.option("--from", "from_step", metavar="STEP", help="Start at STEP; earlier steps must have passed in the latest run.", shell_complete=_complete_step)
+@click.option("--only", "only", multiple=True, metavar="STEP", help="Run only these steps (their needs must have passed).", shell_complete=_complete_step)
 @STATE_OPT
 @click.option("--accept-changes", is_flag=True, help="On resume, re-run passed steps whose definition changed.")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
@@ -154,7 +208,7 @@ def run(
 
 
 @main.command()
-@click.argument("run_id")
+@RUN_ID_ARG
 @click.option("--to", "to_step", metavar="STEP", help="Undo the steps after STEP (STEP stays).")
 @click.option("--option", "option", metavar="ID", help="Run one of the runbook's named rollback options instead.")
 @VAR_OPT
@@ -169,7 +223,7 @@ def rollback(run_id: str, to_step: str | None, option: str | None, var_items: tu
 
 
 @main.command()
-@click.argument("run_id")
+@RUN_ID_ARG
 @click.argument("step_id")
 @click.option("--by", required=True, metavar="NAME", help="Who approves.")
 @click.option("--comment", metavar="TEXT")
@@ -182,7 +236,7 @@ def approve(run_id: str, step_id: str, by: str, comment: str | None, state_url: 
 
 
 @main.command()
-@click.argument("runbook_file", metavar="RUNBOOK")
+@RUNBOOK_ARG
 @ENV_OPT
 @click.option("--force", is_flag=True, help="Required: confirms you are breaking another run's lock.")
 @STATE_OPT
@@ -194,7 +248,7 @@ def unlock(runbook_file: str, env: str | None, force: bool, state_url: str | Non
 
 
 @main.command()
-@click.argument("run_id", required=False)
+@click.argument("run_id", required=False, shell_complete=_complete_run_id)
 @STATE_OPT
 def status(run_id: str | None, state_url: str | None) -> None:
     """Each step of a run (the latest by default): state, duration, attempts, checks."""
@@ -204,7 +258,7 @@ def status(run_id: str | None, state_url: str | None) -> None:
 
 
 @main.command()
-@click.argument("runbook_file", metavar="[RUNBOOK]", required=False)
+@click.argument("runbook_file", metavar="[RUNBOOK]", required=False, shell_complete=_complete_runbook)
 @ENV_OPT
 @click.option("--limit", default=20, show_default=True)
 @STATE_OPT
@@ -216,7 +270,7 @@ def history(runbook_file: str | None, env: str | None, limit: int, state_url: st
 
 
 @main.command()
-@click.argument("run_id")
+@RUN_ID_ARG
 @click.option("--events", is_flag=True, help="Also print the event log.")
 @STATE_OPT
 def show(run_id: str, events: bool, state_url: str | None) -> None:
@@ -227,7 +281,7 @@ def show(run_id: str, events: bool, state_url: str | None) -> None:
 
 
 @main.command()
-@click.argument("run_id")
+@RUN_ID_ARG
 @click.option("--format", "fmt", type=click.Choice(["md", "json", "html"]), default="md", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
 @STATE_OPT

@@ -164,8 +164,7 @@ def init(name: str, *, directory: Path | None = None, force: bool = False, echo:
     path = directory / f"{name}.yaml"
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", hint="choose another name or pass --force")
-    directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(INIT_TEMPLATE.format(name=name))
+    _write(path, INIT_TEMPLATE.format(name=name))
     echo(f"created {path}")
     echo(f"next: runbook plan {name}")
     return ExitCode.OK
@@ -185,11 +184,17 @@ def _actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _reporters(log_format: str, stream: TextIO | None = None):  # type: ignore[no-untyped-def]
+def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tuple[str, str, float | None]] | None = None):  # type: ignore[no-untyped-def]
+    """JSON lines, the live view (given the plan's ``steps``, on a terminal), or plain lines."""
     from runbook.reporting import ConsoleReporter, JsonReporter, fan_out
 
     if log_format == "json":
         return fan_out(JsonReporter(stream))
+    # A dumb terminal cannot redraw in place; it gets the lines a log file would.
+    if steps is not None and stream is None and sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+        from runbook.render.live import LiveReporter
+
+        return LiveReporter(steps)
     return fan_out(ConsoleReporter(stream))
 
 
@@ -230,6 +235,12 @@ def run(
         raise
     if interactive is None:
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    emit = _reporters(log_format, stream, steps=[(p.id, p.title, p.estimate.high if p.estimate else None) for p in built.steps])
+    # _reporters imports the live view (and rich) only when it chose it; its table must be
+    # off screen while a question is asked, and closed however the run ends.
+    live_view = sys.modules.get("runbook.render.live")
+    live = emit if live_view is not None and isinstance(emit, live_view.LiveReporter) else None
+    prompt = stdin_prompt if live is None else live.prompting(stdin_prompt)
     options = RunOptions(
         yes=yes,
         approve=frozenset(approve),
@@ -239,13 +250,15 @@ def run(
         from_step=from_step,
         only=tuple(only),
         accept_changes=accept_changes,
-        prompt=stdin_prompt if interactive else None,
+        prompt=prompt if interactive else None,
         actor=_actor(),
         overrides=overrides,
     )
     try:
-        result = Engine(built, store, _reporters(log_format, stream), options, workdir).run()
+        result = Engine(built, store, emit, options, workdir).run()
     finally:
+        if live is not None:
+            live.close()
         store.close()
     return result.exit_code
 
@@ -426,6 +439,16 @@ def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_ur
     if output is None:
         echo(text)
     else:
-        output.write_text(text)
+        _write(output, text)
         echo(f"wrote {output}")
     return ExitCode.OK
+
+
+def _write(path: Path, text: str) -> None:
+    from runbook.errors import UsageError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as err:
+        raise UsageError(f"cannot write {path}: {err.strerror or err}") from err

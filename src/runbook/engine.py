@@ -26,7 +26,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,6 @@ from runbook.steps import StepContext, StepOutcome, get_step_kind
 from runbook.templating import Placeholder, TemplateFailed, evaluate, render_data
 
 DONE = "passed"
-UNFINISHED_STEP = ("failed", "interrupted", "refused", "awaiting_approval", "running")
 
 
 @dataclass
@@ -104,6 +103,7 @@ class Engine:
         self.env = plan.env
         self.run_id = ""
         self.states: dict[str, _StepState] = {}
+        self.dry_run_problems: list[str] = []
         self.supervisor = ProcessSupervisor()
         self.connections = Connections(dict(self.runbook.connections), self.masker, self._render_text)
         self.process_env = dict(os.environ)
@@ -143,12 +143,19 @@ class Engine:
                 for planned in self._selected_steps():
                     if self.supervisor.stop_requested:
                         raise _Stop("interrupted", ExitCode.INTERRUPTED)
+                    if heartbeat is not None and heartbeat.lost:
+                        # The lock was broken (unlock --force) or taken over: another run may
+                        # hold it now, so not one more step of this one.
+                        assert heartbeat.error is not None
+                        raise heartbeat.error
                     self._run_step(planned)
                 self._success_criteria()
                 status, code = ("passed", ExitCode.OK)
             except _Stop as stop:
                 status, code = stop.status, stop.code
             except RunbookError as err:
+                # Messages may quote rendered values; the CLI prints them after this.
+                err.message = self.masker.mask(err.message)
                 self.emit("error", message=str(err))
                 status, code = ("refused" if err.exit_code == ExitCode.REFUSED else "failed"), err.exit_code
                 self._finish(status, started)
@@ -185,6 +192,10 @@ class Engine:
                 raise Refused(f"run {resumed.run_id} already passed; nothing to resume")
             if resumed.dry_run and not opts.dry_run:
                 raise Refused(f"run {resumed.run_id} was a dry run; start a real run instead")
+        # Refusals that need no state come first, so they leave no run and no lock behind.
+        self._selected_steps(check=False)
+        if resumed is None:
+            self._confirm_protected_environment()
         run_id = resumed.run_id if resumed else new_run_id()
         if not opts.dry_run:
             self.store.acquire_lock(name, env, run_id)
@@ -205,7 +216,6 @@ class Engine:
             for step_id, attempt in self.store.step_states(run_id).items():
                 self.states[step_id] = _StepState(attempt.status, dict(attempt.outputs or {}))
         self.emit("run_started", runbook=name, env=env, dry_run=opts.dry_run, resumed=resumed is not None, actor=opts.actor, pid=os.getpid())
-        self._confirm_protected_environment()
         if resumed is None:
             self._notify("start")
         if not resumed and (opts.from_step or opts.only):
@@ -376,17 +386,21 @@ class Engine:
         self.emit("step_finished", step=planned.id, status=status, reason=reason)
 
     def _context(self, pending: str | None = None) -> dict[str, Any]:
-        results: dict[str, Any] = {sid: {"status": st.status, "outputs": st.outputs} for sid, st in self.states.items()}
-        if pending is not None and results.get(pending, {}).get("status") != DONE:
-            # Before a step runs, its gates can only name its outputs, not read them.
-            results[pending] = Placeholder(f"steps.{pending}")
+        # A view, not a copy: copying every step's state here made each step O(steps), a run O(steps²).
+        results = _StepResults(self.states, pending)
         return template_context(self.plan.loaded, self.plan.resolved, step_results=results, run_id=self.run_id, dry_run=self.options.dry_run)
 
     def _render(self, planned: PlannedStep) -> PlannedStep:
         try:
-            return plan_step(planned.step, planned.index, self._context(pending=planned.id), self.masker)
+            rendered = plan_step(planned.step, planned.index, self._context(pending=planned.id), self.masker)
         except TemplateFailed as err:
             raise RunbookError(str(err)) from err
+        if planned.fingerprint:
+            # The definition's fingerprint is the plan's: rendered now, it would also hash
+            # {{ run.id }}, which the plan shows as "<run id>", and --resume (comparing with
+            # the plan) would call every step using it changed.
+            rendered.fingerprint = planned.fingerprint
+        return rendered
 
     def _render_text(self, text: str) -> str:
         from runbook.templating import render
@@ -394,6 +408,11 @@ class Engine:
         return render(text, self._context())
 
     # ------------------------------------------------------------ checks
+
+    def _pause(self, seconds: float) -> None:
+        _pause_step(seconds, lambda: self.supervisor.stop_requested)
+        if self.supervisor.stop_requested:
+            raise _Stop("interrupted", ExitCode.INTERRUPTED)
 
     def _check_context(self, timeout: float | None) -> CheckContext:
         return CheckContext(
@@ -499,7 +518,11 @@ class Engine:
             body = form if isinstance(form, RenderedBody) else planned.body
             outcome = self._execute(planned, body, kind="dry_run")
             if outcome is not None:
-                self._after_failure(planned, outcome)
+                # A preview that cannot run yet (it reads what an earlier step would create)
+                # is worth reporting, not worth stopping the rest of the preview for.
+                self.states[planned.id] = _StepState("dry_run", outcome.outputs)
+                self.dry_run_problems.append(planned.id)
+                self.emit("warning", step=planned.id, message=f"could not be previewed: {outcome.error}")
             return
         self.store.record_step(self.run_id, planned.id, status="dry_run", fingerprint=planned.fingerprint, reason="would run")
         self.states[planned.id] = _StepState("dry_run")
@@ -542,7 +565,10 @@ class Engine:
                 for check in rendered_gates:
                     result = self._evaluate(check, step.id, "gate")
                     checks.append({"name": check.label, **result.as_dict()})
-                    if not result.ok and check.check.on_fail == "warn":
+                    if not result.ok and kind == "dry_run":
+                        # A dry-run form does not make the change its gates look for; say what they saw.
+                        self.emit("warning", step=step.id, message=f"gate {check.label!r} would not hold yet (dry run): observed {result.observed}, expected {result.expected}")
+                    elif not result.ok and check.check.on_fail == "warn":
                         self.emit("warning", step=step.id, message=f"gate {check.label!r} failed (on_fail: warn): observed {result.observed}, expected {result.expected}")
                     elif not result.ok:
                         outcome = StepOutcome(
@@ -569,7 +595,7 @@ class Engine:
                 return None
             if try_no < attempts:
                 self.notice(f"retrying {step.id} in {delay:g}s (attempt {try_no + 1} of {attempts})")
-                time.sleep(delay)
+                self._pause(delay)
                 delay *= step.retries.backoff
         return outcome
 
@@ -633,6 +659,11 @@ class Engine:
         run = self.store.get_run(self.run_id)
         if run is None:
             raise RunbookError(f"no run {self.run_id!r} in the state store")
+        if to_step is not None:
+            self._index_of(to_step, "--to")
+        if option is not None and option not in {o.id for o in self.runbook.rollback}:
+            known = ", ".join(o.id for o in self.runbook.rollback) or "none"
+            raise RunbookError(f"no rollback option {option!r}; the runbook has: {known}")
         self.store.acquire_lock(self.runbook.name, self.env, self.run_id)
         started = time.monotonic()
         self.supervisor.install()
@@ -736,6 +767,8 @@ class Engine:
             self.emit("criterion", description=criterion.description, ok=result.ok, observed=result.observed)
             if not result.ok:
                 failed.append(criterion.description)
+        if self.dry_run_problems:
+            self.notice(f"dry run: {len(self.dry_run_problems)} step(s) could not be previewed: {', '.join(self.dry_run_problems)}")
         if failed and not self.options.dry_run:
             self.notice("success criteria not met: " + "; ".join(failed))
             raise _Stop("failed", ExitCode.STEP_FAILED)
@@ -770,7 +803,7 @@ class Engine:
         self.emit("notified", event=event, title=title, channels=[c.type for c in channels])
 
     def command_line(self, *, resume: bool = False) -> str:
-        parts = ["runbook", "run", self.plan.loaded.path.name]
+        parts = ["runbook", "run", runbook_argument(self.plan.loaded.path)]
         if self.plan.env != "default":
             parts += ["--env", self.plan.env]
         if resume:
@@ -778,11 +811,58 @@ class Engine:
         return shlex.join(parts)
 
 
+def runbook_argument(path: Path) -> str:
+    """How to name the runbook on a command line from here: its bare name when
+    ./runbooks/ finds it, else its path."""
+    try:
+        if path.resolve() == (Path.cwd() / "runbooks" / path.name).resolve():
+            return path.name
+        return os.path.relpath(path)
+    except (OSError, ValueError):
+        return str(path)
+
+
+def _pause_step(seconds: float, stop: Callable[[], bool]) -> None:
+    """Sleep, waking early when a stop (SIGINT/SIGTERM) was requested."""
+    deadline = time.monotonic() + seconds
+    while not stop() and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.05))
+
+
 def _matches(pattern: str, text: str) -> bool:
     try:
         return re.search(pattern, text, re.I) is not None
     except re.error:
         return pattern.lower() in text.lower()
+
+
+class _StepResults(Mapping[str, Any]):
+    """``steps.<id>`` for templates: a read-only view of the engine's step states.
+
+    The step being rendered (``pending``) shows as a placeholder until it has
+    passed: before a step runs, its gates can only name its outputs, not read them.
+    """
+
+    def __init__(self, states: dict[str, _StepState], pending: str | None) -> None:
+        self._states = states
+        self._pending = pending if pending is not None and getattr(states.get(pending), "status", None) != DONE else None
+
+    def __getitem__(self, key: str) -> Any:
+        if key == self._pending:
+            return Placeholder(f"steps.{key}")
+        state = self._states[key]
+        if state.status == "dry_run" and not state.outputs:
+            # Only described in a dry run: its outputs do not exist, so they stay symbolic.
+            return Placeholder(f"steps.{key}")
+        return {"status": state.status, "outputs": state.outputs}
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._states
+        if self._pending is not None and self._pending not in self._states:
+            yield self._pending
+
+    def __len__(self) -> int:
+        return len(self._states) + (self._pending is not None and self._pending not in self._states)
 
 
 class _Checkpoints:

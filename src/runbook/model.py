@@ -42,7 +42,7 @@ def format_duration(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
-        return f"{seconds:g}s"
+        return f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
     minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m" + (f"{secs}s" if secs else "")
@@ -234,6 +234,8 @@ class Channel(_Strict):
             raise ValueError("a file channel needs 'path'")
         if self.type == "webhook" and not self.url:
             raise ValueError("a webhook channel needs 'url'")
+        if self.url and "{{" not in self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url must start with http:// or https://, got {self.url!r}")
         return self
 
     path: str | None = None
@@ -273,12 +275,6 @@ class Runbook(_Strict):
     rollback: list[RollbackOption] = []
     success_criteria: list[SuccessCriterion] = []
     notifications: Notifications = Notifications()
-
-    def step(self, step_id: str) -> Step:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
 
     @property
     def step_ids(self) -> list[str]:

@@ -49,6 +49,9 @@ def send_webhook(url: str, payload: dict[str, Any], headers: dict[str, str], tim
             problem = f"HTTP {err.code}"
         except (urllib.error.URLError, OSError) as err:
             problem = str(getattr(err, "reason", err))
+        except ValueError as err:  # not a URL urllib can send to; retrying will not help
+            warn(f"webhook notification not sent: {err}")
+            return
         if attempt < retries:
             time.sleep(delay)
             delay *= 2

@@ -89,11 +89,11 @@ def resolve_vars(
         if value is None and var.required:
             how = f"set {var.env} in the environment or pass" if var.env else "pass"
             raise InvalidVars(f"var {name!r} is required{': ' + var.description if var.description else ''}", hint=f"{how} --var {name}=VALUE")
-        if var.choices is not None and value not in var.choices and str(value) not in [str(c) for c in var.choices]:
-            raise InvalidVars(f"var {name!r} is {value!r}, not one of {var.choices}")
-        values[name] = value
         if var.secret and value is not None:
             masker.add(str(value))
+        if var.choices is not None and value not in var.choices and str(value) not in [str(c) for c in var.choices]:
+            raise InvalidVars(masker.mask(f"var {name!r} is {value!r}, not one of {var.choices}"))
+        values[name] = value
     return Resolved(env_name, values, masker, secret_names)
 
 
@@ -166,7 +166,6 @@ class Plan:
     steps: list[PlannedStep]
     estimate_low: float = 0.0
     estimate_high: float = 0.0
-    context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def runbook(self) -> Runbook:
@@ -186,10 +185,15 @@ class Plan:
 def build_plan(loaded: LoadedRunbook, env: str | None = None, overrides: Mapping[str, str] | None = None) -> Plan:
     resolved = resolve_vars(loaded.runbook, env, overrides or {})
     context = template_context(loaded, resolved)
-    steps = [plan_step(step, i, context, resolved.masker) for i, step in enumerate(loaded.runbook.steps)]
+    try:
+        steps = [plan_step(step, i, context, resolved.masker) for i, step in enumerate(loaded.runbook.steps)]
+    except RunbookError as err:
+        # Rendering errors quote the rendered value, which may be a secret.
+        err.message = resolved.masker.mask(err.message)
+        raise
     low = sum(s.estimate.low for s in steps if s.estimate)
     high = sum(s.estimate.high for s in steps if s.estimate)
-    return Plan(loaded, resolved, steps, low, high, context)
+    return Plan(loaded, resolved, steps, low, high)
 
 
 def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker) -> PlannedStep:
@@ -219,13 +223,14 @@ def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker
 
 def render_body(body: StepBody, context: Mapping[str, Any], where: str) -> RenderedBody:
     kind = get_step_kind(body.kind)
-    params = _validated(kind.Params, render_data(body.params, context, where), where)
+    # Shell command lines (``shell_keys``) get their values shell-quoted.
+    params = _validated(kind.Params, render_data(body.params, context, where, shell_keys=getattr(kind, "shell_keys", ())), where)
     return RenderedBody(body.kind, params, _describe(kind, params), body.title, body.timeout)
 
 
 def render_check(check: Check, context: Mapping[str, Any], where: str) -> RenderedCheck:
     kind = get_check_kind(check.check)
-    params = _validated(kind.Params, render_data(check.params, context, where), where)
+    params = _validated(kind.Params, render_data(check.params, context, where, shell_keys=getattr(kind, "shell_keys", ())), where)
     label = render(check.name, context, f"{where}.name") if check.name else check.check
     return RenderedCheck(check, params, _describe(kind, params), label)
 

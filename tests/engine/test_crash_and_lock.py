@@ -73,8 +73,22 @@ def test_sigkill_at_step_boundaries(sqlite_project: Project, boundary: int) -> N
 
 def test_eight_concurrent_runs_exactly_one_proceeds(project: Project) -> None:
     """8 processes start the same runbook and env at once: one runs, the others exit 3 naming the holder."""
-    project.write("l.yaml", "name: l\nsteps:" + counter_step("only_once", "\n    timeout: 30s").replace("echo ran >> counters/only_once", "echo ran >> counters/only_once; sleep 2"))
+    # The winner holds the lock until the test releases it, so a process that starts late
+    # (8 interpreters on 2 cores) still finds the lock held rather than free again.
+    project.write("l.yaml", """
+        name: l
+        steps:
+          - id: only_once
+            kind: command
+            run: "while [ ! -f release ]; do sleep 0.05; done; echo ran >> counters/only_once"
+            irreversible: true
+            timeout: 120s
+    """)
     procs = [project.spawn("run", "l.yaml") for _ in range(8)]
+    deadline = time.monotonic() + 90
+    while sum(p.poll() is not None for p in procs) < 7 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (project.root / "release").write_text("")
     results = [(p.wait(60), p.stdout.read() + p.stderr.read()) for p in procs]  # type: ignore[union-attr]
     codes = sorted(code for code, _ in results)
     assert codes == [0] + [3] * 7, results

@@ -81,7 +81,15 @@ def _when(value: datetime | None) -> str:
 
 
 def _secs(value: float | None) -> str:
-    return format_duration(value) if value is not None else "-"
+    if value is None:
+        return "-"
+    # Measured times to a tenth of a second: "1.83527s" reads as noise in a change ticket.
+    return format_duration(round(value, 1) if 1 <= value < 60 else value)
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: a "|" (gate names quote psql output) would end the cell."""
+    return text.replace("|", "\\|")
 
 
 def _tick(ok: Any) -> str:
@@ -107,8 +115,10 @@ def render_markdown(report: Report) -> str:
     ]
     for row in report.steps:
         gates = "; ".join(f"{'✔' if c.get('ok') else '✘'} {c.get('name')} (observed {c.get('observed')})" for c in row.checks)
-        md.append(f"| `{row.step_id}` {row.title} | {row.status} | {row.attempts} | {_secs(row.duration)} | {_secs(row.estimate_high)} | {gates} |")
-    failed = [r for r in report.steps if r.error and r.status not in ("passed", "dry_run")]
+        title = row.title if row.title != row.step_id else ""
+        md.append(f"| `{row.step_id}` {_cell(title)} | {row.status} | {row.attempts} | {_secs(row.duration)} | {_secs(row.estimate_high)} | {_cell(gates)} |")
+    # A step skipped by its `when` is the plan working, not a problem.
+    failed = [r for r in report.steps if r.error and r.status not in ("passed", "dry_run", "skipped")]
     if failed:
         md += ["", "## Problems", ""]
         md += [f"- `{r.step_id}` ({r.status}): {r.error}" for r in failed]
@@ -179,20 +189,26 @@ def timeline_svg(report: Report, width: int = 760) -> str:
     end = max((r.finished or r.started) for r in rows if r.started)
     longest_estimate = max((r.estimate_high or 0) for r in rows)
     span = max((end - start).total_seconds(), longest_estimate, 1.0)
-    label_w, row_h = 190, 22
-    scale = (width - label_w - 20) / span
+    # Step ids on the left, "took / estimate" on the right, bars in between.
+    label_w, times_w, row_h = 150, 120, 22
+    scale = (width - label_w - times_w - 10) / span
     height = row_h * len(rows) + 30
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="timeline">']
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="timeline" font-family="sans-serif">']
     for i, row in enumerate(rows):
         y = 10 + i * row_h
         x = label_w + (row.started - start).total_seconds() * scale  # type: ignore[operator]
-        took = max(row.duration or 0.0, span / 400)
+        # At least 2 px: a step of milliseconds next to a 10-minute estimate must still show.
+        took_w = max((row.duration or 0.0) * scale, 2.0)
         colour = _STATUS_COLOURS.get(row.status, "#757575")
-        parts.append(f'<text x="4" y="{y + 14}" font-size="12" font-family="sans-serif">{html.escape(row.step_id)}</text>')
+        if i % 2:
+            parts.append(f'<rect x="0" y="{y}" width="{width}" height="{row_h}" fill="#fafafa"/>')
+        parts.append(f'<text x="4" y="{y + 15}" font-size="12">{html.escape(row.step_id)}</text>')
         if row.estimate_high:
-            parts.append(f'<rect x="{x:.1f}" y="{y + 2}" width="{row.estimate_high * scale:.1f}" height="16" fill="none" stroke="#bdbdbd" stroke-dasharray="3,2"/>')
-        parts.append(f'<rect x="{x:.1f}" y="{y + 4}" width="{took * scale:.1f}" height="12" fill="{colour}"><title>{html.escape(row.step_id)}: {_secs(row.duration)} (estimate {_secs(row.estimate_high)})</title></rect>')
-    parts.append(f'<text x="{label_w}" y="{height - 4}" font-size="11" fill="#616161" font-family="sans-serif">0 … {_secs(span)} (dashed: estimate)</text>')
+            parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{row.estimate_high * scale:.1f}" height="16" fill="none" stroke="#bdbdbd" stroke-dasharray="3,2"/>')
+        parts.append(f'<rect x="{x:.1f}" y="{y + 5}" width="{took_w:.1f}" height="12" fill="{colour}"><title>{html.escape(row.step_id)}: {_secs(row.duration)} (estimate {_secs(row.estimate_high)})</title></rect>')
+        times = _secs(row.duration) + (f" / {_secs(row.estimate_high)}" if row.estimate_high else "")
+        parts.append(f'<text x="{width - 4}" y="{y + 15}" font-size="11" fill="#616161" text-anchor="end">{html.escape(times)}</text>')
+    parts.append(f'<text x="{label_w}" y="{height - 4}" font-size="11" fill="#616161">0 … {_secs(span)} (bar: took, dashed: estimate)</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -201,10 +217,10 @@ def render_html(report: Report) -> str:
     run = report.run
     e = html.escape
     rows = "".join(
-        f"<tr><td><code>{e(r.step_id)}</code> {e(r.title)}</td><td class='s-{e(r.status)}'>{e(r.status)}</td><td>{r.attempts}</td>"
+        f"<tr><td><code>{e(r.step_id)}</code> {e(r.title if r.title != r.step_id else '')}</td><td class='s-{e(r.status)}'>{e(r.status)}</td><td>{r.attempts}</td>"
         f"<td>{_secs(r.duration)}</td><td>{_secs(r.estimate_high)}</td><td>"
         + "<br>".join(f"{'✔' if c.get('ok') else '✘'} {e(str(c.get('name')))}: observed {e(str(c.get('observed')))}, expected {e(str(c.get('expected')))}" for c in r.checks)
-        + (f"<div class='err'>{e(r.error)}</div>" if r.error and r.status not in ('passed', 'dry_run') else "")
+        + (f"<div class='{'note' if r.status == 'skipped' else 'err'}'>{e(r.error)}</div>" if r.error and r.status not in ('passed', 'dry_run') else "")
         + "</td></tr>"
         for r in report.steps
     )
@@ -229,7 +245,8 @@ def render_html(report: Report) -> str:
 <style>
 body{{font-family:system-ui,sans-serif;margin:2em;max-width:1000px;color:#212121}}
 table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #e0e0e0;padding:4px 8px;text-align:left;vertical-align:top;font-size:14px}}
-.s-passed{{color:#2e7d32}}.s-failed,.err{{color:#c62828}}.s-refused{{color:#ef6c00}}pre{{background:#f5f5f5;padding:8px}}
+th{{background:#f5f5f5}}.s-passed{{color:#2e7d32}}.s-failed,.err{{color:#c62828}}.s-refused,.s-awaiting_approval{{color:#ef6c00}}
+.s-skipped,.note{{color:#757575}}.s-dry_run{{color:#5c6bc0}}pre{{background:#f5f5f5;padding:8px;overflow-x:auto}}
 </style></head><body>
 <h1>Change report: {e(run.runbook)} ({e(run.env)})</h1>
 <p>Run <code>{e(run.run_id)}</code>{' (dry run)' if run.dry_run else ''} — <b>{e(run.status)}</b> — by {e(run.actor)} on {e(run.host)};

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -47,13 +48,37 @@ def render_status(run: Any, attempts: Sequence[Any], approvals: Sequence[Any]) -
 
 
 def render_history(runs: Sequence[Any]) -> str:
+    """One aligned row per run, newest first; the run id leads each row (scripts take ``split()[0]``)."""
     if not runs:
         return "no runs recorded"
-    lines = [f"{'run':<24} {'runbook':<20} {'env':<12} {'status':<18} {'started':<19}  by"]
+    header = ("run", "runbook", "env", "status", "started", "took", "by")
+    rows = [header]
     for run in runs:
-        status = run.status + (" (dry)" if run.dry_run else "")
-        lines.append(f"{run.run_id:<24} {run.runbook:<20} {run.env:<12} {status:<18} {_when(run.started_at):<19}  {run.actor}")
+        status = f"{SYMBOLS.get(run.status, '•')} {run.status}" + (" (dry run)" if run.dry_run else "")
+        rows.append((run.run_id, run.runbook, run.env, status, _when(run.started_at), _duration(run.started_at, run.finished_at), run.actor))
+    widths = [max(_cells(row[i]) for row in rows) for i in range(len(header))]
+    right = {header.index("took")}
+    lines = []
+    for row in rows:
+        cells = [(" " * (w - _cells(v)) + v) if i in right else (v + " " * (w - _cells(v))) for i, (v, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    """Seconds to a tenth up to a minute, then minutes and seconds: a run may take hours."""
+    if not start or not end:
+        return "-"
+    seconds = (end - start).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _cells(text: str) -> int:
+    """Terminal columns of ``text``: some status symbols (⛔, ⚡) are drawn two columns wide."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 
 def render_events(events: Sequence[Any]) -> str:

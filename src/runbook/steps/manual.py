@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from runbook.steps.base import StepContext, StepOutcome
 
@@ -17,7 +17,7 @@ from runbook.steps.base import StepContext, StepOutcome
 class ManualParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    instruction: str
+    instruction: str = Field(min_length=1)
 
 
 class ManualStep:
@@ -30,7 +30,8 @@ class ManualStep:
         return params.instruction.strip()
 
     def run(self, params: ManualParams, ctx: StepContext) -> StepOutcome:
-        ctx.output(f"confirmed done: {params.instruction.strip().splitlines()[0]}")
+        first_line = (params.instruction.strip().splitlines() or [""])[0]
+        ctx.output(f"confirmed done: {first_line}")
         return StepOutcome(True)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from runbook.model import Channel
 from runbook.steps.base import StepContext, StepOutcome
@@ -13,7 +13,7 @@ from runbook.steps.base import StepContext, StepOutcome
 class NotifyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    message: str
+    message: str = Field(min_length=1)
     subject: str | None = None
     channels: list[Channel] = [Channel(type="console")]
 
@@ -26,7 +26,8 @@ class NotifyStep:
 
     def describe(self, params: NotifyParams) -> str:
         where = ", ".join(c.type for c in params.channels)
-        return f"notify ({where}): {params.subject or params.message.strip().splitlines()[0]}"
+        first_line = (params.message.strip().splitlines() or [""])[0]
+        return f"notify ({where}): {params.subject or first_line}"
 
     def run(self, params: NotifyParams, ctx: StepContext) -> StepOutcome:
         from runbook.notify import Dispatcher

@@ -1,0 +1,57 @@
+"""``runbook history``: one aligned row per run with its status symbol and duration."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from tests.experience.conftest import Scratch
+
+PIPELINE = """\
+name: pipeline
+vars:
+  fail: {default: "no"}
+steps:
+  - id: migrate
+    kind: command
+    run: "test {{ vars.fail }} = no"
+  - id: deploy
+    kind: command
+    run: echo deploy
+    needs: [migrate]
+"""
+
+
+def test_history_is_an_aligned_table_with_symbols_and_durations(scratch: Scratch) -> None:
+    scratch.write("pipeline.yaml", PIPELINE)
+    assert scratch.runbook("run", "pipeline.yaml").returncode == 0
+    assert scratch.runbook("run", "pipeline.yaml", "--var", "fail=yes").returncode == 1
+    assert scratch.runbook("run", "pipeline.yaml", "--only", "deploy").returncode == 3
+    assert scratch.runbook("run", "pipeline.yaml", "--dry-run").returncode == 0
+    result = scratch.runbook("history")
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["run", "runbook", "env", "status", "started", "took", "by"]
+    row = re.compile(
+        r"(?P<run>\S+) +(?P<runbook>\S+) +(?P<env>\S+) +(?P<status>\S \w+(?: \(dry run\))?) +"
+        r"(?P<started>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) +(?P<took>\d+\.\ds|-) +(?P<by>\S+)"
+    )
+    table = [row.fullmatch(line) for line in rows]
+    assert all(table), rows
+    assert [m["status"] for m in table] == ["✔ passed (dry run)", "⛔ refused", "✘ failed", "✔ passed"]  # type: ignore[index]
+    # A run that stopped unfinished (resumable) has no duration yet.
+    assert [m["took"] != "-" for m in table] == [True, False, False, True]  # type: ignore[index]
+    assert table[0]["run"] == scratch.latest_run_id()  # type: ignore[index]
+    # Aligned as a terminal draws it (⛔ is two columns wide): each value starts where
+    # its column's name starts; "took" is right-aligned under its name.
+    for m in table:
+        assert m is not None
+        line = m.string
+        for name in ("runbook", "env", "status", "started", "by"):
+            assert _columns(line[: m.start(name)]) == _columns(header[: header.index(name)]), (name, line)
+        assert _columns(line[: m.end("took")]) == _columns(header[: header.index("took") + 4]), line
+
+
+def _columns(text: str) -> int:
+    """Terminal columns, as a terminal draws them: ⛔ and ⚡ take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)

@@ -1,0 +1,166 @@
+"""Notifications to a real HTTP receiver: what arrives, and that a bad receiver never hurts a run."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from runbook.notify import WEBHOOK_DRAIN_S
+from tests.experience.conftest import Scratch
+
+SECRET = "tok-5ecret-value"
+
+HOOKS = """\
+name: hooks
+vars:
+  hook:
+    required: true
+  token:
+    default: tok-5ecret-value
+    secret: true
+notifications:
+  channels:
+    - type: webhook
+      url: "{{ vars.hook }}/run"
+      timeout: TIMEOUT
+      retries: RETRIES
+  messages:
+    start:
+      title: Maintenance starts
+      body: "Deploying {{ runbook.name }} (run {{ run.id }}) with token {{ vars.token }}"
+    success: "Done: run {{ run.id }} in {{ environment }}"
+    failure: "Stopped: run {{ run.id }}"
+steps:
+  - id: announce
+    title: Tell the team
+    kind: notify
+    subject: Heads-up
+    message: "Step says the token is {{ vars.token }}"
+    channels:
+      - type: webhook
+        url: "{{ vars.hook }}/step"
+        timeout: TIMEOUT
+        retries: RETRIES
+  - id: work
+    kind: command
+    run: echo working
+"""
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on 127.0.0.1; ``hold`` makes it keep each request waiting until released."""
+
+    server: ThreadingHTTPServer
+    received: list[tuple[str, str, bytes]] = field(default_factory=list)
+    hold: bool = False
+    release: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    holder: list[Receiver] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            me = holder[0]
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            me.received.append((self.path, self.headers.get("Content-Type", ""), body))
+            if me.hold:
+                me.release.wait(60)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # keep the test output to assertions
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    holder.append(Receiver(server))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield holder[0]
+    holder[0].release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def _write(scratch: Scratch, *, timeout: str = "5s", retries: int = 2) -> None:
+    scratch.write("hooks.yaml", HOOKS.replace("TIMEOUT", timeout).replace("RETRIES", str(retries)))
+
+
+def test_start_step_and_success_arrive_as_slack_json_with_secrets_masked(scratch: Scratch, receiver: Receiver) -> None:
+    _write(scratch)
+    result = scratch.runbook("run", "hooks.yaml", "--var", f"hook={receiver.url}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_id = scratch.latest_run_id()
+    by_path: dict[str, list[dict[str, str]]] = {}
+    for path, content_type, body in receiver.received:
+        assert content_type == "application/json"
+        assert SECRET.encode() not in body
+        payload = json.loads(body)
+        assert list(payload) == ["text"], "Slack-compatible: one text field"
+        by_path.setdefault(path, []).append(payload)
+    assert by_path["/run"] == [
+        {"text": f"*Maintenance starts*\nDeploying hooks (run {run_id}) with token ***"},
+        {"text": f"Done: run {run_id} in default"},
+    ]
+    assert by_path["/step"] == [{"text": "*Heads-up*\nStep says the token is ***"}]
+    assert SECRET not in result.stdout
+
+
+def test_a_receiver_that_is_down_costs_a_warning_not_the_run(scratch: Scratch) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    _write(scratch, retries=1)
+    started = time.monotonic()
+    result = scratch.runbook("run", "hooks.yaml", "--var", f"hook={closed}")
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "webhook notification not delivered after 2 attempt(s)" in result.stdout
+    assert "✔ [announce] passed" in result.stdout and "✔ [work] passed" in result.stdout
+    assert took < 2 * WEBHOOK_DRAIN_S
+
+
+def test_a_slow_receiver_delays_the_end_of_a_run_by_at_most_the_drain_time(scratch: Scratch, receiver: Receiver) -> None:
+    """Each request is held past its timeout; the run ends after at most WEBHOOK_DRAIN_S of waiting."""
+    receiver.hold = True
+    scratch.write(
+        "slow.yaml",
+        """\
+        name: slow
+        vars:
+          hook: {required: true}
+        notifications:
+          channels:
+            - {type: webhook, url: "{{ vars.hook }}", timeout: 60s, retries: 0}
+          messages:
+            start: starting
+            success: done
+        steps:
+          - id: work
+            kind: command
+            run: echo working
+        """,
+    )
+    started = time.monotonic()
+    result = scratch.runbook("run", "slow.yaml", "--var", f"hook={receiver.url}")
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [body for _, _, body in receiver.received] == [b'{"text": "starting"}', b'{"text": "done"}']
+    # Interpreter start and the run itself take well under 3 s here.
+    assert took < WEBHOOK_DRAIN_S + 3, f"the run waited {took:.1f}s for a slow receiver"
