@@ -67,9 +67,11 @@ def list_steps(*, directory: Path | None = None, echo: Echo = _echo) -> int:
         except InvalidRunbook as err:
             echo(f"{path.stem}: (invalid) {err.diagnostics[0]}")
             continue
-        if not isinstance(definition, dict):
+        step = definition.get("step") if isinstance(definition, dict) else None
+        if not isinstance(step, dict) or not isinstance(definition.get("params") or {}, dict):
+            echo(f"{path.stem}: (invalid) run `runbook validate` on a runbook that uses it for details")
             continue
-        kind = (definition.get("step") or {}).get("kind", "?")
+        kind = step.get("kind", "?")
         echo(f"{path.stem} [{kind}]: {definition.get('description', '')}")
         for name, spec in (definition.get("params") or {}).items():
             spec = spec if isinstance(spec, dict) else {}

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from runbook.connections import normalize_url
 from runbook.errors import StateStoreError
 from runbook.masking import Masker
 from runbook.state import locks as _locks
@@ -312,7 +313,7 @@ class StateStore:
         else:
             display = masker.mask(url)
             try:
-                parsed = sa.make_url(_with_psycopg(url))
+                parsed = sa.make_url(normalize_url(url))
             except sa.exc.ArgumentError as err:
                 raise StateStoreError(f"invalid state store URL {display}") from err
             masker.add(parsed.password)
@@ -713,9 +714,3 @@ class StateStore:
         ).start()
 
 
-def _with_psycopg(url: str) -> str:
-    """Pin bare PostgreSQL URLs to the psycopg 3 driver."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
