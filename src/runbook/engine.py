@@ -279,10 +279,27 @@ class Engine:
         for step_id, state in list(self.states.items()):
             if state.status == "running":
                 attempt = self.store.step_states(self.run_id)[step_id]
+                self._stop_leftovers(step_id, attempt.attempt)
                 self.store.mark_interrupted(self.run_id, step_id, attempt.attempt)
                 state.status = "interrupted"
                 self.emit("step_recovered", step=step_id, attempt=attempt.attempt, message=f"step {step_id!r} was interrupted (its process {attempt.pid} on {attempt.host} is gone); it will run again")
                 self.notice(f"step {step_id!r} was interrupted (process {attempt.pid} is gone); re-running it")
+
+    def _stop_leftovers(self, step_id: str, attempt: int) -> None:
+        """A killed run's command leads its own session and outlives it; stop it before
+        the step runs again, so two copies never run at once."""
+        from runbook.process import stop_group
+
+        for event in self.store.events(self.run_id):
+            detail = event.detail or {}
+            if event.event != "process_started" or event.step_id != step_id or detail.get("attempt") != attempt:
+                continue
+            if detail.get("host") != self.store.host:
+                self.notice(f"step {step_id!r} ran on {detail.get('host')}; make sure its process group {detail.get('pgid')} is gone there")
+            elif stop_group(int(detail["pgid"])):
+                message = f"stopped process group {detail['pgid']} of step {step_id!r}, left running by the killed run"
+                self.emit("leftover_stopped", step=step_id, pgid=detail["pgid"], message=message)
+                self.notice(message)
 
     def _verify_history(self) -> None:
         passed = [p for p in self.plan.steps if self.states.get(p.id, _StepState("")).status == DONE]
@@ -623,6 +640,9 @@ class Engine:
             log_path=log_path,
             supervisor=self.supervisor,
             progress=lambda event: self.emit("progress", step=step_id, record=False, **event),
+            on_process_start=lambda pgid: self.store.append_event(
+                self.run_id, "process_started", step_id=step_id, detail={"pgid": pgid, "host": self.store.host, "attempt": attempt}
+            ),
         )
 
     def _declared_outputs(self, planned: PlannedStep, outcome: StepOutcome) -> StepOutcome:

@@ -101,7 +101,7 @@ class _Group:
         except PermissionError:
             # A member runs as another user (setuid): it exists.
             return True
-        return _has_live_member(self.pgid)
+        return group_alive(self.pgid)
 
 
 def _signal_group(pgid: int, signum: int) -> None:
@@ -113,8 +113,9 @@ def _signal_group(pgid: int, signum: int) -> None:
         pass
 
 
-def _has_live_member(pgid: int) -> bool:
-    """Whether a process of the group is alive, not merely a zombie.
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group is alive, not merely a zombie (public: tests and
+    the engine's leftover check ask the same question).
 
     Orphaned members stay zombies until init reaps them, which some inits do
     only every second or two, and ``kill(0)`` succeeds on zombies. Only
@@ -405,6 +406,7 @@ def run_process(
     log_file: Path | None = None,
     supervisor: ProcessSupervisor | None = None,
     kill_grace: float = 5.0,
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessResult:
     """Run ``command`` to completion, streaming its output line by line.
 
@@ -451,6 +453,9 @@ def run_process(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+            if on_start is not None:
+                # The child leads its own session: its pid is the process group to stop later.
+                on_start(proc.pid)
         except OSError as err:
             code = _NOT_FOUND if isinstance(err, (FileNotFoundError, NotADirectoryError)) else _CANNOT_RUN
             # Popen names the cwd (as given, maybe a Path) when chdir failed.
@@ -508,3 +513,17 @@ def _supervise(
     return ProcessResult(
         returncode, timed_out, interrupted, list(output.tail), time.monotonic() - started, proc.pid
     )
+
+
+def stop_group(pgid: int, grace: float = 5.0) -> bool:
+    """SIGTERM a process group, then SIGKILL what is left after ``grace``.
+    Returns whether any member was alive to stop."""
+    if not group_alive(pgid):
+        return False
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+    return True

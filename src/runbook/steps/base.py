@@ -42,6 +42,9 @@ class StepContext:
     log_path: Path | None = None
     supervisor: ProcessSupervisor | None = None
     progress: Callable[[dict[str, Any]], None] = lambda _event: None
+    # Called with the process group of each command started, so that a later
+    # --resume can stop what a killed run left running.
+    on_process_start: Callable[[int], None] = lambda _pgid: None
 
 
 @dataclass

@@ -26,6 +26,8 @@ class CommandParams(BaseModel):
 class CommandStep:
     name: ClassVar[str] = "command"
     Params: ClassVar[type[BaseModel]] = CommandParams
+    # A ``run`` string is a /bin/sh command line: the values templated into it are shell-quoted.
+    shell_keys: ClassVar[frozenset[str]] = frozenset({"run"})
     changes_data: ClassVar[bool] = True
     needs_confirmation: ClassVar[bool] = False
 
@@ -50,6 +52,7 @@ class CommandStep:
             on_line=on_line,
             mask=ctx.masker.mask,
             supervisor=ctx.supervisor,
+            on_start=ctx.on_process_start,
         )
         outputs = command_outputs(captured, result.returncode)
         if result.timed_out:
