@@ -595,8 +595,17 @@ class Engine:
             status = ("dry_run" if kind == "dry_run" else DONE) if outcome.ok else "failed"
             outputs = self.masker.mask_data(outcome.outputs)
             assert isinstance(outputs, dict)
+            masked_checks = self.masker.mask_data(checks)
+            assert isinstance(masked_checks, list)
             self.store.finish_attempt(
-                self.run_id, step.id, attempt, status=status, outputs=outputs, error=outcome.error, checks=checks, log_path=str(log_path)
+                self.run_id,
+                step.id,
+                attempt,
+                status=status,
+                outputs=outputs,
+                error=self.masker.mask(outcome.error) if outcome.error else None,
+                checks=masked_checks,
+                log_path=str(log_path),
             )
             self.states[step.id] = _StepState(status, outputs)
             self.emit(
@@ -820,7 +829,7 @@ class Engine:
             self.emit("warning", message=f"notification {event!r} not sent: {err}")
             return
         self.dispatcher.send(channels, title, body, event)
-        self.emit("notified", event=event, title=title, channels=[c.type for c in channels])
+        self.emit("notified", notification=event, title=title, channels=[c.type for c in channels])
 
     def command_line(self, *, resume: bool = False) -> str:
         parts = ["runbook", "run", runbook_argument(self.plan.loaded.path)]
@@ -905,7 +914,10 @@ class _LogSink:
 
     def write(self, line: str) -> None:
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Every level private: with a PostgreSQL store this may be the first to create .runbook/.
+            missing = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
+            for directory in reversed(missing):
+                directory.mkdir(mode=0o700, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         os.write(self._fd, (line + "\n").encode("utf-8", "replace"))
 

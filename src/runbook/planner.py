@@ -84,7 +84,10 @@ def resolve_vars(
             value = env_overrides[name]
         else:
             value = var.default
-        if isinstance(value, str):
+        from_file = name not in overrides and not (var.env and var.env in environ)
+        if isinstance(value, str) and from_file:
+            # Only the runbook's own values are templates; a value given on the command line
+            # or in the environment is data, never code that could read other (secret) vars.
             value = render(value, context, f"vars.{name}")
         if value is None and var.required:
             how = f"set {var.env} in the environment or pass" if var.env else "pass"

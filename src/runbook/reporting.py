@@ -135,7 +135,9 @@ class JsonReporter:
 
     def __call__(self, name: str, event: Event) -> None:
         level = "warning" if name in ("warning", "error", "failure_help") else "info"
-        getattr(self.logger, level)(name, **event)
+        # structlog owns "event" (the event name); a field of that name must not clash with it.
+        fields = {("detail_event" if key == "event" else key): value for key, value in event.items()}
+        getattr(self.logger, level)(name, **fields)
 
 
 def fan_out(*reporters: Reporter) -> Callable[[str, Event], None]:
