@@ -11,7 +11,9 @@ import ast
 import operator
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 _OPS = {
     "==": operator.eq,
@@ -120,3 +122,12 @@ def _equal(observed: Any, expected: Any) -> bool:
     if left == right:
         return True
     return str(observed) == str(expected)
+
+
+def _valid_expectation(value: Any) -> Any:
+    parse_expectation(value)
+    return value
+
+
+# A check parameter holding an expectation, validated when the runbook is loaded.
+ExpectationText = Annotated[Any, AfterValidator(_valid_expectation)]

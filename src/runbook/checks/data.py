@@ -24,7 +24,7 @@ from runbook.checks.schema import (
     reading,
     split_table,
 )
-from runbook.expect import parse_expectation
+from runbook.expect import ExpectationText, parse_expectation
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -169,13 +169,7 @@ class RowCountParams(BaseModel):
     table: TableName | None = None
     where: str | None = None
     query: str | None = None
-    expect: Any = "> 0"
-
-    @field_validator("expect")
-    @classmethod
-    def _expectation(cls, value: Any) -> Any:
-        parse_expectation(value)
-        return value
+    expect: ExpectationText = "> 0"
 
     @model_validator(mode="after")
     def _source(self) -> RowCountParams:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
 
 from runbook.checks.base import CheckContext, CheckResult
-from runbook.expect import parse_expectation
+from runbook.expect import ExpectationText, parse_expectation
 
 
 class SqlCheckParams(BaseModel):
@@ -15,14 +15,8 @@ class SqlCheckParams(BaseModel):
 
     connection: str
     query: str
-    expect: Any = "is not null"
+    expect: ExpectationText = "is not null"
     params: dict[str, Any] = {}
-
-    @field_validator("expect")
-    @classmethod
-    def _expectation(cls, value: Any) -> Any:
-        parse_expectation(value)
-        return value
 
 
 class SqlCheck:

@@ -8,23 +8,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
 
 from runbook.checks.base import CheckContext, CheckResult
-from runbook.expect import literal, parse_expectation
+from runbook.expect import ExpectationText, literal, parse_expectation
 
 
 class ValueParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     value: Any
-    expect: Any
-
-    @field_validator("expect")
-    @classmethod
-    def _expectation(cls, value: Any) -> Any:
-        parse_expectation(value)
-        return value
+    expect: ExpectationText
 
 
 class ValueCheck:
