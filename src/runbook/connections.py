@@ -3,8 +3,7 @@ one pays for SQLAlchemy and the driver, and ``runbook plan`` never does."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from runbook.errors import RunbookError
@@ -43,15 +42,14 @@ class Connections:
         self._masker = masker
         self._engines: dict[str, sa.Engine] = {}
 
-    @property
-    def names(self) -> list[str]:
-        return list(self._urls)
-
     def url(self, name: str) -> str:
         if name not in self._urls:
             known = ", ".join(self._urls) or "none declared"
             raise ConnectionFailed(f"unknown connection {name!r} (known: {known})")
-        url = normalize_url(self._render(self._urls[name]))
+        try:
+            url = normalize_url(self._render(self._urls[name]))
+        except RunbookError as err:  # its template failed: say which connection
+            raise ConnectionFailed(f"connection {name!r}: {err.message}") from err
         self._masker.add(_password_of(url))
         return url
 
@@ -65,12 +63,6 @@ class Connections:
             except Exception as err:  # bad URL syntax or unknown driver
                 raise ConnectionFailed(f"connection {name!r}: {describe_db_error(err, self._masker)}") from err
         return self._engines[name]
-
-    @contextmanager
-    def connect(self, name: str) -> Iterator[Any]:
-        """A connection in a transaction that commits on success."""
-        with self.engine(name).begin() as conn:
-            yield conn
 
     def dialect(self, name: str) -> str:
         return self.engine(name).dialect.name

@@ -4,18 +4,43 @@ Runbooks reference ``{{ vars.x }}``, ``{{ env.NAME }}`` and
 ``{{ steps.<id>.outputs.<name> }}``. The sandbox refuses attribute tricks
 (``''.__class__.__mro__``); a missing name is an error, never an empty string,
 because an empty string in a deployment command is how accidents happen.
+
+Hostile templates are bounded, not just sandboxed: one operation may build at
+most ``MAX_TEMPLATE_CHARS`` characters (``'x' * 10**9``, ``|center(10**9)``,
+``~`` doubling), an integer at most ``MAX_INT_BITS`` bits (``10**10**9``), all
+loops of one render together at most ``MAX_LOOP_ITERATIONS`` iterations, a
+render at most ``MAX_RENDER_SECONDS``; lists, dicts and sets cannot be mutated
+(``l.extend(l)`` doubling). Any of these, like any error raised while
+rendering, is a ``TemplateFailed`` naming where, never a traceback.
+
+Shell strings (``render(..., shell=True)``: the ``run`` of command steps and
+checks) get every ``{{ }}`` value quoted for the place it lands in: bare
+words, '...' and "..." strings and here-documents, so a value is always one
+literal piece of text to ``/bin/sh`` and never shell code. ``| unquoted``
+splices a value in as shell code on purpose.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import functools
+import itertools
+import re
+import shlex
+import string
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
+from jinja2.nodes import EvalContext
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import generate_lorem_ipsum
+from jinja2.visitor import NodeTransformer
 
 from runbook.errors import RunbookError
 
@@ -101,6 +126,10 @@ class Placeholder:
     def __bool__(self) -> bool:
         return True
 
+    def __iter__(self) -> Iterator[Placeholder]:
+        # One symbolic item. Without this Python iterates through __getitem__(0), (1), ... forever.
+        return iter([Placeholder(f"{self._path}[*]")])
+
     # Arithmetic and comparisons on a value not known yet stay symbolic in plans.
     def _combine(self, op: str, other: Any, reverse: bool = False) -> Placeholder:
         left, right = (other, self) if reverse else (self, other)
@@ -144,11 +173,427 @@ def _show(value: Any) -> str:
 _TOO_DEEP = "nested or recursing too deeply"
 
 
+# ---------------------------------------------------------------- limits
+
+# Characters one template operation may build, and a rendered template may hold
+# (the size limit of a runbook file: nothing legitimate renders bigger).
+MAX_TEMPLATE_CHARS = 2 * 1024 * 1024
+# Python refuses to print integers over 4300 digits (about 14,000 bits) anyway.
+MAX_INT_BITS = 14_000
+MAX_LOOP_ITERATIONS = 1_000_000
+MAX_RENDER_SECONDS = 2.0
+_FOR_LOOP = "runbook_for_loop_guard"
+_CONCAT = "runbook_concat_guard"
+
+
+class _Budget:
+    """What one render may still spend: loop iterations and wall-clock time."""
+
+    __slots__ = ("deadline", "iterations")
+
+    def __init__(self) -> None:
+        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+        self.iterations = MAX_LOOP_ITERATIONS
+
+    def tick(self) -> None:
+        self.iterations -= 1
+        if self.iterations < 0:
+            raise SecurityError(f"loops ran more than {MAX_LOOP_ITERATIONS:,} iterations; templates must stay small")
+        if not self.iterations & 0xFF:
+            self.check_time()
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise SecurityError(f"rendering took longer than {MAX_RENDER_SECONDS:g}s; templates must stay small")
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("runbook_template_budget", default=None)
+
+
+def _check_time() -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.check_time()
+
+
+def _too_big(what: str, size: int) -> SecurityError:
+    return SecurityError(f"{what} would build {size:,} characters or items; the limit is {MAX_TEMPLATE_CHARS:,}")
+
+
+def _check_size(value: Any, what: str) -> Any:
+    if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset)) and len(value) > MAX_TEMPLATE_CHARS:
+        raise _too_big(what, len(value))
+    return value
+
+
+def _check_int_args(args: Iterable[Any], what: str) -> None:
+    """Widths, counts and lengths passed to builtins: none may exceed the size limit."""
+    for arg in args:
+        if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > MAX_TEMPLATE_CHARS:
+            raise SecurityError(f"{what}: argument {arg:,} is larger than {MAX_TEMPLATE_CHARS:,}")
+
+
+_PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _check_format_string(fmt: str, args: Any, what: str) -> None:
+    """Refuse widths and precisions above the size limit in %- and {}-format strings."""
+    numbers: list[str] = [n for m in _PRINTF_SPEC.finditer(fmt) for n in m.groups() if n]
+    try:
+        numbers += [n for _, _, spec, _ in string.Formatter().parse(fmt) if spec for n in re.findall(r"\d+", spec)]
+    except ValueError:
+        pass  # not a {}-format string; str.format reports it itself
+    if "*" in numbers:
+        numbers.remove("*")
+        values = args if isinstance(args, (tuple, list)) else (args,)
+        _check_int_args(values, what)
+    _check_int_args((int(n) for n in numbers if n.isdigit()), what)
+
+
+# Filters whose numeric arguments are sizes (widths, counts) of what they build.
+_SIZED_FILTERS = ("center", "indent", "wordwrap", "batch", "slice")
+# Builtin methods likewise: 'x'.ljust(10**9), (1).to_bytes(10**9).
+_SIZED_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "to_bytes"})
+
+
+def _bounded_filter(name: str, original: Any) -> Any:
+    """``original`` refusing, before it runs, arguments that would make it build more than the limit."""
+
+    @functools.wraps(original)
+    def filter_(*args: Any, **kwargs: Any) -> Any:
+        values = [a for a in args if not isinstance(a, EvalContext)]
+        if name in _SIZED_FILTERS:
+            _check_int_args([*values[1:], *kwargs.values()], f"|{name}")
+        elif name == "format" and values and isinstance(values[0], str):
+            _check_format_string(values[0], tuple(values[1:]) or kwargs, f"|{name}")
+        elif name == "replace" and len(values) >= 3:
+            text, old, new = (str(v) for v in values[:3])
+            count = text.count(old) if old else len(text) + 1
+            _check_size_estimate(len(text) + count * max(len(new) - len(old), 0), f"|{name}")
+        elif name == "join" and values and kwargs.get("attribute") is None and len(values) < 4:
+            items = [str(v) for v in itertools.islice(values[0], MAX_TEMPLATE_CHARS + 1)]
+            separator = str(values[1] if len(values) > 1 else kwargs.get("d", ""))
+            _check_size_estimate(sum(map(len, items)) + len(separator) * max(len(items) - 1, 0), f"|{name}")
+            args = tuple(items if a is values[0] else a for a in args)
+        return _check_size(original(*args, **kwargs), f"|{name}")
+
+    return filter_
+
+
+def _check_size_estimate(size: int, what: str) -> None:
+    if size > MAX_TEMPLATE_CHARS:
+        raise _too_big(what, size)
+
+
+def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002 - Jinja's names
+    if n > 100 or max > 1000:
+        raise SecurityError("lipsum() is limited to 100 paragraphs of at most 1000 words")
+    return generate_lorem_ipsum(n, html, min, max)
+
+
+def _loop_guard(iterable: Any) -> Iterator[Any]:
+    budget = _BUDGET.get()
+    for item in iterable:
+        if budget is not None:
+            budget.tick()
+        yield item
+
+
+def _concat_guard(*parts: Any) -> str:
+    texts = [str(p) for p in parts]
+    _check_size_estimate(sum(map(len, texts)), "'~'")
+    _check_time()
+    return "".join(texts)
+
+
+class _Guards(NodeTransformer):
+    """Route every loop and every ``~`` through the guards above."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        node = self.generic_visit(node)
+        node.iter = nodes.Call(nodes.Name(_FOR_LOOP, "load"), [node.iter], [], None, None, lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        node = self.generic_visit(node)
+        return nodes.Call(nodes.Name(_CONCAT, "load"), node.nodes, [], None, None, lineno=node.lineno)
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox plus size, loop and time bounds."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = _Guards().visit(super()._parse(source, name, filename))
+        tree.set_environment(self)
+        return tree
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_time()
+        sized = (str, bytes, list, tuple)
+        if operator == "*":
+            if isinstance(left, sized) and isinstance(right, int):
+                _check_size_estimate(len(left) * right, f"{_short(left)} * {right}")
+            elif isinstance(right, sized) and isinstance(left, int):
+                _check_size_estimate(len(right) * left, f"{left} * {_short(right)}")
+            elif isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise SecurityError(f"the product would exceed {MAX_INT_BITS:,} bits")
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+            if abs(left) > 1 and right * abs(left).bit_length() > MAX_INT_BITS:
+                raise SecurityError(f"{left} ** {right} would exceed {MAX_INT_BITS:,} bits")
+        elif operator == "+" and isinstance(left, sized) and isinstance(right, sized):
+            _check_size_estimate(len(left) + len(right), "'+'")
+        elif operator == "%" and isinstance(left, str):
+            _check_format_string(left, right, "'%'")
+        return _check_size(super().call_binop(context, operator, left, right), f"'{operator}'")
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+        _check_time()
+        name = getattr(__obj, "__name__", "")
+        if isinstance(__obj, type(len)):  # builtin functions and methods: str.center, int.to_bytes...
+            if name in _SIZED_METHODS:
+                _check_int_args([*args, *kwargs.values()], f"{name}()")
+            if name in ("replace", "join", "translate", "expandtabs"):
+                _check_size_estimate(_amplified(__obj, args), f"{name}()")
+        return _check_size(super().call(__context, __obj, *args, **kwargs), f"{getattr(__obj, '__name__', 'call')}()")
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt = value.__self__
+
+        def format_(*args: Any, **kwargs: Any) -> str:
+            _check_format_string(fmt, args, "str.format")
+            if re.search(r":[^{}]*\{", fmt):  # a width taken from the arguments: '{:>{}}'
+                _check_int_args([*args, *kwargs.values()], "str.format")
+            return _check_size(wrapped(*args, **kwargs), "str.format")
+
+        return format_
+
+
+def _amplified(method: Any, args: tuple[Any, ...]) -> int:
+    """An upper bound of the size of ``str.replace/join/translate/expandtabs`` results."""
+    owner = getattr(method, "__self__", None)
+    if not isinstance(owner, str):
+        return 0
+    name = method.__name__
+    if name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        count = owner.count(args[0]) if args[0] else len(owner) + 1
+        return len(owner) + count * max(len(args[1]) - len(args[0]), 0)
+    if name == "join" and args and isinstance(args[0], (list, tuple)):
+        return sum(len(str(a)) for a in args[0]) + len(owner) * len(args[0])
+    if name == "translate" and args and isinstance(args[0], Mapping):
+        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
+        return len(owner) * max(longest, 1)
+    if name == "expandtabs":
+        size = args[0] if args and isinstance(args[0], int) else 8
+        return len(owner) * max(size, 1)
+    return 0
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 20 else text[:17] + "..."
+
+
+# ---------------------------------------------------------------- shell strings
+
+
+class Unquoted(str):
+    """A value the author chose (``| unquoted``) to splice into a shell string as shell code."""
+
+    __slots__ = ()
+
+
+# <<EOF, <<-EOF, <<'EOF', <<"EOF", <<\EOF (any quoting makes the body literal).
+_HEREDOC = re.compile(r"<<(-?)[ \t]*(\\?)(['\"]?)([^\s;&|<>()'\"\\]+)\3")
+_WORD_END = set(" \t\n;&|()<>")
+
+
+class _ShellScanner:
+    """Follows a POSIX shell string far enough to know how the text at the current
+    point is read: a bare word, inside '...' or "...", a here-document or a comment."""
+
+    def __init__(self) -> None:
+        self.state = "none"  # none | single | double | comment | heredoc | heredoc-literal
+        self.escaped = False
+        # Open $( ... ) and `...`: (closing character, state outside, parentheses open outside).
+        self.stack: list[tuple[str, str, int]] = []
+        self.depth = 0
+        self.previous = "\n"
+        self.pending: list[tuple[str, bool, bool]] = []  # here-documents: delimiter, <<-, quoted
+        self.heredoc: tuple[str, bool] | None = None
+        self.line = ""
+
+    def feed(self, text: str) -> None:
+        i = 0
+        while i < len(text):
+            c = text[i]
+            i += 1
+            if self.state.startswith("heredoc"):
+                self._heredoc_char(c)
+            elif self.escaped:
+                self.escaped = False
+            elif self.state == "comment":
+                if c == "\n":
+                    self._newline()
+            elif self.state == "single":
+                if c == "'":
+                    self.state = "none"
+            elif c == "\\":
+                self.escaped = True
+            elif self.state == "double":
+                if c == '"':
+                    self.state = "none"
+                elif c == "`" or (c == "(" and self.previous == "$"):
+                    self._enter("`" if c == "`" else ")")
+            else:
+                i = self._bare(c, text, i)
+            self.previous = c
+
+    def _bare(self, c: str, text: str, i: int) -> int:
+        closer = self.stack[-1][0] if self.stack else ""
+        if c == "'":
+            self.state = "single"
+        elif c == '"':
+            self.state = "double"
+        elif c == "#" and self.previous in _WORD_END:
+            self.state = "comment"
+        elif c == "`":
+            self._leave() if closer == "`" else self._enter("`")
+        elif c == "(" and self.previous == "$":
+            self._enter(")")
+        elif c == "(" and closer == ")":
+            self.depth += 1
+        elif c == ")" and closer == ")":
+            if self.depth:
+                self.depth -= 1
+            else:
+                self._leave()
+        elif c == "<" and text.startswith("<<", i):
+            return i + 2  # a here-string, <<<
+        elif c == "<" and text.startswith("<", i):
+            match = _HEREDOC.match(text, i - 1)
+            if match:
+                self.pending.append((match[4], bool(match[1]), bool(match[2] or match[3])))
+                return match.end()
+        elif c == "\n":
+            self._newline()
+        return i
+
+    def _enter(self, closer: str) -> None:
+        self.stack.append((closer, self.state, self.depth))
+        self.state, self.depth = "none", 0
+
+    def _leave(self) -> None:
+        _, self.state, self.depth = self.stack.pop()
+
+    def _newline(self) -> None:
+        if self.state == "comment":
+            self.state = "none"
+        if self.pending and self.state == "none":
+            delimiter, strip_tabs, quoted = self.pending.pop(0)
+            self.heredoc = (delimiter, strip_tabs)
+            self.state = "heredoc-literal" if quoted else "heredoc"
+            self.line = ""
+
+    def _heredoc_char(self, c: str) -> None:
+        if c != "\n":
+            self.line += c
+            return
+        assert self.heredoc is not None
+        delimiter, strip_tabs = self.heredoc
+        line = self.line.lstrip("\t") if strip_tabs else self.line
+        self.line = ""
+        if line == delimiter:
+            self.heredoc, self.state = None, "none"
+            self._newline()
+
+    def hazard(self) -> str | None:
+        """Why a value cannot be quoted safely right here, if it cannot."""
+        if any(closer == "`" for closer, _, _ in self.stack):
+            return "inside `...` (write $(...) instead)"
+        if self.state in ("none", "double") and self.escaped:
+            return "right after a backslash"
+        if (self.state in ("none", "double") and self.previous == "$") or (self.state == "heredoc" and self.line.endswith(("$", "\\"))):
+            return "right after a $ or backslash"
+        return None
+
+    def placed(self) -> None:
+        """An interpolated value was output here: text of the current word or line."""
+        if self.state.startswith("heredoc"):
+            self.line += "\0"
+        self.previous = "a"
+
+
+def shell_quote(value: Any, where: str = "none", delimiter: str = "") -> Any:
+    """``value`` as literal text for the shell at a place of kind ``where``
+    (see ``_ShellScanner``; ``delimiter`` ends the here-document it is in)."""
+    if isinstance(value, (Placeholder, Unquoted)):
+        return value
+    text = str(value)
+    if where == "single":
+        return text.replace("'", "'\\''")
+    if where == "double":
+        return re.sub(r'([\\"$`])', r"\\\1", text)
+    if where == "none":
+        return shlex.quote(text)
+    # A here-document or comment ends at a line break (or at its delimiter line).
+    if "\n" in text or "\r" in text or (delimiter and text and text in delimiter):
+        kind = "comment" if where == "comment" else "here-document"
+        raise SecurityError(f"value {_short(text)} cannot be placed in a shell {kind} safely; pass it in env: or use the argv form")
+    return re.sub(r"([\\$`])", r"\\\1", text) if where == "heredoc" else text
+
+
+def _unquoted(value: Any) -> Unquoted:
+    return Unquoted(str(value))
+
+
+class _ShellQuoting:
+    """Wraps every ``{{ }}`` output of a shell string in ``shell_quote`` for the place it lands in."""
+
+    def __init__(self) -> None:
+        self.scanner = _ShellScanner()
+
+    def apply(self, tree: nodes.Template) -> nodes.Template:
+        self._visit(tree)
+        return tree
+
+    def _visit(self, node: nodes.Node) -> None:
+        if isinstance(node, (nodes.Macro, nodes.CallBlock, nodes.FilterBlock)):
+            raise SecurityError("a shell string cannot use {% macro %}, {% call %} or {% filter %}; use the argv form")
+        if isinstance(node, nodes.AssignBlock):
+            return  # its text is a value, quoted where it is output
+        if isinstance(node, nodes.Output):
+            for i, child in enumerate(node.nodes):
+                if isinstance(child, nodes.TemplateData):
+                    self.scanner.feed(child.data)
+                else:
+                    hazard = self.scanner.hazard()
+                    if hazard:
+                        raise SecurityError(f"a {{{{ }}}} value {hazard} in a shell string cannot be quoted safely")
+                    where = [nodes.Const(self.scanner.state), nodes.Const(self.scanner.heredoc[0] if self.scanner.heredoc else "")]
+                    node.nodes[i] = nodes.Filter(child, "shell_quote", where, [], None, None, lineno=child.lineno)
+                    self.scanner.placed()
+            return
+        for child in node.iter_child_nodes():
+            self._visit(child)
+
+
 @lru_cache(maxsize=1)
-def environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+def environment() -> ImmutableSandboxedEnvironment:
+    env = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     for name in ("int", "float"):
         env.filters[name] = _keep_placeholder(env.filters[name])
+    for name in (*_SIZED_FILTERS, "format", "replace", "join"):
+        env.filters[name] = _bounded_filter(name, env.filters[name])
+    env.filters["shell_quote"] = shell_quote
+    env.filters["unquoted"] = _unquoted
+    env.globals["lipsum"] = _bounded_lipsum
+    env.globals[_FOR_LOOP] = _loop_guard
+    env.globals[_CONCAT] = _concat_guard
     return env
 
 
@@ -162,41 +607,62 @@ def _keep_placeholder(convert: Any) -> Any:
 
 
 @lru_cache(maxsize=4096)
-def _compile(source: str) -> Any:
-    return environment().from_string(source)
+def _compile(source: str, shell: bool = False) -> Any:
+    env = environment()
+    if not shell:
+        return env.from_string(source)
+    tree = _ShellQuoting().apply(env.parse(source))
+    tree.set_environment(env)
+    return env.from_string(tree)
 
 
 @lru_cache(maxsize=1024)
 def _compile_expression(source: str) -> Any:
-    return environment().compile_expression(source)
+    # An undefined result (``vars.text.nosuchattr``, an unsafe attribute) is an error, not None (false).
+    return environment().compile_expression(source, undefined_to_none=False)
 
 
 def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
-def render(text: str, context: Mapping[str, Any], where: str = "") -> str:
+def render(text: str, context: Mapping[str, Any], where: str = "", *, shell: bool = False) -> str:
+    """Render ``text``; ``shell``: it is a /bin/sh command line, so every value is shell-quoted."""
     if not is_template(text):
         return text
+    token = _BUDGET.set(_Budget())
     try:
-        return _compile(text).render(context)
-    except UnknownName as err:
-        raise TemplateFailed(_located(where, str(err))) from err
-    except TemplateError as err:
-        raise TemplateFailed(_located(where, f"template error: {err}")) from err
-    except RecursionError as err:
-        raise TemplateFailed(_located(where, f"template error: {_TOO_DEEP}")) from err
+        size = 0
+        chunks: list[str] = []
+        for chunk in _compile(text, shell).generate(context):
+            size += len(chunk)
+            if size > MAX_TEMPLATE_CHARS:
+                raise _too_big("the rendered template", size)
+            chunks.append(chunk)
+        return "".join(chunks)
+    except Exception as err:
+        raise _failure(err, where, "template") from err
+    finally:
+        _BUDGET.reset(token)
 
 
-def render_data(value: Any, context: Mapping[str, Any], where: str = "") -> Any:
-    """Render every template string inside nested dicts and lists."""
+def render_data(value: Any, context: Mapping[str, Any], where: str = "", *, shell_keys: Collection[str] = ()) -> Any:
+    """Render every template string inside nested dicts and lists; the string
+    values of the top-level ``shell_keys`` are shell command lines."""
     if isinstance(value, str):
         return render(value, context, where)
     if isinstance(value, dict):
-        return {k: render_data(v, context, f"{where}.{k}" if where else k) for k, v in value.items()}
+        return {
+            k: render(v, context, _join(where, k), shell=True) if k in shell_keys and isinstance(v, str) else render_data(v, context, _join(where, k))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [render_data(v, context, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
 
 
 def evaluate(expression: str, context: Mapping[str, Any], where: str = "") -> Any:
@@ -204,14 +670,32 @@ def evaluate(expression: str, context: Mapping[str, Any], where: str = "") -> An
     source = expression.strip()
     if source.startswith("{{") and source.endswith("}}"):
         source = source[2:-2]
+    token = _BUDGET.set(_Budget())
     try:
-        return _compile_expression(source)(**context)
-    except UnknownName as err:
-        raise TemplateFailed(_located(where, str(err))) from err
-    except TemplateError as err:
-        raise TemplateFailed(_located(where, f"expression error: {err}")) from err
-    except RecursionError as err:
-        raise TemplateFailed(_located(where, f"expression error: {_TOO_DEEP}")) from err
+        value = _compile_expression(source)(**context)
+        if isinstance(value, Undefined):
+            bool(value)  # StrictUndefined: raises, naming what is undefined
+        return _check_size(value, "the expression")
+    except Exception as err:
+        raise _failure(err, where, "expression") from err
+    finally:
+        _BUDGET.reset(token)
+
+
+def _failure(err: Exception, where: str, what: str) -> TemplateFailed:
+    """Any error raised while rendering, as one line naming where (Jinja runs
+    arbitrary expressions: ``1/0``, ``range(10**9)`` and ``'a' - 1`` all raise)."""
+    if isinstance(err, TemplateFailed):
+        return err
+    if isinstance(err, UnknownName):
+        return TemplateFailed(_located(where, str(err)))
+    if isinstance(err, RecursionError):
+        return TemplateFailed(_located(where, f"{what} error: {_TOO_DEEP}"))
+    if isinstance(err, MemoryError):
+        return TemplateFailed(_located(where, f"{what} error: it needs more memory than there is"))
+    if isinstance(err, TemplateError):
+        return TemplateFailed(_located(where, f"{what} error: {err}"))
+    return TemplateFailed(_located(where, f"{what} error: {type(err).__name__}: {err}"))
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,14 @@
 The document is composed into nodes (never constructed by PyYAML, so no tag
 can instantiate an object) and then turned into plain dicts, lists and
 scalars by :func:`load_yaml`, which records the line and column of every key
-path. Hostile files fail fast: size, nesting depth and the number of nodes
-visited (which bounds alias expansion, the "billion laughs") are limited.
+path. Hostile files fail fast: size, nesting depth, the number of nodes
+visited and the characters of scalars visited (which bound alias expansion:
+the "billion laughs" and one big string aliased thousands of times) are limited.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,9 @@ MAX_DEPTH = 64
 MAX_NODES = 1_000_000
 # Values reached a second time through an alias; real runbooks reuse a few small blocks.
 MAX_ALIAS_VALUES = 10_000
+# Characters of all scalars once aliases are expanded: one big anchored string
+# referenced thousands of times is small on disk and gigabytes once dumped.
+MAX_EXPANDED_CHARS = 4 * MAX_FILE_BYTES
 
 KeyPath = tuple[str | int, ...]
 
@@ -39,6 +44,9 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:null",
     "tag:yaml.org,2002:timestamp",
 }
+# Escapes in double-quoted strings ("\e[2J", "\r") would reach the operator's terminal as
+# control sequences: a plan could hide or overwrite what a step really runs.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 
@@ -84,9 +92,15 @@ def read_file(path: Path, display: str | None = None) -> str:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise _single(name, f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}")
-        raw = path.read_bytes()
+        # At most one byte past the limit: a file that grows, or claims size 0 (/proc), is never read whole.
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise _single(name, f"cannot read file: {err.strerror or err}") from err
+    if len(raw) > MAX_FILE_BYTES:
+        raise _single(name, f"file is larger than {MAX_FILE_BYTES:,} bytes, the limit")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _single(name, "file is UTF-16 text (it starts with a UTF-16 byte order mark); save it as UTF-8")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -107,6 +121,13 @@ def load_yaml(text: str, file: str) -> YamlDocument:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = err.problem or err.context or "invalid YAML"
         raise InvalidRunbook([Diagnostic(file, line, col, "", f"YAML syntax error: {problem}")]) from err
+    except yaml.reader.ReaderError as err:
+        # A character YAML forbids (NUL, other control characters): located, on one line.
+        before = text[: err.position]
+        line, col = before.count("\n") + 1, err.position - (before.rfind("\n") + 1) + 1
+        hint = "; is the file UTF-16? save it as UTF-8" if err.character in (0, "\0") else ""
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        raise InvalidRunbook([Diagnostic(file, line, col, "", f"character #x{code:04x} is not allowed in YAML{hint}")]) from err
     except yaml.YAMLError as err:
         raise _single(file, f"YAML error: {err}") from err
     source = SourceMap(file)
@@ -122,6 +143,7 @@ class _Builder:
         self.visited = 0
         self.seen: set[int] = set()
         self.alias_values = 0
+        self.chars = 0
         self.constructor = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, path: KeyPath, depth: int) -> Any:
@@ -147,7 +169,10 @@ class _Builder:
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         if node.tag not in _SCALAR_TAGS:
             self._fail(node, path, f"tag {node.tag!r} is not allowed; only plain YAML values are")
-        return self._scalar(node)
+        self.chars += len(node.value)
+        if self.chars > MAX_EXPANDED_CHARS:
+            self._fail(node, path, f"document expands to more than {MAX_EXPANDED_CHARS:,} characters (alias bomb?)")
+        return self._scalar(node, path)
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -156,6 +181,7 @@ class _Builder:
                 self._fail(key_node, path, "merge keys (<<) are not supported")
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
                 self._fail(key_node, path, "mapping keys must be plain strings")
+            self._plain_text(key_node, path)
             key = str(key_node.value)
             child = (*path, key)
             if key in result:
@@ -164,7 +190,13 @@ class _Builder:
             result[key] = self.build(value_node, child, depth + 1)
         return result
 
-    def _scalar(self, node: yaml.Node) -> Any:
+    def _plain_text(self, node: yaml.Node, path: KeyPath) -> None:
+        control = _CONTROL.search(node.value)
+        if control:
+            self._fail(node, path, f"control character U+{ord(control[0]):04X} is not allowed in a runbook; write plain text")
+
+    def _scalar(self, node: yaml.Node, path: KeyPath) -> Any:
+        self._plain_text(node, path)
         # Dates stay text: runbooks template them into commands, never compute with them.
         if node.tag in (_STR, "tag:yaml.org,2002:timestamp"):
             return node.value

@@ -36,6 +36,8 @@ class CommandCheckParams(BaseModel):
 class CommandCheck:
     name: ClassVar[str] = "command"
     Params: ClassVar[type[BaseModel]] = CommandCheckParams
+    # A ``run`` string is a /bin/sh command line: the values templated into it are shell-quoted.
+    shell_keys: ClassVar[frozenset[str]] = frozenset({"run"})
     read_only: ClassVar[bool] = True
 
     def describe(self, params: CommandCheckParams) -> str:
