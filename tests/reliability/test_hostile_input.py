@@ -736,10 +736,6 @@ def test_state_file_symlinks_are_never_written_through(tmp_path: Path, name: str
 def test_logs_dir_symlink_is_never_written_through(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> None:
     """``.runbook/logs -> elsewhere`` (or, with a PostgreSQL store, ``.runbook -> elsewhere``) must
     be refused; step logs must never be written through it."""
-    if backend == "sqlite":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="engine._LogSink follows a symlinked .runbook/logs (mkdir and open follow links)"))
-    else:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="with a PostgreSQL store nothing checks .runbook: _LogSink writes through a symlinked .runbook"))
     root, outside = _project(tmp_path)
     env = None
     if backend == "sqlite":
@@ -755,7 +751,6 @@ def test_logs_dir_symlink_is_never_written_through(request: pytest.FixtureReques
     assert "symlink" in outcome.output
 
 
-@pytest.mark.xfail(strict=True, reason="engine._LogSink: mkdir(parents=True) and open() follow a symlinked .runbook/logs/<run>/")
 def test_run_log_dir_symlink_on_resume_is_never_written_through(tmp_path: Path) -> None:
     """On --resume the run id is known: a planted ``.runbook/logs/<run> -> elsewhere`` must be refused."""
     root, outside = _project(tmp_path, FAILING)
@@ -777,15 +772,14 @@ def _plant_log_link(tmp_path: Path) -> tuple[Path, Path, Outcome]:
 
 
 def test_log_file_symlink_is_never_written_through(tmp_path: Path) -> None:
-    """A planted link at the next attempt's log path: the step fails, the target is untouched."""
+    """A planted link at the next attempt's log path: the step is refused, the target is untouched."""
     root, outside, outcome = _plant_log_link(tmp_path)
-    _observe(".runbook/logs/<run>/<step>.<n>.log is a symlink", "step fails, target untouched", outcome)
+    _observe(".runbook/logs/<run>/<step>.<n>.log is a symlink", "refused (exit 3), target untouched", outcome)
     outcome.assert_clean()
-    assert outcome.code == 1, outcome.output
+    assert outcome.code == 3, outcome.output
     _untouched(outside)
 
 
-@pytest.mark.xfail(strict=True, reason="engine._LogSink opens the log at the first output line: the command has already run, and the error is a bare OSError")
 def test_log_file_symlink_is_refused_before_the_command_runs(tmp_path: Path) -> None:
     """The refusal should come before the step's command starts, saying what to remove."""
     root, _, outcome = _plant_log_link(tmp_path)
