@@ -131,3 +131,15 @@ def _valid_expectation(value: Any) -> Any:
 
 # A check parameter holding an expectation, validated when the runbook is loaded.
 ExpectationText = Annotated[Any, AfterValidator(_valid_expectation)]
+
+
+def _valid_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as err:
+        raise ValueError(f"not a valid regular expression: {err}") from err
+    return value
+
+
+# A check parameter holding a regular expression, compiled once when the runbook is loaded.
+RegexText = Annotated[str, AfterValidator(_valid_regex)]

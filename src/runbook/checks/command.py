@@ -6,9 +6,10 @@ import re
 import shlex
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
 
 from runbook.checks.base import CheckContext, CheckResult
+from runbook.expect import RegexText
 
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -19,18 +20,8 @@ class CommandCheckParams(BaseModel):
     run: str | list[str]
     cwd: str | None = None
     env: dict[str, str] = {}
-    output_matches: str | None = None
-    output_excludes: str | None = None
-
-    @field_validator("output_matches", "output_excludes")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as err:
-                raise ValueError(f"not a valid regular expression: {err}") from err
-        return value
+    output_matches: RegexText | None = None
+    output_excludes: RegexText | None = None
 
 
 class CommandCheck:
