@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runbook.checks.base import CheckContext, CheckResult
-from runbook.expect import RegexText
-from runbook.expect import parse_expectation
+from runbook.expect import ExpectationText, RegexText, parse_expectation
+from runbook.steps.http import HttpUrl
 
 DEFAULT_TIMEOUT_S = 10.0
 # Enough for any health or status document; a huge body is not read whole.
@@ -33,34 +33,21 @@ _MISSING = object()
 class HttpCheckParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str
+    url: HttpUrl
     method: str = "GET"
     headers: dict[str, str] = {}
     # Aliased: a field called ``json`` would shadow BaseModel.json.
     json_body: Any = Field(None, alias="json")
     expect_status: int | list[int] = 200
     # Dotted path into the JSON response ("items.0.name") -> expectation.
-    expect_json: dict[str, Any] = {}
+    expect_json: dict[str, ExpectationText] = {}
     body_matches: RegexText | None = None
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value
 
     @field_validator("method")
     @classmethod
     def _method(cls, value: str) -> str:
         return value.upper()
-
-    @field_validator("expect_json")
-    @classmethod
-    def _expectations(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for expectation in value.values():
-            parse_expectation(expectation)
-        return value
 
     @property
     def statuses(self) -> list[int]:
