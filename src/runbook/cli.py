@@ -17,7 +17,7 @@ from click.shell_completion import CompletionItem
 
 from runbook.errors import ExitCode, RunbookError
 
-EXIT_CODES_HELP = "Exit codes: 0 ok, 1 a step failed, 2 invalid input, 3 refused, 4 awaiting approval, 130 interrupted."
+EXIT_CODES_HELP = "Exit codes: 0 ok, 1 a step failed, 2 invalid input, 3 refused, 4 awaiting approval, 5 dry run incomplete, 130 interrupted."
 
 
 def _call(function: Callable[..., int], **kwargs: Any) -> None:
@@ -212,14 +212,42 @@ def run(
 @click.option("--to", "to_step", metavar="STEP", help="Undo the steps after STEP (STEP stays).")
 @click.option("--option", "option", metavar="ID", help="Run one of the runbook's named rollback options instead.")
 @VAR_OPT
-@click.option("--yes", is_flag=True, help="Approve every confirmation.")
+@click.option("--yes", is_flag=True, help="Roll back without asking (the rollback steps are still printed first).")
+@click.option("--dry-run", is_flag=True, help="Print the rollback steps in the order they would run; run nothing.")
 @STATE_OPT
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
-def rollback(run_id: str, to_step: str | None, option: str | None, var_items: tuple[str, ...], yes: bool, state_url: str | None, log_format: str) -> None:
-    """Undo a run: rollbacks of its passed steps, newest first."""
+def rollback(
+    run_id: str, to_step: str | None, option: str | None, var_items: tuple[str, ...], yes: bool, dry_run: bool, state_url: str | None, log_format: str
+) -> None:
+    """Undo a run: rollbacks of its passed steps, newest first, as a run of its own.
+
+    Prints the rendered rollback steps in the order they will run, then asks
+    (or takes --yes)."""
     from runbook import commands
 
-    _call(commands.rollback, run_id=run_id, to_step=to_step, option=option, var_items=var_items, yes=yes, state_url=state_url, log_format=log_format)
+    _call(
+        commands.rollback,
+        run_id=run_id,
+        to_step=to_step,
+        option=option,
+        var_items=var_items,
+        yes=yes,
+        dry_run=dry_run,
+        state_url=state_url,
+        log_format=log_format,
+    )
+
+
+@main.command()
+@RUN_ID_ARG
+@click.option("--reason", required=True, metavar="TEXT", help="Why the run is given up (recorded).")
+@click.option("--by", metavar="NAME", help="Who abandons it (default: user@host).")
+@STATE_OPT
+def abandon(run_id: str, reason: str, by: str | None, state_url: str | None) -> None:
+    """Give up on an unfinished run so that its environment is free for a new run."""
+    from runbook import commands
+
+    _call(commands.abandon, run_id=run_id, reason=reason, by=by, state_url=state_url)
 
 
 @main.command()

@@ -6,14 +6,21 @@ returns an exit code, so tests call them directly without a terminal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from runbook.errors import ExitCode
+from runbook.errors import ExitCode, Refused, UsageError
+from runbook.prompt import stdin_prompt
+
+if TYPE_CHECKING:
+    from runbook.planner import Plan
+    from runbook.state import StateStore
+    from runbook.state.store import RunRecord
 
 Echo = Callable[[str], None]
 
@@ -219,60 +226,96 @@ def run(
     workdir: Path | None = None,
     stream: TextIO | None = None,
 ) -> int:
-    from runbook.engine import Engine, RunOptions, stdin_prompt
+    from runbook.engine import RunOptions, Session
+    from runbook.engine.run import run_plan
     from runbook.planner import build_plan, parse_var_overrides
-    from runbook.state import StateStore
 
     workdir = workdir or Path.cwd()
     loaded = _load(name)
-    overrides = parse_var_overrides(list(var_items))
-    store = StateStore.open(state_url, workdir=workdir)
-    try:
-        if resume or resume_run_id is not None:
-            # A resumed run keeps the --var values it started with; new ones win.
-            overrides = {**_recorded_overrides(store, loaded.runbook.name, env, resume_run_id), **overrides}
+    given = parse_var_overrides(list(var_items))
+    resuming = resume or resume_run_id is not None
+    with _open_store(state_url, workdir) as store:
+        record = _run_to_resume(store, loaded.runbook.name, env, resume_run_id) if resuming else None
+        overrides = _replayed_values(record, given) if record is not None else given
         built = build_plan(loaded, env, overrides)
-    except BaseException:
-        store.close()
-        raise
-    if interactive is None:
-        interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    emit = _reporters(log_format, stream, steps=[(p.id, p.title, p.estimate.high if p.estimate else None) for p in built.steps])
-    # _reporters imports the live view (and rich) only when it chose it; its table must be
-    # off screen while a question is asked, and closed however the run ends.
-    live_view = sys.modules.get("runbook.render.live")
-    live = emit if live_view is not None and isinstance(emit, live_view.LiveReporter) else None
-    prompt = stdin_prompt if live is None else live.prompting(stdin_prompt)
-    options = RunOptions(
-        yes=yes,
-        approve=frozenset(approve),
-        dry_run=dry_run,
-        resume=resume or resume_run_id is not None,
-        resume_run_id=resume_run_id,
-        from_step=from_step,
-        only=tuple(only),
-        accept_changes=accept_changes,
-        prompt=prompt if interactive else None,
-        actor=_actor(),
-        overrides=overrides,
-    )
-    try:
-        result = Engine(built, store, emit, options, workdir).run()
-    finally:
-        if live is not None:
-            live.close()
-        store.close()
+        if record is not None:
+            _check_values(record, built, given, accept_changes)
+        if interactive is None:
+            interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stdout)
+        emit = _reporters(log_format, stream, steps=[(p.id, p.title, p.estimate.high if p.estimate else None) for p in built.steps])
+        # _reporters imports the live view (and rich) only when it chose it; its table must be
+        # off screen while a question is asked, and closed however the run ends.
+        live_view = sys.modules.get("runbook.render.live")
+        live = emit if live_view is not None and isinstance(emit, live_view.LiveReporter) else None
+        prompt = stdin_prompt if live is None else live.prompting(stdin_prompt)
+        options = RunOptions(
+            yes=yes,
+            approve=frozenset(approve),
+            dry_run=dry_run,
+            resume=resuming,
+            resume_run_id=record.run_id if record is not None else None,
+            from_step=from_step,
+            only=tuple(only),
+            accept_changes=accept_changes,
+            prompt=prompt if interactive else None,
+            actor=_actor(),
+            overrides=overrides,
+        )
+        try:
+            result = run_plan(Session(built, store, emit, options, workdir))
+        finally:
+            if live is not None:
+                live.close()
     return result.exit_code
 
 
-def _recorded_overrides(store, runbook: str, env: str | None, run_id: str | None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _is_terminal(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def _open_store(state_url: str | None, workdir: Path) -> Iterator[StateStore]:
+    from runbook.state import StateStore
+
+    store = StateStore.open(state_url, workdir=workdir)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _run_to_resume(store: StateStore, runbook: str, env: str | None, run_id: str | None) -> RunRecord | None:
+    """The run --resume continues: the one given, else the one owning the environment.
+    None when there is none (the engine then refuses with the command to start one)."""
     from runbook.planner import DEFAULT_ENV
 
-    record = store.get_run(run_id) if run_id else store.latest_run(runbook, env or DEFAULT_ENV, unfinished=True)
-    if record is None or not isinstance(record.params, dict):
-        return {}
-    recorded = record.params.get("overrides") or {}
-    return {str(k): str(v) for k, v in recorded.items()}
+    return store.get_run(run_id) if run_id else store.owner_run(runbook, env or DEFAULT_ENV)
+
+
+def _replayed_values(record: RunRecord, given: dict[str, str]) -> dict[str, str]:
+    from runbook.engine import values
+
+    params = record.params if isinstance(record.params, dict) else {}
+    if "values" in params:
+        return values.replay(params["values"], given)
+    # A run recorded before values were kept: its non-secret --var values, as stored.
+    recorded = params.get("overrides") or {}
+    return {**{str(k): str(v) for k, v in recorded.items()}, **given}
+
+
+def _check_values(record: RunRecord, built: Plan, given: dict[str, str], accept_changes: bool) -> None:
+    """A resume runs with exactly the values its run started with, or refuses."""
+    from runbook.engine import values
+
+    params = record.params if isinstance(record.params, dict) else {}
+    if "values" not in params:
+        return
+    differs = values.changes(params["values"], built.resolved, given, record.run_id)
+    if differs and not accept_changes:
+        raise values.refuse_changes(differs, record.run_id, built.resolved.masker)
 
 
 def rollback(
@@ -282,28 +325,54 @@ def rollback(
     option: str | None = None,
     var_items: Sequence[str] = (),
     yes: bool = False,
+    dry_run: bool = False,
     state_url: str | None = None,
     log_format: str = "console",
     workdir: Path | None = None,
 ) -> int:
-    from runbook.engine import Engine, RunOptions, stdin_prompt
+    """Undo a run (or run a named rollback option) as a run of its own, linked to it."""
+    from runbook.engine import RunOptions, Session
+    from runbook.engine.rollback import rollback_run
     from runbook.loader import load_runbook
     from runbook.planner import build_plan, parse_var_overrides
-    from runbook.state import StateStore
 
     workdir = workdir or Path.cwd()
-    store = StateStore.open(state_url, workdir=workdir)
-    try:
+    with _open_store(state_url, workdir) as store:
         record = _run_record(store, run_id)
-        overrides = {**_recorded_overrides(store, record.runbook, record.env, run_id), **parse_var_overrides(list(var_items))}
-        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, overrides)
-        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        parent = (record.params or {}).get("rollback_of")
+        if parent:
+            raise UsageError(f"run {run_id} is itself a rollback (of run {parent})", hint=f"runbook rollback {parent}")
+        given = parse_var_overrides(list(var_items))
+        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, _replayed_values(record, given))
+        _check_values(record, built, given, accept_changes=False)
+        interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stdout)
         options = RunOptions(yes=yes, prompt=stdin_prompt if interactive else None, actor=_actor())
-        engine = Engine(built, store, _reporters(log_format), options, workdir)
-        engine.run_id = record.run_id
-        return engine.rollback_run(to_step=to_step, option=option).exit_code
-    finally:
-        store.close()
+        session = Session(built, store, _reporters(log_format), options, workdir)
+        return rollback_run(session, record, to_step=to_step, option=option, preview=dry_run).exit_code
+
+
+def abandon(run_id: str, *, reason: str, by: str | None = None, state_url: str | None = None, echo: Echo = _echo) -> int:
+    """Give up on an unfinished run: it stops owning its environment; recorded with who, when and why."""
+    from datetime import UTC, datetime
+
+    from runbook.state.locks import stale_reason
+    from runbook.status import EventName, RunStatus
+
+    if not reason.strip():
+        raise UsageError("--reason must say why the run is abandoned (it is recorded)")
+    with _open_store(state_url, Path.cwd()) as store:
+        record = _run_record(store, run_id)
+        if record.finished_at is not None:
+            raise UsageError(f"run {run_id} is already finished ({record.status}); nothing to abandon")
+        holder = store.lock_holder(record.runbook, record.env)
+        if holder is not None and holder.run_id == run_id and stale_reason(holder, host=store.host, now=datetime.now(UTC)) is None:
+            raise Refused(f"run {run_id} is running now ({holder.describe()})", hint="stop it first (Ctrl-C where it runs), then abandon it")
+        who = by or _actor()
+        store.set_run_status(run_id, str(RunStatus.ABANDONED), finished=True)
+        store.append_event(run_id, str(EventName.ABANDONED), detail={"by": who, "reason": reason})
+    echo(f"run {run_id} abandoned by {who}: {reason}")
+    echo(f"{record.runbook} in {record.env} is free: a new run may start")
+    return ExitCode.OK
 
 
 def _run_record(store, run_id: str):  # type: ignore[no-untyped-def]
@@ -324,7 +393,7 @@ def approve(run_id: str, step_id: str, *, by: str, comment: str | None = None, s
     store = StateStore.open(state_url, workdir=Path.cwd())
     try:
         record = _run_record(store, run_id)
-        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, _recorded_overrides(store, record.runbook, record.env, run_id))
+        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, _replayed_values(record, {}))
         try:
             planned = built.step(step_id)
         except KeyError:

@@ -20,6 +20,8 @@ class ExitCode(IntEnum):
     INVALID = 2
     REFUSED = 3
     AWAITING_APPROVAL = 4
+    # A dry run that could not preview every step (or ended refused/failed in the preview).
+    DRY_RUN_INCOMPLETE = 5
     INTERRUPTED = 130
 
 

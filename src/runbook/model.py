@@ -136,6 +136,9 @@ class Check(_Strict):
     description: str | None = None
     on_fail: Literal["halt", "skip", "warn"] = "halt"
     timeout: Duration | None = None
+    # When a resume re-checks this gate: "auto" while its step is on the frontier of what
+    # has been done (no later passed step needs it), "always", or "never".
+    recheck: Literal["auto", "always", "never"] = "auto"
     params: dict[str, Any] = {}
 
     @property
@@ -222,7 +225,7 @@ class SuccessCriterion(_Strict):
         return value
 
 
-NotificationEvent = Literal["start", "success", "failure", "awaiting_approval", "rollback"]
+NotificationEvent = Literal["start", "success", "failure", "awaiting_approval", "rollback", "refused"]
 
 
 class Channel(_Strict):

@@ -28,6 +28,8 @@ SYMBOLS = {
     "interrupted": "⚡",
     "dry_run": "○",
     "rolled_back": "↺",
+    "rollback_failed": "✘",
+    "abandoned": "⊘",
 }
 
 
@@ -68,6 +70,9 @@ class ConsoleReporter:
             self._line(f"  [{e['step']}] {e['role']} – {e['name']}: not applicable ({e.get('detail') or 'n/a'})")
             return
         mark = "✔" if e["ok"] else ("!" if e.get("on_fail") == "warn" else "✘")
+        if e.get("error"):
+            self._line(f"  [{e['step']}] {e['role']} {mark} {e['name']}: error: {e['error']}")
+            return
         observed = f" observed {e['observed']}" if e.get("observed") is not None else ""
         expected = f", expected {e['expected']}" if e.get("expected") is not None and not e["ok"] else ""
         detail = f" ({e['detail']})" if e.get("detail") and not e["ok"] else ""

@@ -34,7 +34,8 @@ def test_only_deploy_on_fresh_target_is_refused(project: Project) -> None:
 
 
 def test_only_deploy_after_earlier_run_passed_prerequisites(project: Project) -> None:
-    """--only deploy runs when migrate and backfill passed in the latest run."""
+    """While the failed run owns the environment a new run is refused; once it is
+    abandoned, --only deploy counts migrate and backfill from that run."""
     project.write("pipeline.yaml", "name: pipeline\nsteps:" + counter_step("migrate") + counter_step("backfill", "\n    needs: [migrate]") + """
   - id: deploy
     kind: command
@@ -42,8 +43,13 @@ def test_only_deploy_after_earlier_run_passed_prerequisites(project: Project) ->
     needs: [migrate, backfill]
     irreversible: true
 """)
-    assert project.runbook("run", "pipeline.yaml").returncode == 1
+    failed = project.runbook("run", "pipeline.yaml")
+    assert failed.returncode == 1
     (project.root / "ok").write_text("")
+    refused = project.runbook("run", "pipeline.yaml", "--only", "deploy")
+    assert refused.returncode == 3 and "owns the environment" in refused.stderr, refused.stdout + refused.stderr
+    run_id = refused.stderr.split("runbook abandon ")[1].split()[0]
+    assert project.runbook("abandon", run_id, "--reason", "deploying by hand").returncode == 0
     result = project.runbook("run", "pipeline.yaml", "--only", "deploy")
     assert result.returncode == 0, result.stdout + result.stderr
     assert [project.count(s) for s in ("migrate", "backfill", "deploy")] == [1, 1, 1]
@@ -315,9 +321,22 @@ def test_rollback_undoes_passed_steps_newest_first(project: Project) -> None:
     """)
     assert project.runbook("run", "rb.yaml").returncode == 1
     run_id = project.runbook("history").stdout.splitlines()[1].split()[0]
-    result = project.runbook("rollback", run_id)
+    preview = project.runbook("rollback", run_id, "--dry-run")
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert preview.stdout.index("[b]") < preview.stdout.index("[a]")
+    assert "c (it did not pass" in preview.stdout
+    unasked = project.runbook("rollback", run_id)
+    assert unasked.returncode == 3, unasked.stdout + unasked.stderr
+    assert "--yes" in unasked.stderr and "1. [b]" in unasked.stdout
+    assert (project.root / "counters" / "order").read_text().split() == ["a", "b"]
+    result = project.runbook("rollback", run_id, "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert (project.root / "counters" / "order").read_text().split() == ["a", "b", "undo-b", "undo-a"]
+    assert "rolled back: b, a" in result.stdout
+    history = project.runbook("history").stdout
+    assert run_id in history and "failed" in history and "rolled_back" in history
+    # The parent is no longer unfinished: a new run may start.
+    assert project.runbook("run", "rb.yaml").returncode == 1
 
 
 def test_on_failure_rollback_runs_failed_then_passed_rollbacks(project: Project) -> None:

@@ -26,6 +26,9 @@ def test_history_is_an_aligned_table_with_symbols_and_durations(scratch: Scratch
     scratch.write("pipeline.yaml", PIPELINE)
     assert scratch.runbook("run", "pipeline.yaml").returncode == 0
     assert scratch.runbook("run", "pipeline.yaml", "--var", "fail=yes").returncode == 1
+    # The failed run owns the environment until it is abandoned; then --only deploy is
+    # refused because migrate's newest attempt (in the abandoned run) failed.
+    assert scratch.runbook("abandon", scratch.latest_run_id(), "--reason", "trying again").returncode == 0
     assert scratch.runbook("run", "pipeline.yaml", "--only", "deploy").returncode == 3
     assert scratch.runbook("run", "pipeline.yaml", "--dry-run").returncode == 0
     result = scratch.runbook("history")
@@ -38,9 +41,9 @@ def test_history_is_an_aligned_table_with_symbols_and_durations(scratch: Scratch
     )
     table = [row.fullmatch(line) for line in rows]
     assert all(table), rows
-    assert [m["status"] for m in table] == ["✔ passed (dry run)", "⛔ refused", "✘ failed", "✔ passed"]  # type: ignore[index]
-    # A run that stopped unfinished (resumable) has no duration yet.
-    assert [m["took"] != "-" for m in table] == [True, False, False, True]  # type: ignore[index]
+    assert [m["status"] for m in table] == ["✔ passed (dry run)", "⛔ refused", "⊘ abandoned", "✔ passed"]  # type: ignore[index]
+    # Every one of these runs is finished (a refusal before anything acted, an abandoned run).
+    assert [m["took"] != "-" for m in table] == [True, True, True, True]  # type: ignore[index]
     assert table[0]["run"] == scratch.latest_run_id()  # type: ignore[index]
     # Aligned as a terminal draws it (⛔ is two columns wide): each value starts where
     # its column's name starts; "took" is right-aligned under its name.

@@ -38,6 +38,13 @@ class CheckResult:
     expected: str | None = None
     detail: str | None = None
     applicable: bool = True
+    # The check could not observe anything (a connection refused, a driver error):
+    # not a false condition, so a precondition's on_fail: skip never applies to it.
+    error: str | None = None
+
+    @classmethod
+    def failed_with(cls, error: str) -> CheckResult:
+        return cls(False, None, None, error, error=error)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +53,7 @@ class CheckResult:
             "expected": self.expected,
             "detail": self.detail,
             "applicable": self.applicable,
+            "error": self.error,
         }
 
 

@@ -30,6 +30,7 @@ from runbook.connections import normalize_url
 from runbook.errors import StateStoreError
 from runbook.masking import Masker
 from runbook.state import locks as _locks
+from runbook.status import RESUMABLE_RUN_STATUSES, RunStatus, StepStatus
 from runbook.state.locks import Heartbeat, LockRecord
 from runbook.state.schema import approvals, checkpoints, ensure_schema, events, runs, step_attempts
 
@@ -37,15 +38,11 @@ STATE_URL_ENV = "RUNBOOK_STATE_URL"
 STATE_DIR = ".runbook"
 STATE_FILE = "state.db"
 
-RUN_STATUSES = frozenset(
-    {"running", "passed", "failed", "refused", "interrupted", "awaiting_approval", "rolled_back", "rollback_failed"}
-)
-# A run in one of these may be resumed.
-UNFINISHED_RUN_STATUSES = frozenset({"running", "failed", "interrupted", "awaiting_approval", "refused"})
-ATTEMPT_STATUSES = frozenset(
-    {"passed", "failed", "skipped", "interrupted", "refused", "awaiting_approval", "dry_run", "rolled_back"}
-)
-ATTEMPT_KINDS = frozenset({"step", "rollback"})
+RUN_STATUSES = frozenset(RunStatus)
+UNFINISHED_RUN_STATUSES = RESUMABLE_RUN_STATUSES
+ATTEMPT_STATUSES = frozenset(StepStatus) - {StepStatus.RUNNING}
+# "carried": a copy of a step that passed in an earlier run, counted by --from/--only.
+ATTEMPT_KINDS = frozenset({"step", "rollback", "carried"})
 
 # Concurrent runbook processes wait this long for SQLite's write lock
 # instead of failing with "database is locked".
@@ -406,6 +403,26 @@ class StateStore:
                 raise StateStoreError(f"no run {run_id} in the state store")
 
     @_guarded
+    def mark_finished(self, run_id: str) -> None:
+        """The run no longer owns its environment; its status stays as it was recorded."""
+        with self._writer.begin() as conn:
+            conn.execute(sa.update(runs).where(runs.c.run_id == run_id, runs.c.finished_at.is_(None)).values(finished_at=_now()))
+
+    @_guarded
+    def owner_run(self, runbook: str, env: str) -> RunRecord | None:
+        """The newest real run of ``runbook`` in ``env`` that is not finished: it owns the
+        environment until it passes, is rolled back or is abandoned."""
+        query = (
+            sa.select(*_RUN_COLUMNS)
+            .where(runs.c.runbook == runbook, runs.c.env == env, runs.c.dry_run == sa.false(), runs.c.finished_at.is_(None))
+            .order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else RunRecord(*row)
+
+    @_guarded
     def latest_run(
         self, runbook: str, env: str, *, unfinished: bool = False, dry_run: bool | None = False
     ) -> RunRecord | None:
@@ -514,7 +531,7 @@ class StateStore:
         """The latest 'step' attempt of every step of the run, in the order they started."""
         latest = (
             sa.select(step_attempts.c.step_id, sa.func.max(step_attempts.c.attempt).label("attempt"))
-            .where(step_attempts.c.run_id == run_id, step_attempts.c.kind == "step")
+            .where(step_attempts.c.run_id == run_id, step_attempts.c.kind.in_(("step", "carried")))
             .group_by(step_attempts.c.step_id)
             .subquery()
         )
@@ -529,6 +546,46 @@ class StateStore:
         )
         with self._engine.connect() as conn:
             return {row.step_id: AttemptRecord(*row) for row in conn.execute(query)}
+
+    @_guarded
+    def latest_attempts(self, runbook: str, env: str, *, exclude_run: str | None = None) -> dict[str, AttemptRecord]:
+        """The newest real attempt of every step across the real runs of ``runbook`` in
+        ``env`` (copies carried over by --from/--only and rollback bodies left out)."""
+        query = (
+            sa.select(*_ATTEMPT_COLUMNS)
+            .join(runs, runs.c.run_id == step_attempts.c.run_id)
+            .where(runs.c.runbook == runbook, runs.c.env == env, runs.c.dry_run == sa.false(), step_attempts.c.kind == "step")
+            .order_by(step_attempts.c.started_at, step_attempts.c.attempt)
+        )
+        if exclude_run is not None:
+            query = query.where(runs.c.run_id != exclude_run)
+        with self._engine.connect() as conn:
+            return {row.step_id: AttemptRecord(*row) for row in conn.execute(query)}
+
+    @_guarded
+    def carry_attempt(self, run_id: str, source: AttemptRecord) -> None:
+        """Record in ``run_id`` that ``source`` (a passed attempt of an earlier run) counts there."""
+        with self._writer.begin() as conn:
+            conn.execute(
+                _INSERT_ATTEMPT,
+                {
+                    "key_run_id": run_id,
+                    "key_step_id": source.step_id,
+                    "run_id": run_id,
+                    "step_id": source.step_id,
+                    "kind": "carried",
+                    "status": source.status,
+                    "fingerprint": source.fingerprint,
+                    "pid": os.getpid(),
+                    "host": self.host,
+                    "started_at": _now(),
+                    "finished_at": _now(),
+                    "outputs": source.outputs,
+                    "error": f"carried over from run {source.run_id}",
+                    "checks": None,
+                    "log_path": source.log_path,
+                },
+            )
 
     @_guarded
     def attempts(self, run_id: str, step_id: str | None = None) -> list[AttemptRecord]:

@@ -1,0 +1,242 @@
+"""A session: everything that holds an environment while a run or a rollback acts.
+
+One lifecycle for both: the parts a step needs (journal, renderer, checks,
+approvals, the step runner, the process supervisor, connections), the lock
+with its heartbeat, and the finish (final status, notifications, the next
+commands). ``run.py`` and ``rollback.py`` are thin strategies over it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runbook.checks import CheckContext
+from runbook.connections import Connections
+from runbook.engine.approvals import Approvals
+from runbook.engine.checks import CheckRunner
+from runbook.engine.context import Renderer, StepStates
+from runbook.engine.journal import Journal
+from runbook.engine.outcome import RunResult, Stop
+from runbook.engine.step import StepRunner
+from runbook.errors import ExitCode
+from runbook.model import Runbook
+from runbook.notify import Dispatcher, render_message
+from runbook.planner import Plan
+from runbook.process import ProcessSupervisor
+from runbook.reporting import Event
+from runbook.state import StateStore
+from runbook.state.locks import Heartbeat
+from runbook.status import EventName, RunStatus
+from runbook.templating import TemplateFailed
+
+
+@dataclass
+class RunOptions:
+    yes: bool = False
+    approve: frozenset[str] = frozenset()
+    dry_run: bool = False
+    resume: bool = False
+    resume_run_id: str | None = None
+    from_step: str | None = None
+    only: tuple[str, ...] = ()
+    accept_changes: bool = False
+    # Asks the operator a yes/no question; None when there is no terminal.
+    prompt: Callable[[str], bool] | None = None
+    actor: str = ""
+    # --var values as given (after a resume replayed the run's own).
+    overrides: dict[str, str] = field(default_factory=dict)
+
+
+class Session:
+    def __init__(self, plan: Plan, store: StateStore, emit: Callable[[str, Event], None], options: RunOptions, workdir: Path) -> None:
+        self.plan = plan
+        self.store = store
+        self.options = options
+        self.workdir = workdir
+        masker = plan.resolved.masker
+        self.journal = Journal(store, masker, emit)
+        self.states = StepStates()
+        self.renderer = Renderer(plan, self.states, dry_run=options.dry_run)
+        self.supervisor = ProcessSupervisor()
+        self.connections = Connections(dict(plan.runbook.connections), masker, self.renderer.text)
+        self.fingerprint = runbook_fingerprint(plan.runbook)
+        process_env = dict(os.environ)
+        self.checks = CheckRunner(
+            self.journal,
+            CheckContext(
+                workdir=workdir,
+                env=process_env,
+                masker=masker,
+                connections=self.connections,
+                state=store,
+                runbook=plan.runbook.name,
+                fingerprint=self.fingerprint,
+            ),
+        )
+        self.approvals = Approvals(
+            self.journal,
+            yes=options.yes,
+            approve=options.approve,
+            prompt=options.prompt,
+            actor=options.actor,
+            resume_command=lambda: self.command_line(resume=True),
+        )
+        # Set once a step body is about to act: only then is the run announced, and only
+        # a run that acted keeps owning its environment when it stops.
+        self.acted = False
+        self.steps = StepRunner(
+            journal=self.journal,
+            renderer=self.renderer,
+            checks=self.checks,
+            approvals=self.approvals,
+            states=self.states,
+            supervisor=self.supervisor,
+            connections=self.connections,
+            workdir=workdir,
+            process_env=process_env,
+            dry_run=options.dry_run,
+            before_first_action=self._first_action,
+        )
+        self.dispatcher = Dispatcher(
+            masker,
+            workdir,
+            console=lambda title, body: self.journal.emit(EventName.NOTIFICATION, title=title, body=body, record=False),
+            warn=lambda message: self.journal.warning(message),
+        )
+        self._heartbeat: Heartbeat | None = None
+        self.started = time.monotonic()
+
+    @property
+    def run_id(self) -> str:
+        return self.journal.run_id
+
+    def bind(self, run_id: str) -> None:
+        self.journal.run_id = run_id
+        self.renderer.run_id = run_id
+
+    def _first_action(self) -> None:
+        if not self.acted:
+            self.acted = True
+            self.notify("start")
+
+    # ------------------------------------------------------------ holding the environment
+
+    @contextmanager
+    def holding(self, run_id: str) -> Iterator[None]:
+        """The (runbook, environment) lock with its heartbeat, signal handling and
+        connections, for as long as the body runs; all released however it ends."""
+        name, env = self.plan.runbook.name, self.plan.env
+        locked = not self.options.dry_run
+        if locked:
+            self.store.acquire_lock(name, env, run_id)
+        heartbeat = None
+        try:
+            self.supervisor.install()
+            if locked:
+                heartbeat = self.store.start_heartbeat(name, env, run_id)
+            self._heartbeat = heartbeat
+            yield
+        finally:
+            if heartbeat is not None:
+                heartbeat.stop()
+            self.supervisor.uninstall()
+            self.connections.dispose()
+            if locked:
+                self.store.release_lock(name, env, run_id)
+
+    def check_still_holding(self) -> None:
+        """Before each step: a signal stops the run; a lost lock stops it before it acts again."""
+        if self.supervisor.stop_requested:
+            raise Stop(RunStatus.INTERRUPTED, ExitCode.INTERRUPTED)
+        heartbeat = self._heartbeat
+        if heartbeat is not None and heartbeat.lost:
+            # The lock was broken (unlock --force) or taken over: another run may
+            # hold it now, so not one more step of this one.
+            assert heartbeat.error is not None
+            raise heartbeat.error
+
+    # ------------------------------------------------------------ the end
+
+    def finish(self, status: RunStatus, *, finished: bool, next_steps: list[str] | None = None) -> RunResult:
+        code = _EXIT_CODES[status]
+        self.store.set_run_status(self.run_id, str(status), finished=finished or self.options.dry_run)
+        self.journal.emit(EventName.RUN_FINISHED, status=status, duration=round(time.monotonic() - self.started, 3), next=next_steps or [])
+        notification = _NOTIFICATIONS.get(status)
+        # A run refused before it acted announces nothing but its own 'refused' message.
+        if notification is not None and (self.acted or status in (RunStatus.PASSED, RunStatus.ROLLED_BACK) or self.options.resume):
+            self.notify(notification)
+        elif status == RunStatus.REFUSED:
+            self.notify("refused")
+        self.dispatcher.drain()
+        return RunResult(self.run_id, status, int(code))
+
+    def notify(self, event: str) -> None:
+        """Send the runbook's message for ``event``; a notification problem is only a warning."""
+        message = self.plan.runbook.notifications.messages.get(event)  # type: ignore[call-overload]
+        if message is None or self.options.dry_run:
+            return
+        render = self.renderer.text
+        try:
+            title, body = render_message(message, render)
+            channels = [
+                c.model_copy(update={"path": render(c.path) if c.path else None, "url": render(c.url) if c.url else None})
+                for c in self.plan.runbook.notifications.channels
+            ]
+        except TemplateFailed as err:
+            self.journal.warning(f"notification {event!r} not sent: {err}")
+            return
+        self.dispatcher.send(channels, title, body, event)
+        self.journal.emit(EventName.NOTIFIED, notification=event, title=title, channels=[c.type for c in channels])
+
+    def command_line(self, *, resume: bool = False) -> str:
+        parts = ["runbook", "run", runbook_argument(self.plan.loaded.path)]
+        if self.plan.env != "default":
+            parts += ["--env", self.plan.env]
+        if resume:
+            parts.append("--resume")
+        return shlex.join(parts)
+
+
+_EXIT_CODES = {
+    RunStatus.PASSED: ExitCode.OK,
+    RunStatus.ROLLED_BACK: ExitCode.OK,
+    RunStatus.FAILED: ExitCode.STEP_FAILED,
+    RunStatus.ROLLBACK_FAILED: ExitCode.STEP_FAILED,
+    RunStatus.REFUSED: ExitCode.REFUSED,
+    RunStatus.AWAITING_APPROVAL: ExitCode.AWAITING_APPROVAL,
+    RunStatus.INTERRUPTED: ExitCode.INTERRUPTED,
+    RunStatus.RUNNING: ExitCode.STEP_FAILED,
+    RunStatus.ABANDONED: ExitCode.OK,
+}
+_NOTIFICATIONS = {
+    RunStatus.PASSED: "success",
+    RunStatus.AWAITING_APPROVAL: "awaiting_approval",
+    RunStatus.ROLLED_BACK: "rollback",
+    RunStatus.FAILED: "failure",
+    RunStatus.INTERRUPTED: "failure",
+    RunStatus.ROLLBACK_FAILED: "failure",
+}
+
+
+def runbook_fingerprint(runbook: Runbook) -> str:
+    """The runbook's version: its definition as written, the same in every
+    environment (so production can ask whether this version passed staging)."""
+    return hashlib.sha256(runbook.model_dump_json().encode()).hexdigest()[:16]
+
+
+def runbook_argument(path: Path) -> str:
+    """How to name the runbook on a command line from here: its bare name when
+    ./runbooks/ finds it, else its path."""
+    try:
+        if path.resolve() == (Path.cwd() / "runbooks" / path.name).resolve():
+            return path.name
+        return os.path.relpath(path)
+    except (OSError, ValueError):
+        return str(path)
