@@ -54,6 +54,8 @@ def spellings(secret: str) -> set[str]:
         json.dumps(secret, ensure_ascii=False)[1:-1],
         html.escape(secret),
         html.escape(secret, quote=False),
+        # markupsafe's spelling (Jinja's |e and autoescaping): &#39; and &#34;.
+        secret.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;").replace('"', "&#34;"),
         repr(secret)[1:-1],
     }
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
@@ -133,6 +135,32 @@ class Masker:
         if isinstance(value, (list, tuple)):
             return [self.mask_data(v) for v in value]
         return value
+
+
+class SecretText(str):
+    """The value of a secret inside templates, or a value a template derived from one.
+
+    Templating hands whatever a template derives from it (``| upper``,
+    ``[::-1]``, ``.split()``, ``~``) to these maskers before the value can go
+    anywhere, and derives a ``SecretText`` again, so transforms of transforms
+    are masked too (see ``templating._derive``)."""
+
+    maskers: tuple[Masker, ...]
+
+    def __new__(cls, value: str, maskers: tuple[Masker, ...]) -> SecretText:
+        text = super().__new__(cls, value)
+        text.maskers = maskers
+        return text
+
+    # Immutable, and the maskers must stay the same objects: copies are the value itself.
+    def __copy__(self) -> SecretText:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SecretText:
+        return self
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return (str, (str(self),))  # pickled, it is plain text
 
 
 def mask_url_passwords(text: str) -> str:

@@ -43,6 +43,7 @@ from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
 from runbook.errors import RunbookError
+from runbook.masking import Masker, SecretText
 
 TOP_LEVEL_NAMES = frozenset({"vars", "env", "steps", "run", "runbook", "environment", "params", "result"})
 
@@ -184,6 +185,7 @@ MAX_LOOP_ITERATIONS = 1_000_000
 MAX_RENDER_SECONDS = 2.0
 _FOR_LOOP = "runbook_for_loop_guard"
 _CONCAT = "runbook_concat_guard"
+_SLICE = "runbook_slice"
 
 
 class _Budget:
@@ -355,6 +357,62 @@ def _check_size_estimate(size: int, what: str) -> None:
         raise _too_big(what, size)
 
 
+# ---------------------------------------------------------------- values derived from secrets
+
+# Spellings one masker may hold; a template deriving more (a loop over ``token ~ i``) is refused.
+MAX_MASKED_SPELLINGS = 20_000
+
+
+def _maskers_of(values: Iterable[Any]) -> tuple[Masker, ...]:
+    """The maskers of every secret among ``values`` and inside their lists, tuples, dicts and
+    namespaces (``vars | string`` holds every var)."""
+    found: dict[int, Masker] = {}
+    pending = list(values)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, SecretText):
+            found.update((id(m), m) for m in value.maskers)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            pending.extend(value)
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, Namespace):
+            pending.extend(value._data.values())
+    return tuple(found.values())
+
+
+def _derive(value: Any, maskers: tuple[Masker, ...]) -> Any:
+    """``value``, computed from a secret, registered as a secret itself (each string in it),
+    and tainted in turn so that what is computed from it is registered as well. Fail closed:
+    whatever an operation on a secret returns counts as secret, however it was transformed."""
+    if not maskers:
+        return value
+    if isinstance(value, str):
+        for masker in maskers:
+            masker.add(str(value))
+            if len(masker.secrets) > MAX_MASKED_SPELLINGS:
+                raise SecurityError(f"templates derived more than {MAX_MASKED_SPELLINGS:,} values from secrets; templates must stay small")
+        return value if isinstance(value, SecretText) else SecretText(value, maskers)
+    if type(value) in (list, tuple):
+        return type(value)(_derive(v, maskers) for v in value)
+    if isinstance(value, dict):
+        return {_derive(k, maskers): _derive(v, maskers) for k, v in value.items()}
+    if isinstance(value, Iterator):
+        return (_derive(v, maskers) for v in value)
+    return value
+
+
+def _tainting_filter(original: Any) -> Any:
+    """``original`` whose result is a secret when any of its arguments holds one."""
+
+    @functools.wraps(original)
+    def filter_(*args: Any, **kwargs: Any) -> Any:
+        return _derive(original(*args, **kwargs), _maskers_of([*args, *kwargs.values()]))
+
+    return filter_
+
+
 def _bounded_output(value: Any) -> Any:
     """Jinja's ``finalize``: a ``{{ }}`` value is refused before it is turned into text."""
     return _check_size(value, "the value of a {{ }}")
@@ -378,7 +436,8 @@ def _concat_guard(*parts: Any) -> str:
     _check_size_estimate(sum(map(_weight, parts)), "'~'")
     texts = [str(p) for p in parts]
     _check_time()
-    return "".join(texts)
+    result: str = _derive("".join(texts), _maskers_of(parts))
+    return result
 
 
 class _Guards(NodeTransformer):
@@ -387,6 +446,15 @@ class _Guards(NodeTransformer):
     def visit_For(self, node: nodes.For) -> nodes.Node:
         node = self.generic_visit(node)
         node.iter = nodes.Call(nodes.Name(_FOR_LOOP, "load"), [node.iter], [], None, None, lineno=node.lineno)
+        return node
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        # Jinja compiles x[a:b] to plain Python subscription, past the sandbox's getitem;
+        # x[slice(a, b)] goes through it (where a piece of a secret becomes a secret).
+        node = self.generic_visit(node)
+        if isinstance(node.arg, nodes.Slice):
+            bounds = [part or nodes.Const(None) for part in (node.arg.start, node.arg.stop, node.arg.step)]
+            node.arg = nodes.Call(nodes.Name(_SLICE, "load"), bounds, [], None, None, lineno=node.lineno)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
@@ -427,7 +495,8 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
         elif operator == "%" and isinstance(left, str):
             _check_format_string(left, right, "'%'")
             _check_size_estimate(len(left) + _weight(right), "'%'")
-        return _check_size(super().call_binop(context, operator, left, right), f"'{operator}'")
+        result = _check_size(super().call_binop(context, operator, left, right), f"'{operator}'")
+        return _derive(result, _maskers_of((left, right)))
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
         _check_time()
@@ -438,11 +507,14 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
                 _check_int_args([*args, *kwargs.values()], f"{name}()")
             if name in ("replace", "join", "translate", "expandtabs"):
                 _check_size_estimate(_amplified(__obj, args), f"{name}()")
-        return _check_size(super().call(__context, __obj, *args, **kwargs), f"{getattr(__obj, '__name__', 'call')}()")
+        result = _check_size(super().call(__context, __obj, *args, **kwargs), f"{getattr(__obj, '__name__', 'call')}()")
+        # token.upper(), '{}'.format(token), '-'.join(token.split('_')): the result is a secret too.
+        return _derive(result, _maskers_of([getattr(__obj, "__self__", None), *args, *kwargs.values()]))
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         _check_operands((argument,), "[]")  # a placeholder prints its subscript
-        return super().getitem(obj, argument)
+        # token[2:], token[::-1]: a piece of a secret is a secret.
+        return _derive(super().getitem(obj, argument), _maskers_of((obj,)))
 
     def wrap_str_format(self, value: Any) -> Any:
         wrapped = super().wrap_str_format(value)
@@ -677,10 +749,11 @@ def environment() -> ImmutableSandboxedEnvironment:
     env.filters["shell_quote"] = shell_quote
     env.filters["unquoted"] = _unquoted
     for name, original in list(env.filters.items()):
-        env.filters[name] = _bounded_filter(name, original)
+        env.filters[name] = _tainting_filter(_bounded_filter(name, original))
     env.globals["lipsum"] = _bounded_lipsum
     env.globals[_FOR_LOOP] = _loop_guard
     env.globals[_CONCAT] = _concat_guard
+    env.globals[_SLICE] = slice
     return env
 
 
