@@ -441,24 +441,24 @@ def _concat_guard(*parts: Any) -> str:
 
 
 class _Guards(NodeTransformer):
-    """Route every loop and every ``~`` through the guards above."""
+    """Route every loop, ``~`` and slice through the guards above."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)  # in place
         node.iter = nodes.Call(nodes.Name(_FOR_LOOP, "load"), [node.iter], [], None, None, lineno=node.lineno)
         return node
 
     def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
         # Jinja compiles x[a:b] to plain Python subscription, past the sandbox's getitem;
         # x[slice(a, b)] goes through it (where a piece of a secret becomes a secret).
-        node = self.generic_visit(node)
+        self.generic_visit(node)  # in place
         if isinstance(node.arg, nodes.Slice):
             bounds = [part or nodes.Const(None) for part in (node.arg.start, node.arg.stop, node.arg.step)]
             node.arg = nodes.Call(nodes.Name(_SLICE, "load"), bounds, [], None, None, lineno=node.lineno)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)  # in place
         return nodes.Call(nodes.Name(_CONCAT, "load"), node.nodes, [], None, None, lineno=node.lineno)
 
 
