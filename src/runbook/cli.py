@@ -39,6 +39,40 @@ def _call(function: Callable[..., int], **kwargs: Any) -> None:
     sys.exit(int(code))
 
 
+# validate and plan read input an attacker may write (a pull request, a CI variable):
+# past the template bounds, the kernel stops them at this much private memory
+# (RLIMIT_DATA: heap and anonymous mappings, not shared libraries), so a bound we
+# missed is a clear error instead of a host that swaps or an OOM kill of something else.
+PLAN_MEMORY_LIMIT_MB = 1024
+
+
+def _memory_limited(function: Callable[..., int]) -> Callable[..., int]:
+    """``function`` under PLAN_MEMORY_LIMIT_MB (``RUNBOOK_PLAN_MEMORY_MB`` overrides it);
+    running out of it is an operator error with exit 2, and the old limit comes back after."""
+
+    def limited(**kwargs: Any) -> int:
+        import resource
+
+        limit_mb = int(os.environ.get("RUNBOOK_PLAN_MEMORY_MB") or PLAN_MEMORY_LIMIT_MB)
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        wanted = limit_mb * 1024 * 1024
+        if hard != resource.RLIM_INFINITY:
+            wanted = min(wanted, hard)
+        if soft == resource.RLIM_INFINITY or soft > wanted:
+            resource.setrlimit(resource.RLIMIT_DATA, (wanted, hard))
+        try:
+            return function(**kwargs)
+        except MemoryError:
+            raise RunbookError(
+                f"this needed more than {limit_mb:,} MB of memory and was stopped",
+                hint="a template or the runbook itself is far too large; set RUNBOOK_PLAN_MEMORY_MB to allow more if it is legitimate",
+            ) from None
+        finally:
+            resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+    return limited
+
+
 def _warn(text: str) -> None:
     click.echo(text, err=True)
 
@@ -112,7 +146,7 @@ def validate(runbook_file: str, strict: bool) -> None:
     """Check a runbook file and report every problem at once (exit 2 if any)."""
     from runbook import commands
 
-    _call(commands.validate, name=runbook_file, strict=strict, warn=_warn)
+    _call(_memory_limited(commands.validate), name=runbook_file, strict=strict, warn=_warn)
 
 
 @main.command()
@@ -124,7 +158,7 @@ def plan(runbook_file: str, env: str | None, var_items: tuple[str, ...], fmt: st
     """Print what a run would do, without executing anything."""
     from runbook import commands
 
-    _call(commands.plan, name=runbook_file, env=env, var_items=var_items, fmt=fmt)
+    _call(_memory_limited(commands.plan), name=runbook_file, env=env, var_items=var_items, fmt=fmt)
 
 
 @main.command()

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from runbook.checks import get_check_kind
 from runbook.errors import RunbookError, UsageError
 from runbook.loader import LoadedRunbook
-from runbook.masking import Masker
+from runbook.masking import Masker, SecretText
 from runbook.model import Check, Estimate, Runbook, Step, StepBody
 from runbook.steps import get_step_kind
 from runbook.templating import EnvNamespace, Namespace, Placeholder, TemplateFailed, render, render_data
@@ -94,6 +94,9 @@ def resolve_vars(
             raise InvalidVars(f"var {name!r} is required{': ' + var.description if var.description else ''}", hint=f"{how} --var {name}=VALUE")
         if var.secret and value is not None:
             masker.add(str(value))
+            if isinstance(value, str):
+                # Templates that transform it (| upper, [::-1]) register what they derive.
+                value = SecretText(value, (masker,))
         if var.choices is not None and value not in var.choices and str(value) not in [str(c) for c in var.choices]:
             raise InvalidVars(masker.mask(f"var {name!r} is {value!r}, not one of {var.choices}"))
         values[name] = value

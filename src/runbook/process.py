@@ -251,9 +251,11 @@ class _Output:
         self._emit([text.encode()])
 
     def _emit(self, raw_lines: list[bytes]) -> None:
-        lines = [
-            self._mask(raw.decode("utf-8", errors="replace").removesuffix("\r")) for raw in raw_lines
-        ]
+        # One mask call per read, not per line: masking costs a few C-level scans
+        # per call, and a line of a few bytes would make the call overhead dominate.
+        # The mask never adds a line break (it may remove one inside a secret).
+        text = self._mask(b"\n".join(raw_lines).decode("utf-8", errors="replace"))
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
         if self._on_line is not None:
             for line in lines:
                 self._on_line(line)

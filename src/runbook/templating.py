@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
+from jinja2 import Environment, StrictUndefined, TemplateError, Undefined, nodes
 from jinja2.nodes import EvalContext
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -43,6 +43,7 @@ from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
 from runbook.errors import RunbookError
+from runbook.masking import Masker, SecretText
 
 TOP_LEVEL_NAMES = frozenset({"vars", "env", "steps", "run", "runbook", "environment", "params", "result"})
 
@@ -184,6 +185,7 @@ MAX_LOOP_ITERATIONS = 1_000_000
 MAX_RENDER_SECONDS = 2.0
 _FOR_LOOP = "runbook_for_loop_guard"
 _CONCAT = "runbook_concat_guard"
+_SLICE = "runbook_slice"
 
 
 class _Budget:
@@ -220,10 +222,47 @@ def _too_big(what: str, size: int) -> SecurityError:
     return SecurityError(f"{what} would build {size:,} characters or items; the limit is {MAX_TEMPLATE_CHARS:,}")
 
 
+def _weight(value: Any) -> int:
+    """About how many characters ``value`` prints as, counting past the limit only
+    a little. A container counts each reference to an item again: ``['x' * 10**6] * 500``
+    is 4 KB of pointers but 500 MB of text, which is what printing, ``join``,
+    ``tojson`` or ``string`` would build."""
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    total = 0
+    pending = [value]
+    while pending and total <= MAX_TEMPLATE_CHARS:
+        item = pending.pop()
+        if isinstance(item, (str, bytes)):
+            total += len(item) + 4  # quotes and a separator
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            total += 2
+            pending.extend(itertools.islice(item, MAX_TEMPLATE_CHARS))
+        elif isinstance(item, dict):
+            total += 2
+            for key, val in itertools.islice(item.items(), MAX_TEMPLATE_CHARS):
+                pending += (key, val)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            total += item.bit_length() // 3 + 2  # at least its decimal digits
+        else:
+            total += 4  # numbers, None, placeholders, namespaces: small and bounded elsewhere
+    return total
+
+
 def _check_size(value: Any, what: str) -> Any:
-    if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset)) and len(value) > MAX_TEMPLATE_CHARS:
-        raise _too_big(what, len(value))
+    """``value`` if it is no bigger than the limit (see ``_weight``)."""
+    weight = _weight(value)
+    if weight > MAX_TEMPLATE_CHARS:
+        # _weight stops counting soon after the limit: the true size may be far larger.
+        raise SecurityError(f"{what} would build at least {weight:,} characters; the limit is {MAX_TEMPLATE_CHARS:,}")
     return value
+
+
+def _check_operands(values: Iterable[Any], what: str) -> None:
+    """Refuse, before an operation runs, operands that would print bigger than the limit
+    (the operation may stringify them: ``join``, ``tojson``, ``~``, a placeholder's repr)."""
+    for value in values:
+        _check_size(value, what)
 
 
 def _check_int_args(args: Iterable[Any], what: str) -> None:
@@ -257,32 +296,126 @@ _SIZED_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "
 
 
 def _bounded_filter(name: str, original: Any) -> Any:
-    """``original`` refusing, before it runs, arguments that would make it build more than the limit."""
+    """``original`` refusing, before it runs, arguments that would make it build more
+    than the limit: every argument must itself be within it (a filter may print it),
+    and filters that multiply their input have their result size estimated first."""
+    what = f"|{name}"
 
     @functools.wraps(original)
     def filter_(*args: Any, **kwargs: Any) -> Any:
-        values = [a for a in args if not isinstance(a, EvalContext)]
-        if name in _SIZED_FILTERS:
-            _check_int_args([*values[1:], *kwargs.values()], f"|{name}")
-        elif name == "format" and values and isinstance(values[0], str):
-            _check_format_string(values[0], tuple(values[1:]) or kwargs, f"|{name}")
-        elif name == "replace" and len(values) >= 3:
-            text, old, new = (str(v) for v in values[:3])
-            count = text.count(old) if old else len(text) + 1
-            _check_size_estimate(len(text) + count * max(len(new) - len(old), 0), f"|{name}")
-        elif name == "join" and values and kwargs.get("attribute") is None and len(values) < 4:
-            items = [str(v) for v in itertools.islice(values[0], MAX_TEMPLATE_CHARS + 1)]
-            separator = str(values[1] if len(values) > 1 else kwargs.get("d", ""))
-            _check_size_estimate(sum(map(len, items)) + len(separator) * max(len(items) - 1, 0), f"|{name}")
+        values = [a for a in args if not isinstance(a, (EvalContext, Environment))]
+        _check_operands([*values, *kwargs.values()], what)
+        if name == "join" and values and kwargs.get("attribute") is None and len(values) < 4:
+            # Materialized once, so that a generator is measured and then joined.
+            items = list(itertools.islice(values[0], MAX_TEMPLATE_CHARS + 1))
+            _check_size(items, what)
             args = tuple(items if a is values[0] else a for a in args)
-        return _check_size(original(*args, **kwargs), f"|{name}")
+        _check_size_estimate(_filter_result_size(name, values, kwargs), what)
+        return _check_size(original(*args, **kwargs), what)
 
     return filter_
+
+
+def _filter_result_size(name: str, values: list[Any], kwargs: dict[str, Any]) -> int:
+    """An upper bound of what filter ``name`` builds from ``values`` (0: nothing beyond its input)."""
+    if name in _SIZED_FILTERS:
+        _check_int_args([*values[1:], *kwargs.values()], f"|{name}")
+    text = values[0] if values and isinstance(values[0], str) else ""
+    params = [*values[1:], *kwargs.values()]
+    if name == "indent":
+        width = values[1] if len(values) > 1 else kwargs.get("width", 4)
+        per_line = len(width) if isinstance(width, str) else int(width) if isinstance(width, int) else 4
+        return len(text) + (text.count("\n") + 1) * per_line
+    if name == "wordwrap":
+        wrap = values[3] if len(values) > 3 else kwargs.get("wrapstring") or "\n"
+        return len(text) + (len(text) + 1) * len(str(wrap))
+    if name in ("batch", "slice"):
+        count = values[1] if len(values) > 1 else kwargs.get("linecount", kwargs.get("slices", 0))
+        fill = values[2] if len(values) > 2 else kwargs.get("fill_with")
+        return _weight(values[0]) + (count if isinstance(count, int) else 0) * _weight(fill) if fill is not None else 0
+    if name == "format" and isinstance(values[0] if values else None, str):
+        _check_format_string(text, tuple(values[1:]) or kwargs, f"|{name}")
+        return len(text) + sum(_weight(p) for p in params)
+    if name == "replace" and len(values) >= 3 and all(isinstance(v, str) for v in values[:3]):
+        old, new = values[1], values[2]
+        count = text.count(old) if old else len(text) + 1
+        return len(text) + count * max(len(new) - len(old), 0)
+    if name == "join" and values:
+        separator = values[1] if len(values) > 1 else kwargs.get("d", "")
+        items = values[0] if isinstance(values[0], (list, tuple)) else ()
+        return _weight(items) + _weight(separator) * len(items)
+    if name == "sum":
+        start = values[2] if len(values) > 2 else kwargs.get("start", 0)
+        if not isinstance(start, (int, float)):
+            # Adding lists or strings one by one copies the sum so far each time: quadratic.
+            raise SecurityError("|sum adds numbers only; join lists with |batch or a loop instead")
+    return 0
 
 
 def _check_size_estimate(size: int, what: str) -> None:
     if size > MAX_TEMPLATE_CHARS:
         raise _too_big(what, size)
+
+
+# ---------------------------------------------------------------- values derived from secrets
+
+# Spellings one masker may hold; a template deriving more (a loop over ``token ~ i``) is refused.
+MAX_MASKED_SPELLINGS = 20_000
+
+
+def _maskers_of(values: Iterable[Any]) -> tuple[Masker, ...]:
+    """The maskers of every secret among ``values`` and inside their lists, tuples, dicts and
+    namespaces (``vars | string`` holds every var)."""
+    found: dict[int, Masker] = {}
+    pending = list(values)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, SecretText):
+            found.update((id(m), m) for m in value.maskers)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            pending.extend(value)
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, Namespace):
+            pending.extend(value._data.values())
+    return tuple(found.values())
+
+
+def _derive(value: Any, maskers: tuple[Masker, ...]) -> Any:
+    """``value``, computed from a secret, registered as a secret itself (each string in it),
+    and tainted in turn so that what is computed from it is registered as well. Fail closed:
+    whatever an operation on a secret returns counts as secret, however it was transformed."""
+    if not maskers:
+        return value
+    if isinstance(value, str):
+        for masker in maskers:
+            masker.add(str(value))
+            if len(masker.secrets) > MAX_MASKED_SPELLINGS:
+                raise SecurityError(f"templates derived more than {MAX_MASKED_SPELLINGS:,} values from secrets; templates must stay small")
+        return value if isinstance(value, SecretText) else SecretText(value, maskers)
+    if type(value) in (list, tuple):
+        return type(value)(_derive(v, maskers) for v in value)
+    if isinstance(value, dict):
+        return {_derive(k, maskers): _derive(v, maskers) for k, v in value.items()}
+    if isinstance(value, Iterator):
+        return (_derive(v, maskers) for v in value)
+    return value
+
+
+def _tainting_filter(original: Any) -> Any:
+    """``original`` whose result is a secret when any of its arguments holds one."""
+
+    @functools.wraps(original)
+    def filter_(*args: Any, **kwargs: Any) -> Any:
+        return _derive(original(*args, **kwargs), _maskers_of([*args, *kwargs.values()]))
+
+    return filter_
+
+
+def _bounded_output(value: Any) -> Any:
+    """Jinja's ``finalize``: a ``{{ }}`` value is refused before it is turned into text."""
+    return _check_size(value, "the value of a {{ }}")
 
 
 def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002 - Jinja's names
@@ -300,29 +433,43 @@ def _loop_guard(iterable: Any) -> Iterator[Any]:
 
 
 def _concat_guard(*parts: Any) -> str:
+    _check_size_estimate(sum(map(_weight, parts)), "'~'")
     texts = [str(p) for p in parts]
-    _check_size_estimate(sum(map(len, texts)), "'~'")
     _check_time()
-    return "".join(texts)
+    result: str = _derive("".join(texts), _maskers_of(parts))
+    return result
 
 
 class _Guards(NodeTransformer):
-    """Route every loop and every ``~`` through the guards above."""
+    """Route every loop, ``~`` and slice through the guards above."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)  # in place
         node.iter = nodes.Call(nodes.Name(_FOR_LOOP, "load"), [node.iter], [], None, None, lineno=node.lineno)
         return node
 
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        # Jinja compiles x[a:b] to plain Python subscription, past the sandbox's getitem;
+        # x[slice(a, b)] goes through it (where a piece of a secret becomes a secret).
+        self.generic_visit(node)  # in place
+        if isinstance(node.arg, nodes.Slice):
+            bounds = [part or nodes.Const(None) for part in (node.arg.start, node.arg.stop, node.arg.step)]
+            node.arg = nodes.Call(nodes.Name(_SLICE, "load"), bounds, [], None, None, lineno=node.lineno)
+        return node
+
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)  # in place
         return nodes.Call(nodes.Name(_CONCAT, "load"), node.nodes, [], None, None, lineno=node.lineno)
 
 
 class _BoundedSandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox plus size, loop and time bounds."""
 
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    intercepted_binops = frozenset({"*", "**", "+", "-", "/", "//", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        # Every {{ }} value is measured before Jinja turns it into text.
+        super().__init__(finalize=_bounded_output, **options)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = _Guards().visit(super()._parse(source, name, filename))
@@ -331,32 +478,43 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _check_time()
+        _check_operands((left, right), f"'{operator}'")
         sized = (str, bytes, list, tuple)
         if operator == "*":
             if isinstance(left, sized) and isinstance(right, int):
-                _check_size_estimate(len(left) * right, f"{_short(left)} * {right}")
+                _check_size_estimate(_weight(left) * right, f"{_short(left)} * {right}")
             elif isinstance(right, sized) and isinstance(left, int):
-                _check_size_estimate(len(right) * left, f"{left} * {_short(right)}")
+                _check_size_estimate(_weight(right) * left, f"{left} * {_short(right)}")
             elif isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
                 raise SecurityError(f"the product would exceed {MAX_INT_BITS:,} bits")
         elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
             if abs(left) > 1 and right * abs(left).bit_length() > MAX_INT_BITS:
                 raise SecurityError(f"{left} ** {right} would exceed {MAX_INT_BITS:,} bits")
         elif operator == "+" and isinstance(left, sized) and isinstance(right, sized):
-            _check_size_estimate(len(left) + len(right), "'+'")
+            _check_size_estimate(_weight(left) + _weight(right), "'+'")
         elif operator == "%" and isinstance(left, str):
             _check_format_string(left, right, "'%'")
-        return _check_size(super().call_binop(context, operator, left, right), f"'{operator}'")
+            _check_size_estimate(len(left) + _weight(right), "'%'")
+        result = _check_size(super().call_binop(context, operator, left, right), f"'{operator}'")
+        return _derive(result, _maskers_of((left, right)))
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
         _check_time()
         name = getattr(__obj, "__name__", "")
+        _check_operands([*args, *kwargs.values()], "'~'" if __obj is _concat_guard else f"{name or 'call'}()")
         if isinstance(__obj, type(len)):  # builtin functions and methods: str.center, int.to_bytes...
             if name in _SIZED_METHODS:
                 _check_int_args([*args, *kwargs.values()], f"{name}()")
             if name in ("replace", "join", "translate", "expandtabs"):
                 _check_size_estimate(_amplified(__obj, args), f"{name}()")
-        return _check_size(super().call(__context, __obj, *args, **kwargs), f"{getattr(__obj, '__name__', 'call')}()")
+        result = _check_size(super().call(__context, __obj, *args, **kwargs), f"{getattr(__obj, '__name__', 'call')}()")
+        # token.upper(), '{}'.format(token), '-'.join(token.split('_')): the result is a secret too.
+        return _derive(result, _maskers_of([getattr(__obj, "__self__", None), *args, *kwargs.values()]))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _check_operands((argument,), "[]")  # a placeholder prints its subscript
+        # token[2:], token[::-1]: a piece of a secret is a secret.
+        return _derive(super().getitem(obj, argument), _maskers_of((obj,)))
 
     def wrap_str_format(self, value: Any) -> Any:
         wrapped = super().wrap_str_format(value)
@@ -366,6 +524,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
 
         def format_(*args: Any, **kwargs: Any) -> str:
             _check_format_string(fmt, args, "str.format")
+            _check_size_estimate(len(fmt) + sum(map(_weight, [*args, *kwargs.values()])), "str.format")
             if re.search(r":[^{}]*\{", fmt):  # a width taken from the arguments: '{:>{}}'
                 _check_int_args([*args, *kwargs.values()], "str.format")
             return _check_size(wrapped(*args, **kwargs), "str.format")
@@ -383,7 +542,7 @@ def _amplified(method: Any, args: tuple[Any, ...]) -> int:
         count = owner.count(args[0]) if args[0] else len(owner) + 1
         return len(owner) + count * max(len(args[1]) - len(args[0]), 0)
     if name == "join" and args and isinstance(args[0], (list, tuple)):
-        return sum(len(str(a)) for a in args[0]) + len(owner) * len(args[0])
+        return _weight(args[0]) + len(owner) * len(args[0])
     if name == "translate" and args and isinstance(args[0], Mapping):
         longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
         return len(owner) * max(longest, 1)
@@ -587,13 +746,14 @@ def environment() -> ImmutableSandboxedEnvironment:
     env = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     for name in ("int", "float"):
         env.filters[name] = _keep_placeholder(env.filters[name])
-    for name in (*_SIZED_FILTERS, "format", "replace", "join"):
-        env.filters[name] = _bounded_filter(name, env.filters[name])
     env.filters["shell_quote"] = shell_quote
     env.filters["unquoted"] = _unquoted
+    for name, original in list(env.filters.items()):
+        env.filters[name] = _tainting_filter(_bounded_filter(name, original))
     env.globals["lipsum"] = _bounded_lipsum
     env.globals[_FOR_LOOP] = _loop_guard
     env.globals[_CONCAT] = _concat_guard
+    env.globals[_SLICE] = slice
     return env
 
 

@@ -380,3 +380,138 @@ def test_secret_in_a_check_name_is_masked_in_the_store(tmp_path: Path) -> None:
     result = _plain_run(tmp_path, env={"API_TOKEN": TOKEN})
     assert result.returncode == 1 and TOKEN not in result.stdout + result.stderr
     _assert_nowhere({"state store": _sqlite_dump(tmp_path)}, {"API token": TOKEN})
+
+
+# ---------------------------------------------------------------- issue 11, item 8: secrets that escaped masking
+
+QUOTED = 'qu"o$te9988'  # JSON writes it qu\"o$te9988
+TRANSFORMS = r"""
+name: transforms
+vars:
+  token: {env: API_TOKEN, secret: true, required: true}
+  api: {env: API_BASE, required: true}
+  fail_at: none
+steps:
+  - id: shout
+    kind: command
+    run: ["printf", "%s\n", "{{ vars.token | upper }}", "{{ vars.token | reverse }}", "{{ vars.token[::-1] }}", "{{ vars.token[2:] }}",
+          "{{ vars.token.split('_') }}", "{{ vars.token | tojson }}", "{{ vars.token | title }}", "{{ vars.token | e }}"]
+    irreversible: true
+    outputs:
+      upper: "{{ vars.token | upper }}"
+  - id: shell
+    kind: command
+    run: echo {{ vars.token | upper }} {{ vars.token[::-1] }}
+    irreversible: true
+  - id: keys
+    kind: http
+    url: "{{ vars.api }}/keys"
+    irreversible: true
+  - id: long
+    kind: http
+    url: "{{ vars.api }}/{{ 'long' if vars.fail_at == 'http' else 'keys' }}"
+    irreversible: true
+  - id: gated
+    kind: command
+    run: "true"
+    irreversible: true
+    gates:
+      - check: http
+        name: the API has no {{ vars.token | title }}
+        url: "{{ vars.api }}/keys"
+        body_matches: "{{ 'nothing-matches-this' if vars.fail_at == 'gate' else 'keys' }}"
+notifications:
+  channels: [{type: console}, {type: file, path: notify.log}]
+  messages:
+    failure: "failed with {{ vars.token | upper }}, {{ vars.token[::-1] }} and {{ vars.token.split('_') | join('+') }}"
+"""
+
+
+class _Keys(BaseHTTPRequestHandler):
+    """/keys: a JSON document with the token as a key and as a value (JSON-escaped);
+    /long: 500 with the token at characters 490-510 of one line."""
+
+    token = ""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path.startswith("/long"):
+            body, status = ("x" * 490 + self.token + " and more\n").encode(), 500
+        else:
+            body, status = json.dumps({"keys": {self.token: 1}, "echo": self.token}).encode(), 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def transformed(secret: str) -> dict[str, str]:
+    """Every spelling the transforms in TRANSFORMS give ``secret``, and its JSON escape."""
+    return {
+        "upper": secret.upper(),
+        "reversed": secret[::-1],
+        "tail": secret[2:],
+        "title": secret.title(),
+        "json-escaped": json.dumps(secret)[1:-1],
+        "tojson": html.unescape(json.dumps(secret).replace("'", "\\u0027")),
+        "escaped": html.escape(secret).replace("&#x27;", "&#39;").replace("&quot;", "&#34;"),
+        "piece": secret.split("_")[0],
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_transformed_and_escaped_secrets_are_masked_everywhere(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    """Template transforms of a secret (upper, reverse, [::-1], [2:], split, tojson, title, e), its
+    JSON-escaped spelling in an HTTP body, a dict key holding it and a line cut at 500 characters
+    across it reach neither the terminal, the logs, the state store (every table), the notification
+    file nor the reports, on either store."""
+    token = QUOTED + "_Zk7wQ"
+    handler = type("Keys", (_Keys,), {"token": token})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    try:
+        (tmp_path / "runbooks").mkdir()
+        (tmp_path / "runbooks" / "transforms.yaml").write_text(textwrap.dedent(TRANSFORMS))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_")}
+        env.update({"API_TOKEN": token, "API_BASE": f"http://127.0.0.1:{server.server_address[1]}"})
+        if state_url:
+            env["RUNBOOK_STATE_URL"] = state_url
+        s = Session(tmp_path, env, state_url)
+        s.runbook("plan", "transforms.yaml", code=0)
+        out = s.runbook("run", "transforms.yaml", "--var", "fail_at=http", code=1)
+        assert "| " + "x" * 100 in out and "***" in out, out  # the cut tail is shown, masked
+        s.runbook("run", "transforms.yaml", "--resume", "--var", "fail_at=gate", "--accept-changes", code=1)
+        (run_id,) = {line.split()[2].rstrip(":") for line in out.splitlines() if line.startswith("▶ run ")}
+        for fmt in ("md", "json", "html"):
+            s.runbook("report", run_id, "--format", fmt, code=0)
+        s.runbook("show", run_id, "--events", code=0)
+        s.runbook("status", run_id, code=0)
+        s.runbook("history", code=0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    where = {"terminal": "\n".join(s.seen), "files": _files(tmp_path)}
+    where["state store"] = _pg_dump(state_url) if state_url else _sqlite_dump(tmp_path)
+    assert "failed with ***" in where["files"], where["files"][-2000:]
+    leaks = [
+        f"{name} ({form!r}) in {place}: ...{text[max(text.index(form) - 120, 0):text.index(form) + 40]!r}..."
+        for place, text in where.items()
+        for name, form in {**transformed(token), **{f"as {k}": f for k, f in ((str(i), f) for i, f in enumerate(forms(token)))}}.items()
+        if form in text
+    ]
+    # 10 of the token's 17 characters: what the cut at 500 used to leave visible.
+    leaks += [f"a cut token in {place}" for place, text in where.items() if token[:10] in text]
+    assert not leaks, "\n".join(leaks)
+
+
+def test_masking_covers_dict_keys_and_escaped_spellings() -> None:
+    """mask_data masks keys; JSON-, HTML- and repr-escaped spellings are masked like the secret."""
+    masker = Masker([QUOTED])
+    assert masker.mask_data({"keys": {QUOTED: 1}, "body": json.dumps({"t": QUOTED})}) == {"keys": {"***": 1}, "body": '{"t": "***"}'}
+    for spelling in (json.dumps(QUOTED)[1:-1], html.escape(QUOTED), repr(QUOTED + "'")[1:-3]):
+        assert masker.mask(f"<{spelling}>") == "<***>", spelling

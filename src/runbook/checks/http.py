@@ -64,6 +64,7 @@ def _show_status(statuses: list[int]) -> str:
 
 
 def _excerpt(text: str) -> str:
+    """The start of ``text`` on one line. Give it masked text: a secret cut here escapes masking."""
     flat = " ".join(text.split())
     return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "…"
 
@@ -107,12 +108,12 @@ class HttpCheck:
             return CheckResult(False, observed, expected_status, ctx.masker.mask(f"{params.method} {params.url}: {reason}"))
         observed_status = f"status {status}"
         if status not in params.statuses:
-            return CheckResult(False, observed_status, expected_status, ctx.masker.mask(_excerpt(body)) or None)
+            return CheckResult(False, observed_status, expected_status, _excerpt(ctx.masker.mask(body)) or None)
         if params.expect_json:
             try:
                 document = json.loads(body)
             except ValueError:
-                excerpt = ctx.masker.mask(_excerpt(body)) or None
+                excerpt = _excerpt(ctx.masker.mask(body)) or None
                 return CheckResult(False, f"{observed_status}, body not JSON", "a JSON body", excerpt)
             for path, raw in params.expect_json.items():
                 expectation = parse_expectation(raw)
@@ -121,7 +122,7 @@ class HttpCheck:
                     shown = ctx.masker.mask(_show(value))
                     return CheckResult(False, f"{observed_status}, {path} = {shown}", f"{path} {expectation}")
         if params.body_matches and not re.search(params.body_matches, body, re.M):
-            observed = f"{observed_status}, body {ctx.masker.mask(_excerpt(body))!r}"
+            observed = f"{observed_status}, body {_excerpt(ctx.masker.mask(body))!r}"
             return CheckResult(False, observed, f"body matching /{params.body_matches}/")
         return CheckResult(True, observed_status, expected_status)
 

@@ -55,6 +55,7 @@ def _expected(params: NoLongTransactionsParams) -> str:
 
 
 def _excerpt(query: str) -> str:
+    """The start of ``query`` on one line. Give it masked text: a secret cut here escapes masking."""
     flat = " ".join(query.split())
     return flat if len(flat) <= QUERY_EXCERPT else flat[:QUERY_EXCERPT] + "…"
 
@@ -93,7 +94,7 @@ class NoLongTransactionsCheck:
         detail = "; ".join(
             f"pid {r.pid} ({r.state}, open {_age(r.age)}"
             + (f", locks {', '.join(r.locked)}" if r.locked else "")
-            + f"): {_excerpt(r.query or '')}"
+            + f"): {_excerpt(ctx.masker.mask(r.query or ''))}"
             for r in rows
         )
         return CheckResult(False, observed, expected, ctx.masker.mask(detail))

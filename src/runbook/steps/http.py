@@ -133,7 +133,8 @@ class HttpStep:
         text = _decode(raw, charset)
         parsed = _parse_json(text)
         outputs = {"status": status, "json": parsed, "body": text[:MAX_BODY_CHARS]}
-        body_tail = [ctx.masker.mask(line[:500]) for line in text.splitlines()[:TAIL_LINES]]
+        # Masked whole, then cut: a secret cut in two is no longer recognised.
+        body_tail = [ctx.masker.mask(line)[:500] for line in text.splitlines()[:TAIL_LINES]]
         if status not in params.statuses:
             expected = ", ".join(str(s) for s in params.statuses)
             error = ctx.masker.mask(f"{target}: HTTP {status} {reason}, expected {expected}")

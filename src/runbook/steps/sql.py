@@ -258,7 +258,8 @@ class _Runner:
         total = len(self.statements)
         for index, statement in enumerate(self.statements, 1):
             self.current = index
-            self.output(f"[{self.current}/{total}] {_first_line(statement)}")
+            # Masked before _first_line cuts it: a secret cut in two escapes masking.
+            self.output(f"[{self.current}/{total}] {_first_line(self.ctx.masker.mask(statement))}")
             started = time.monotonic()
             result = conn.execute(sa.text(statement), self.binds)
             elapsed = _ms(time.monotonic() - started)
