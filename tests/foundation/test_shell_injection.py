@@ -76,3 +76,91 @@ def test_refusal_is_located_for_plan_and_run(cli: Callable[..., Outcome], write:
     outcome.assert_clean()
     assert outcome.exit_code == 2
     assert any(d["path"] == "steps[0].run" and d["line"] == "8" for d in outcome.diagnostics), outcome.stderr
+
+
+# ---------------------------------------------------------------- the argv form
+
+ARGV_RUNBOOK = """
+name: argv
+vars:
+  v: {default: x}
+steps:
+  - id: a
+    kind: command
+    run: [sh, -c, 'printf "%s|" "$@" > out', sh, "{{ vars.v }}", "<{{ vars.v }}>"]
+    irreversible: true
+    gates:
+      - check: command
+        run: [test, "{{ vars.v }}", "=", "{{ vars.v }}"]
+"""
+
+
+@pytest.mark.parametrize("payload", [*PAYLOADS, "a\\nb", "", "*", "~"])
+def test_argv_form_passes_each_element_as_one_argument(cli: Callable[..., Outcome], write: Callable[..., Path], tmp_path: Path, payload: str) -> None:
+    """``run: [prog, ...]`` (step and ``check: command``) runs with no shell: each element is
+    exactly one argument, whatever it holds."""
+    write("rb.yaml", ARGV_RUNBOOK)
+    outcome = cli("run", "rb.yaml", "--var", f"v={payload}")
+    outcome.assert_clean()
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert (tmp_path / "out").read_text() == f"{payload}|<{payload}>|"
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_plan_marks_the_argv_form(cli: Callable[..., Outcome], write: Callable[..., Path]) -> None:
+    """The plan shows an argv list as the words it is, marked as run with no shell."""
+    write("rb.yaml", ARGV_RUNBOOK)
+    outcome = cli("plan", "rb.yaml", "--var", "v=a b")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "run: sh -c 'printf \"%s|\" \"$@\" > out' sh 'a b' '<a b>'  (argv, no shell)" in outcome.stdout
+    assert "gate: command: test 'a b' = 'a b'  (argv, no shell)" in outcome.stdout
+
+
+def test_schema_accepts_the_argv_form(cli: Callable[..., Outcome]) -> None:
+    """``runbook schema`` allows a list of strings for the ``run`` of a command step and check."""
+    import json
+
+    schema = json.loads(cli("schema").stdout)
+    for model, key in (("Step", "kind"), ("Check", "check")):
+        variant = next(v for v in schema["$defs"][model]["allOf"] if v["if"]["properties"][key]["const"] == "command")
+        assert {"items": {"type": "string"}, "type": "array"} in variant["then"]["properties"]["run"]["anyOf"]
+
+
+# ---------------------------------------------------------------- uses: parameters
+
+DEFINITION = """
+params:
+  text: {type: string}
+  flags: {type: string, default: ""}
+step:
+  kind: command
+  run: printf '%s|' {{ params.flags | unquoted }} {{ params.text }} "{{ params.text }}" > out
+  irreversible: true
+"""
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("through", ["with", "var"])
+def test_uses_parameters_are_quoted_in_shell_strings(cli: Callable[..., Outcome], write: Callable[..., Path], tmp_path: Path, payload: str, through: str) -> None:
+    """A ``with:`` value in a definition's shell ``run`` is one literal word, whether written in the
+    runbook or passed as ``{{ vars.v }}``; ``| unquoted`` splices shell words on purpose."""
+    write("steps/say.yaml", DEFINITION)
+    text = payload if through == "with" else "{{ vars.v }}"
+    doc = {"name": "u", "vars": {"v": {"default": "x"}}, "steps": [{"id": "a", "uses": "say", "with": {"text": text, "flags": "a b"}}]}
+    write("rb.yaml", yaml.safe_dump(doc))
+    outcome = cli("run", "rb.yaml", "--var", f"v={payload}")
+    assert not (tmp_path / "PWNED").exists(), "the payload ran"
+    outcome.assert_clean()
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert (tmp_path / "out").read_text() == f"a|b|{payload}|{payload}|"
+
+
+def test_uses_parameter_in_an_uncertain_place_is_refused_in_the_definition(cli: Callable[..., Outcome], write: Callable[..., Path], tmp_path: Path) -> None:
+    """A parameter where quoting is not certain is a validation error located in the definition file."""
+    write("steps/bad.yaml", "params:\n  text: {type: string}\nstep:\n  kind: command\n  run: echo $(( 1 << 2 )) {{ params.text }}\n  irreversible: true\n")
+    write("rb.yaml", yaml.safe_dump({"name": "u", "steps": [{"id": "a", "uses": "bad", "with": {"text": "$(touch PWNED)"}}]}))
+    outcome = cli("run", "rb.yaml")
+    outcome.assert_clean()
+    assert outcome.exit_code == 2
+    assert any(d["file"].endswith("bad.yaml") and d["path"] == "step.run" and "env:" in d["message"] for d in outcome.diagnostics), outcome.stderr
+    assert not (tmp_path / "PWNED").exists()
