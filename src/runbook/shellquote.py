@@ -86,6 +86,13 @@ _UNBALANCED_KEYWORDS = frozenset({"case", "[["})
 # Characters a value may keep bare in a word: none of them starts an expansion, a
 # pattern, a brace list (,), an assignment (=) or a tilde prefix, whatever surrounds it.
 _BARE_SAFE = re.compile(r"[A-Za-z0-9_@%+:./-]+")
+# Runs of characters that mean only themselves, by mode (the rest go one by one).
+_PLAIN = {
+    "word": re.compile(r"[^\s;&|()<>'\"`#\\$]+"),
+    "double": re.compile(r"[^\"\\`$\n]+"),
+    "heredoc": re.compile(r"[^\n\\`$]+"),
+}
+_NAME = re.compile(r"[A-Za-z0-9_]+")
 _MORE = -1  # a construct continues past the text fed so far
 
 
@@ -149,6 +156,10 @@ class _ShellScanner:
         buffer, self.carry = self.carry + text, ""
         i = 0
         while i < len(buffer) and self.poison is None:
+            plain = _PLAIN[self.mode].match(buffer, i) if self.mode in _PLAIN else None
+            if plain:
+                i = self._plain(plain[0], plain.end())
+                continue
             if self.mode == "heredoc":
                 step = self._heredoc_char(buffer, i)
             elif self.mode == "single":
@@ -163,6 +174,16 @@ class _ShellScanner:
                 self.carry = buffer[i:]
                 return
             i = step
+
+    def _plain(self, text: str, end: int) -> int:
+        """A run of characters with no meaning but themselves, taken at once."""
+        if self.parameter:
+            self.parameter = "name" if self.parameter == "name" and _NAME.fullmatch(text) else ""
+        if self.mode == "word":
+            self.word, self.word_start = self.word + text, False
+        elif self.mode == "heredoc":
+            self.line += text
+        return end
 
     def _stop(self, why: str) -> int:
         self.poison = f"after {why} (line {self.line_no} of the string)"
