@@ -32,7 +32,8 @@ from runbook.model import (
     parse_duration,
 )
 from runbook.steps import STEP_KINDS, get_step_kind
-from runbook.templating import TOP_LEVEL_NAMES, TemplateFailed, analyze, is_template, render
+from runbook.shellquote import Deferred, shell_template_problem
+from runbook.templating import TOP_LEVEL_NAMES, TemplateFailed, analyze, environment, is_template, render
 from runbook.yamlsource import KeyPath, SourceMap, format_path, load_yaml, read_file
 
 RUNBOOK_SUFFIXES = (".yaml", ".yml")
@@ -314,6 +315,7 @@ class _Checker:
                 self.error(("vars", name, "default"), f"default {var.default!r} is not one of {var.choices}")
         self._connections_used(runbook)
         self._templates(runbook)
+        self._shell_strings(runbook)
         self._reversibility(runbook)
 
     def _step_order(self, steps: list[Step], path_of: Callable[[int], KeyPath]) -> None:
@@ -337,6 +339,19 @@ class _Checker:
             name = params.get("connection")
             if isinstance(name, str) and not is_template(name) and name not in runbook.connections:
                 self.error((*path, "connection"), f"unknown connection {name!r}" + _did_you_mean(name, runbook.connections))
+
+    def _shell_strings(self, runbook: Runbook) -> None:
+        """Shell command lines (a kind's ``shell_keys``) whose values land where quoting is not certain."""
+        kinds: list[tuple[KeyPath, Any, dict[str, Any]]]
+        kinds = [(p, get_step_kind(b.kind), b.params) for p, b in _bodies(runbook, self.step_path) if b.kind in STEP_KINDS]
+        kinds += [(p, get_check_kind(c.check), c.params) for p, c in _checks(runbook, self.step_path) if c.check in CHECK_KINDS]
+        for path, kind, params in kinds:
+            for key in getattr(kind, "shell_keys", ()):
+                value = params.get(key)
+                if isinstance(value, str) and is_template(value):
+                    problem = shell_template_problem(value, environment().parse)
+                    if problem:
+                        self.error((*path, key), problem)
 
     def _templates(self, runbook: Runbook) -> None:
         step_ids = runbook.step_ids
@@ -610,37 +625,58 @@ def _param_type_problem(value: Any, spec: dict[str, Any]) -> str | None:
     return None
 
 
-class _Passthrough:
+class _Passthrough(Deferred):
     """Re-emits a non-``params`` reference as template text, rendered later at run time."""
 
-    def __init__(self, path: str) -> None:
-        self._path = path
+    __slots__ = ()
 
     def __getattr__(self, key: str) -> _Passthrough:
         if key.startswith("_"):
             raise AttributeError(key)
-        return _Passthrough(f"{self._path}.{key}")
-
-    def __str__(self) -> str:
-        return "{{ " + self._path + " }}"
+        return _Passthrough(f"{self._expression}.{key}")
 
 
-def _substitute(value: Any, params: dict[str, Any]) -> Any:
+_WHOLE_REFERENCE = re.compile(r"^\{\{((?:(?!\{\{|\}\}).)*)\}\}$", re.S)
+
+
+def _as_reference(value: Any) -> Any:
+    match = _WHOLE_REFERENCE.match(value) if isinstance(value, str) else None
+    return Deferred(match[1].strip()) if match else value
+
+
+def _shell_keys(mapping: dict[str, Any]) -> frozenset[str]:
+    """The keys of a step body or check that are shell command lines."""
+    kind: Any = None
+    if isinstance(mapping.get("kind"), str) and mapping["kind"] in STEP_KINDS:
+        kind = get_step_kind(mapping["kind"])
+    elif isinstance(mapping.get("check"), str) and mapping["check"] in CHECK_KINDS:
+        kind = get_check_kind(mapping["check"])
+    return frozenset(getattr(kind, "shell_keys", ()))
+
+
+def _substitute(value: Any, params: dict[str, Any], *, shell: bool = False) -> Any:
+    """``value`` with the definition's parameters filled in. In a shell command line
+    (``shell``) they are quoted like any value, so a parameter is one word unless the
+    definition writes ``{{ params.x | unquoted }}``; a whole ``run: "{{ params.x }}"``
+    given a list becomes the argv form."""
     if isinstance(value, dict):
-        return {k: _substitute(v, params) for k, v in value.items()}
+        shell_keys = _shell_keys(value)
+        return {k: _substitute(v, params, shell=k in shell_keys) for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute(v, params) for v in value]
     if not is_template(value):
         return value
     whole = _WHOLE_PARAM.match(value)
-    if whole and whole[1] in params:
+    if whole and whole[1] in params and not (shell and isinstance(params[whole[1]], str)):
         return params[whole[1]]
     if "params" not in value:
         return value
     context: dict[str, Any] = {name: _Passthrough(name) for name in TOP_LEVEL_NAMES}
-    context["params"] = params
+    # A parameter given as one whole reference ("{{ vars.x }}") stays that reference, to be
+    # quoted for where it lands when the step runs.
+    context["params"] = {k: _as_reference(v) for k, v in params.items()} if shell else params
     try:
-        return render(value, context)
+        return render(value, context, shell=shell)
     except TemplateFailed:
         # Left as written: validation of the expanded step reports it with its location.
         return value

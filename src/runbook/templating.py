@@ -14,10 +14,8 @@ render at most ``MAX_RENDER_SECONDS``; lists, dicts and sets cannot be mutated
 rendering, is a ``TemplateFailed`` naming where, never a traceback.
 
 Shell strings (``render(..., shell=True)``: the ``run`` of command steps and
-checks) get every ``{{ }}`` value quoted for the place it lands in: bare
-words, '...' and "..." strings and here-documents, so a value is always one
-literal piece of text to ``/bin/sh`` and never shell code. ``| unquoted``
-splices a value in as shell code on purpose.
+checks) get every ``{{ }}`` value quoted for the place it lands in, or refused
+where that place is not certain: see ``runbook.shellquote``.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ import difflib
 import functools
 import itertools
 import re
-import shlex
 import string
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -42,6 +39,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
+from runbook import shellquote
 from runbook.errors import RunbookError
 from runbook.masking import Masker, SecretText
 
@@ -557,197 +555,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 20 else text[:17] + "..."
 
 
-# ---------------------------------------------------------------- shell strings
-
-
-class Unquoted(str):
-    """A value the author chose (``| unquoted``) to splice into a shell string as shell code."""
-
-    __slots__ = ()
-
-
-# <<EOF, <<-EOF, <<'EOF', <<"EOF", <<\EOF (any quoting makes the body literal).
-_HEREDOC = re.compile(r"<<(-?)[ \t]*(\\?)(['\"]?)([^\s;&|<>()'\"\\]+)\3")
-_WORD_END = set(" \t\n;&|()<>")
-
-
-class _ShellScanner:
-    """Follows a POSIX shell string far enough to know how the text at the current
-    point is read: a bare word, inside '...' or "...", a here-document or a comment."""
-
-    def __init__(self) -> None:
-        self.state = "none"  # none | single | double | comment | heredoc | heredoc-literal
-        self.escaped = False
-        # Open $( ... ) and `...`: (closing character, state outside, parentheses open outside).
-        self.stack: list[tuple[str, str, int]] = []
-        self.depth = 0
-        self.previous = "\n"
-        self.pending: list[tuple[str, bool, bool]] = []  # here-documents: delimiter, <<-, quoted
-        self.heredoc: tuple[str, bool] | None = None
-        self.line = ""
-
-    def feed(self, text: str) -> None:
-        i = 0
-        while i < len(text):
-            c = text[i]
-            i += 1
-            if self.state.startswith("heredoc"):
-                self._heredoc_char(c)
-            elif self.escaped:
-                self.escaped = False
-            elif self.state == "comment":
-                if c == "\n":
-                    self._newline()
-            elif self.state == "single":
-                if c == "'":
-                    self.state = "none"
-            elif c == "\\":
-                self.escaped = True
-            elif self.state == "double":
-                if c == '"':
-                    self.state = "none"
-                elif c == "`" or (c == "(" and self.previous == "$"):
-                    self._enter("`" if c == "`" else ")")
-            else:
-                i = self._bare(c, text, i)
-            self.previous = c
-
-    def _bare(self, c: str, text: str, i: int) -> int:
-        closer = self.stack[-1][0] if self.stack else ""
-        if c == "'":
-            self.state = "single"
-        elif c == '"':
-            self.state = "double"
-        elif c == "#" and self.previous in _WORD_END:
-            self.state = "comment"
-        elif c == "`":
-            self._leave() if closer == "`" else self._enter("`")
-        elif c == "(" and self.previous == "$":
-            self._enter(")")
-        elif c == "(" and closer == ")":
-            self.depth += 1
-        elif c == ")" and closer == ")":
-            if self.depth:
-                self.depth -= 1
-            else:
-                self._leave()
-        elif c == "<" and text.startswith("<<", i):
-            return i + 2  # a here-string, <<<
-        elif c == "<" and text.startswith("<", i):
-            match = _HEREDOC.match(text, i - 1)
-            if match:
-                self.pending.append((match[4], bool(match[1]), bool(match[2] or match[3])))
-                return match.end()
-        elif c == "\n":
-            self._newline()
-        return i
-
-    def _enter(self, closer: str) -> None:
-        self.stack.append((closer, self.state, self.depth))
-        self.state, self.depth = "none", 0
-
-    def _leave(self) -> None:
-        _, self.state, self.depth = self.stack.pop()
-
-    def _newline(self) -> None:
-        if self.state == "comment":
-            self.state = "none"
-        if self.pending and self.state == "none":
-            delimiter, strip_tabs, quoted = self.pending.pop(0)
-            self.heredoc = (delimiter, strip_tabs)
-            self.state = "heredoc-literal" if quoted else "heredoc"
-            self.line = ""
-
-    def _heredoc_char(self, c: str) -> None:
-        if c != "\n":
-            self.line += c
-            return
-        assert self.heredoc is not None
-        delimiter, strip_tabs = self.heredoc
-        line = self.line.lstrip("\t") if strip_tabs else self.line
-        self.line = ""
-        if line == delimiter:
-            self.heredoc, self.state = None, "none"
-            self._newline()
-
-    def hazard(self) -> str | None:
-        """Why a value cannot be quoted safely right here, if it cannot."""
-        if any(closer == "`" for closer, _, _ in self.stack):
-            return "inside `...` (write $(...) instead)"
-        if self.state in ("none", "double") and self.escaped:
-            return "right after a backslash"
-        if (self.state in ("none", "double") and self.previous == "$") or (self.state == "heredoc" and self.line.endswith(("$", "\\"))):
-            return "right after a $ or backslash"
-        return None
-
-    def placed(self) -> None:
-        """An interpolated value was output here: text of the current word or line."""
-        if self.state.startswith("heredoc"):
-            self.line += "\0"
-        self.previous = "a"
-
-
-def shell_quote(value: Any, where: str = "none", delimiter: str = "") -> Any:
-    """``value`` as literal text for the shell at a place of kind ``where``
-    (see ``_ShellScanner``; ``delimiter`` ends the here-document it is in)."""
-    if isinstance(value, (Placeholder, Unquoted)):
-        return value
-    text = str(value)
-    if where == "single":
-        return text.replace("'", "'\\''")
-    if where == "double":
-        return re.sub(r'([\\"$`])', r"\\\1", text)
-    if where == "none":
-        return shlex.quote(text)
-    # A here-document or comment ends at a line break (or at its delimiter line).
-    if "\n" in text or "\r" in text or (delimiter and text and text in delimiter):
-        kind = "comment" if where == "comment" else "here-document"
-        raise SecurityError(f"value {_short(text)} cannot be placed in a shell {kind} safely; pass it in env: or use the argv form")
-    return re.sub(r"([\\$`])", r"\\\1", text) if where == "heredoc" else text
-
-
-def _unquoted(value: Any) -> Unquoted:
-    return Unquoted(str(value))
-
-
-class _ShellQuoting:
-    """Wraps every ``{{ }}`` output of a shell string in ``shell_quote`` for the place it lands in."""
-
-    def __init__(self) -> None:
-        self.scanner = _ShellScanner()
-
-    def apply(self, tree: nodes.Template) -> nodes.Template:
-        self._visit(tree)
-        return tree
-
-    def _visit(self, node: nodes.Node) -> None:
-        if isinstance(node, (nodes.Macro, nodes.CallBlock, nodes.FilterBlock)):
-            raise SecurityError("a shell string cannot use {% macro %}, {% call %} or {% filter %}; use the argv form")
-        if isinstance(node, nodes.AssignBlock):
-            return  # its text is a value, quoted where it is output
-        if isinstance(node, nodes.Output):
-            for i, child in enumerate(node.nodes):
-                if isinstance(child, nodes.TemplateData):
-                    self.scanner.feed(child.data)
-                else:
-                    hazard = self.scanner.hazard()
-                    if hazard:
-                        raise SecurityError(f"a {{{{ }}}} value {hazard} in a shell string cannot be quoted safely")
-                    where = [nodes.Const(self.scanner.state), nodes.Const(self.scanner.heredoc[0] if self.scanner.heredoc else "")]
-                    node.nodes[i] = nodes.Filter(child, "shell_quote", where, [], None, None, lineno=child.lineno)
-                    self.scanner.placed()
-            return
-        for child in node.iter_child_nodes():
-            self._visit(child)
-
-
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
     env = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     for name in ("int", "float"):
         env.filters[name] = _keep_placeholder(env.filters[name])
-    env.filters["shell_quote"] = shell_quote
-    env.filters["unquoted"] = _unquoted
+    shellquote.install(env, passthrough=(Placeholder,))
     for name, original in list(env.filters.items()):
         env.filters[name] = _tainting_filter(_bounded_filter(name, original))
     env.globals["lipsum"] = _bounded_lipsum
@@ -771,7 +584,7 @@ def _compile(source: str, shell: bool = False) -> Any:
     env = environment()
     if not shell:
         return env.from_string(source)
-    tree = _ShellQuoting().apply(env.parse(source))
+    tree = shellquote.quote_template(env.parse(source))
     tree.set_environment(env)
     return env.from_string(tree)
 

@@ -632,21 +632,47 @@ def test_var_values_in_here_documents(tmp_path: Path, value: str) -> None:
     assert not (tmp_path / MARKER).exists()
 
 
-@pytest.mark.parametrize("value", ["a\ntouch PWNED", "EOF", "O"])
+# Lines that are nothing but values (and text the delimiter could hold): with the right
+# value they spell the delimiter, and the lines after them run as commands.
+HEREDOC_DELIMITER_RUNBOOK = r"""
+name: heredoc
+vars:
+  v: {default: ""}
+steps:
+  - id: heredoc
+    kind: command
+    run: "cat > out/heredoc <<-EOF\n{{ vars.v }}\nE{{ vars.v }}\nEOF\ncat > out/literal <<'EOF'\n{{ vars.v }}\nEOF\n"
+    irreversible: true
+"""
+
+
+@pytest.mark.parametrize("value", ["a\ntouch PWNED", "EOF", "O", "\tEOF", "", "\t"])
 def test_values_that_could_end_a_here_document_are_refused(tmp_path: Path, value: str) -> None:
-    """A line break (or the delimiter itself) could end the here-document and run what follows:
-    refused with exit 2, naming the place, before anything runs."""
-    outcome = _run_quoting(tmp_path, value, HEREDOC_RUNBOOK)
+    """A line break, or a value that could make its line the delimiter (``<<-`` strips tabs;
+    an empty value makes ``E{{ v }}`` just ``E``...), could end the here-document and run what
+    follows: refused with exit 2, naming the place, before anything runs."""
+    runbook = HEREDOC_RUNBOOK if "\n" in value else HEREDOC_DELIMITER_RUNBOOK
+    if value in ("", "\t"):
+        runbook = runbook.replace("E{{ vars.v }}", "EO{{ vars.v }}F")
+    outcome = _run_quoting(tmp_path, value, runbook)
     _refused(outcome, "cannot be placed in a shell here-document safely", where=tmp_path)
     assert "steps[0] (heredoc).run" in outcome.output
     assert not (tmp_path / "out" / "heredoc").exists()
 
 
+@pytest.mark.parametrize("value", ["EOF", "O", "\tEOF", ""])
+def test_values_that_cannot_end_a_here_document_are_placed(tmp_path: Path, value: str) -> None:
+    """Where the line holds a character the delimiter lacks (``[...]``), no value can end it."""
+    outcome = _run_quoting(tmp_path, value, HEREDOC_RUNBOOK)
+    assert outcome.code == 0, outcome.output
+    assert (tmp_path / "out" / "heredoc").read_text() == f"[{value}]\n"
+
+
 @pytest.mark.parametrize(
     ("run", "message"),
     [
-        ("echo `echo {{ vars.v }}`", "inside `...` (write $(...) instead)"),
-        ("echo ${{ vars.v }}", "right after a $ or backslash"),
+        ("echo `echo {{ vars.v }}`", "after a backtick (write $(...) instead)"),
+        ("echo ${{ vars.v }}", "right after a $"),
         ("echo \\{{ vars.v }}", "right after a backslash"),
         ("{% macro m() %}x{% endmacro %}echo {{ m() }}", "cannot use {% macro %}"),
     ],

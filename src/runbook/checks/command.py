@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-import shlex
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from runbook.checks.base import CheckContext, CheckResult
 from runbook.expect import RegexText
@@ -17,7 +16,7 @@ DEFAULT_TIMEOUT_S = 60.0
 class CommandCheckParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    run: str | list[str]
+    run: str | list[str] = Field(description="A shell string (run by /bin/sh) or an argv list (no shell).")
     cwd: str | None = None
     env: dict[str, str] = {}
     output_matches: RegexText | None = None
@@ -32,7 +31,9 @@ class CommandCheck:
     read_only: ClassVar[bool] = True
 
     def describe(self, params: CommandCheckParams) -> str:
-        text = params.run if isinstance(params.run, str) else shlex.join(params.run)
+        from runbook.steps.command import describe_run
+
+        text = describe_run(params.run)
         if params.output_matches:
             text += f"  (output matches /{params.output_matches}/)"
         if params.output_excludes:

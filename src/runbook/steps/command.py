@@ -32,7 +32,7 @@ class CommandStep:
     needs_confirmation: ClassVar[bool] = False
 
     def describe(self, params: CommandParams) -> str:
-        text = params.run if isinstance(params.run, str) else shlex.join(params.run)
+        text = describe_run(params.run)
         return f"(cd {params.cwd} && {text})" if params.cwd else text
 
     def run(self, params: CommandParams, ctx: StepContext) -> StepOutcome:
@@ -62,6 +62,12 @@ class CommandStep:
         if result.returncode != 0:
             return StepOutcome(False, outputs, f"exited with status {result.returncode}", result.tail)
         return StepOutcome(True, outputs, tail=result.tail)
+
+
+def describe_run(run: str | list[str]) -> str:
+    """A shell string as written; an argv list as the words a shell would need to run it
+    the same way, marked so a reader knows no shell is involved."""
+    return run if isinstance(run, str) else f"{shlex.join(str(arg) for arg in run)}  (argv, no shell)"
 
 
 def resolve_cwd(cwd: str | None, workdir: Path) -> Path:
