@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,9 @@ ISPCTL = ROOT / "examples" / "isp" / "ispctl.py"
 
 
 def sh(argv: list[str], env: dict[str, str], check: bool = True) -> int:
-    print("$ " + " ".join(argv[1:] if argv[0] == sys.executable else argv), flush=True)
+    # The interpreter's full path is noise; "python" says the same to a reader.
+    shown = ["python", *argv[1:]] if argv[0] == sys.executable else argv
+    print("$ " + shlex.join(shown), flush=True)
     return subprocess.run(argv, cwd=ROOT, env=env, check=check).returncode
 
 

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from runbook.state import StateStore
     from runbook.state.store import RunRecord
 
+if TYPE_CHECKING:
+    from runbook.state import RunRecord, StateStore
+    from runbook.state.liveness import ShownStatus
+
 Echo = Callable[[str], None]
 
 
@@ -441,7 +445,6 @@ def _runbook_name(name: str) -> str:
 
 
 def status(run_id: str | None = None, *, state_url: str | None = None, echo: Echo = _echo) -> int:
-    from runbook.render.runs import render_status
     from runbook.state import StateStore
 
     store = StateStore.open(state_url, workdir=Path.cwd())
@@ -452,34 +455,56 @@ def status(run_id: str | None = None, *, state_url: str | None = None, echo: Ech
                 echo("no runs recorded yet")
                 return ExitCode.OK
             run_id = runs[0].run_id
-        record = _run_record(store, run_id)
-        echo(render_status(record, store.attempts(run_id), store.approvals(run_id)))
+        echo(_status_view(store, _run_record(store, run_id)))
     finally:
         store.close()
     return ExitCode.OK
 
 
+def _status_view(store: StateStore, record: RunRecord) -> str:
+    """``status``/``show`` of one run: a run whose process is gone shows as interrupted, and a
+    step that saved progress (a backfill) shows how far it got. Reads only; writes nothing."""
+    from runbook.render.runs import render_status
+    from runbook.state.liveness import observe
+    from runbook.steps.backfill import checkpoint_progress
+
+    record, shown = observe(store, record)
+    attempts = store.attempts(record.run_id)
+    latest = {a.step_id: a.status for a in attempts}
+    progress: dict[str, str] = {}
+    for step_id, state in latest.items():
+        if state in ("running", "interrupted", "failed"):
+            checkpoint = store.load_checkpoint(record.run_id, step_id)
+            if checkpoint is not None:
+                progress[step_id] = checkpoint_progress(checkpoint)
+    return render_status(record, attempts, store.approvals(record.run_id), shown=shown, progress=progress)
+
+
 def history(name: str | None = None, *, env: str | None = None, limit: int = 20, state_url: str | None = None, echo: Echo = _echo) -> int:
     from runbook.render.runs import render_history
+    from runbook.state.liveness import observe
     from runbook.state import StateStore
 
     store = StateStore.open(state_url, workdir=Path.cwd())
     try:
         runs = store.list_runs(_runbook_name(name) if name else None, env, limit=limit)
+        shown: dict[str, ShownStatus] = {}
+        for i, run in enumerate(runs):
+            if run.status == "running":  # only these can be dead without saying so
+                runs[i], shown[run.run_id] = observe(store, run)
     finally:
         store.close()
-    echo(render_history(runs))
+    echo(render_history(runs, shown))
     return ExitCode.OK
 
 
 def show(run_id: str, *, events: bool = False, state_url: str | None = None, echo: Echo = _echo) -> int:
-    from runbook.render.runs import render_events, render_status
+    from runbook.render.runs import render_events
     from runbook.state import StateStore
 
     store = StateStore.open(state_url, workdir=Path.cwd())
     try:
-        record = _run_record(store, run_id)
-        echo(render_status(record, store.attempts(run_id), store.approvals(run_id)))
+        echo(_status_view(store, _run_record(store, run_id)))
         if events:
             echo(render_events(store.events(run_id)))
     finally:

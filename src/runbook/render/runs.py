@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook.reporting import SYMBOLS
+
+if TYPE_CHECKING:
+    from runbook.state.liveness import ShownStatus
+
+# Latest-attempt states in which a step's saved progress (a backfill's rows) is worth showing.
+_UNFINISHED_ATTEMPT = ("running", "interrupted", "failed")
 
 
 def _when(value: datetime | None) -> str:
@@ -21,10 +27,22 @@ def _took(start: datetime | None, end: datetime | None) -> str:
     return f"{(end - start).total_seconds():.1f}s"
 
 
-def render_status(run: Any, attempts: Sequence[Any], approvals: Sequence[Any]) -> str:
+def render_status(
+    run: Any,
+    attempts: Sequence[Any],
+    approvals: Sequence[Any],
+    *,
+    shown: ShownStatus | None = None,
+    progress: Mapping[str, str] | None = None,
+) -> str:
+    """``shown`` (a ShownStatus) overrides the recorded status of a run whose process is gone;
+    ``progress`` maps a step id to how far it got (a backfill's ``rows N / M``)."""
+    status = shown.status if shown is not None else run.status
+    why = f"   ({shown.why})" if shown is not None and shown.why else ""
+    progress = progress or {}
     lines = [
         f"run {run.run_id}: {run.runbook} (env: {run.env}){' [dry run]' if run.dry_run else ''}",
-        f"  status: {run.status}   by {run.actor} pid {run.pid}   started {_when(run.started_at)}   finished {_when(run.finished_at)}",
+        f"  status: {status}   by {run.actor} pid {run.pid}   started {_when(run.started_at)}   finished {_when(run.finished_at)}{why}",
         "",
         f"  {'step':<28} {'state':<18} {'took':>8} {'tries':>5}  checks",
     ]
@@ -36,9 +54,13 @@ def render_status(run: Any, attempts: Sequence[Any], approvals: Sequence[Any]) -
     for step_id, attempt in latest.items():
         checks = attempt.checks or []
         summary = ", ".join(f"{'✔' if c.get('ok') else '✘'} {c.get('name')}" for c in checks)
-        symbol = SYMBOLS.get(attempt.status, "•")
+        # A step left running by a process that is gone was interrupted, as its run was.
+        state = "interrupted" if attempt.status == "running" and status == "interrupted" else attempt.status
+        symbol = SYMBOLS.get(state, "•")
         kind = " (rollback)" if attempt.kind == "rollback" else ""
-        lines.append(f"  {step_id:<28} {symbol} {attempt.status + kind:<16} {_took(attempt.started_at, attempt.finished_at):>8} {tries[step_id]:>5}  {summary}")
+        if step_id in progress and state in _UNFINISHED_ATTEMPT:
+            summary = f"{progress[step_id]}   {summary}".rstrip()
+        lines.append(f"  {step_id:<28} {symbol} {state + kind:<16} {_took(attempt.started_at, attempt.finished_at):>8} {tries[step_id]:>5}  {summary}")
         if attempt.error and attempt.status not in ("passed",):
             lines.append(f"  {'':<28}   {attempt.error}")
     for approval in approvals:
@@ -47,14 +69,17 @@ def render_status(run: Any, attempts: Sequence[Any], approvals: Sequence[Any]) -
     return "\n".join(lines)
 
 
-def render_history(runs: Sequence[Any]) -> str:
-    """One aligned row per run, newest first; the run id leads each row (scripts take ``split()[0]``)."""
+def render_history(runs: Sequence[Any], shown: Mapping[str, ShownStatus] | None = None) -> str:
+    """One aligned row per run, newest first; the run id leads each row (scripts take ``split()[0]``).
+
+    ``shown`` maps a run id to a ShownStatus that overrides its recorded status."""
     if not runs:
         return "no runs recorded"
     header = ("run", "runbook", "env", "status", "started", "took", "by")
     rows = [header]
     for run in runs:
-        status = f"{SYMBOLS.get(run.status, '•')} {run.status}" + (" (dry run)" if run.dry_run else "")
+        state = shown[run.run_id].status if shown and run.run_id in shown else run.status
+        status = f"{SYMBOLS.get(state, '•')} {state}" + (" (dry run)" if run.dry_run else "")
         rows.append((run.run_id, run.runbook, run.env, status, _when(run.started_at), _duration(run.started_at, run.finished_at), run.actor))
     widths = [max(_cells(row[i]) for row in rows) for i in range(len(header))]
     right = {header.index("took")}

@@ -361,6 +361,9 @@ class _Backfill:
                 "max_key": pos.max_key,
                 "batch_size": pos.size,
                 "report_bytes": report.tell(),
+                # Rows to check in all, so that `runbook status` on any machine sharing the
+                # store can show "rows done / total" (done is the tally's ``total``).
+                "rows_total": pos.total,
                 **asdict(pos.tally),
             }
         )
@@ -578,6 +581,14 @@ def _write_report(report: Any, rows: list[tuple[Any, str, int | None]]) -> None:
     # Flushed, not fsynced: the checkpoint saved next records this length, and only an
     # OS crash could leave the file shorter, which a resume notices and reports.
     report.flush()
+
+
+def checkpoint_progress(checkpoint: dict[str, Any]) -> str:
+    """How far a backfill got, from its saved checkpoint: ``rows DONE / TOTAL``."""
+    done = int(checkpoint.get("total", 0))
+    total = checkpoint.get("rows_total")
+    # Checkpoints saved before rows_total was recorded only know what was done.
+    return f"rows {done:,} / {int(total):,}" if total is not None else f"rows {done:,} checked"
 
 
 def _progress_line(batch_no: int, rows: int, done: int, total: int, rate: float, eta: float | None) -> str:
