@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from runbook.errors import ExitCode
+from runbook.stdstreams import is_terminal
 
 Echo = Callable[[str], None]
 
@@ -186,6 +187,11 @@ def _actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _terminal_to_ask() -> bool:
+    """Whether a question can be asked and answered: stdin and stdout both terminals."""
+    return is_terminal(sys.stdin) and is_terminal(sys.stdout)
+
+
 def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tuple[str, str, float | None]] | None = None):  # type: ignore[no-untyped-def]
     """JSON lines, the live view (given the plan's ``steps``, on a terminal), or plain lines."""
     from runbook.reporting import ConsoleReporter, JsonReporter, fan_out
@@ -193,7 +199,7 @@ def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tup
     if log_format == "json":
         return fan_out(JsonReporter(stream))
     # A dumb terminal cannot redraw in place; it gets the lines a log file would.
-    if steps is not None and stream is None and sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+    if steps is not None and stream is None and is_terminal(sys.stdout) and os.environ.get("TERM") != "dumb":
         from runbook.render.live import LiveReporter
 
         return LiveReporter(steps)
@@ -236,7 +242,7 @@ def run(
         store.close()
         raise
     if interactive is None:
-        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        interactive = _terminal_to_ask()
     emit = _reporters(log_format, stream, steps=[(p.id, p.title, p.estimate.high if p.estimate else None) for p in built.steps])
     # _reporters imports the live view (and rich) only when it chose it; its table must be
     # off screen while a question is asked, and closed however the run ends.
@@ -297,7 +303,7 @@ def rollback(
         record = _run_record(store, run_id)
         overrides = {**_recorded_overrides(store, record.runbook, record.env, run_id), **parse_var_overrides(list(var_items))}
         built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, overrides)
-        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        interactive = _terminal_to_ask()
         options = RunOptions(yes=yes, prompt=stdin_prompt if interactive else None, actor=_actor())
         engine = Engine(built, store, _reporters(log_format), options, workdir)
         engine.run_id = record.run_id
