@@ -167,7 +167,7 @@ def init(name: str, *, directory: Path | None = None, force: bool = False, echo:
     path = directory / f"{name}.yaml"
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", hint="choose another name or pass --force")
-    _write(path, INIT_TEMPLATE.format(name=name))
+    _write(path, INIT_TEMPLATE.format(name=name), what="the runbook")
     echo(f"created {path}")
     echo(f"next: runbook plan {name}")
     return ExitCode.OK
@@ -447,16 +447,13 @@ def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_ur
     if output is None:
         echo(text)
     else:
-        _write(output, text)
+        _write(output, text, what="the report")
         echo(f"wrote {output}")
     return ExitCode.OK
 
 
-def _write(path: Path, text: str) -> None:
-    from runbook.errors import UsageError
+def _write(path: Path, text: str, *, what: str) -> None:
+    """Write a file the operator asked for, under the working directory, never through a link."""
+    from runbook.safefile import write_text
 
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    except OSError as err:
-        raise UsageError(f"cannot write {path}: {err.strerror or err}") from err
+    write_text(path, Path.cwd(), text, what=what)
