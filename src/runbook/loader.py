@@ -17,6 +17,7 @@ from collections import abc
 from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import partial
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import UnionType
@@ -333,15 +334,15 @@ class _Checker:
     def _semantics(self, runbook: Runbook) -> None:
         self._step_order(runbook.steps, self.step_path)
         for i, option in enumerate(runbook.rollback):
-            self._step_order(option.steps, lambda j, i=i: ("rollback", i, "steps", j))
+            self._step_order(option.steps, partial(_option_step_path, i))
         _duplicates(self, [o.id for o in runbook.rollback], ("rollback",), "rollback option")
         for env_name, env in runbook.environments.items():
             for var in env.vars:
                 if var not in runbook.vars:
                     self.error(("environments", env_name, "vars", var), f"sets undeclared var {var!r}" + _did_you_mean(var, runbook.vars))
-        for name, var in runbook.vars.items():
-            if var.choices is not None and var.default is not None and var.default not in var.choices:
-                self.error(("vars", name, "default"), f"default {var.default!r} is not one of {var.choices}")
+        for name, declared in runbook.vars.items():
+            if declared.choices is not None and declared.default is not None and declared.default not in declared.choices:
+                self.error(("vars", name, "default"), f"default {declared.default!r} is not one of {declared.choices}")
         self._connections_used(runbook)
         self._templates(runbook)
         self._reversibility(runbook)
@@ -444,6 +445,10 @@ class _Checker:
                         self.step_path(i),
                         f"step {step.id!r} may change data but has neither 'rollback' nor 'irreversible: true'",
                     )
+
+
+def _option_step_path(option: int, step: int) -> KeyPath:
+    return ("rollback", option, "steps", step)
 
 
 def _holds_template(data: Any) -> bool:
