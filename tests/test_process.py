@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import stat
 import subprocess
 import sys
 import textwrap
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from runbook.errors import Refused
 from runbook.masking import Masker
 from runbook.process import ProcessSupervisor, run_process
 
@@ -107,57 +105,30 @@ def test_env_is_the_whole_environment() -> None:
     assert result.tail == ["ONLY=this"]
 
 
-def test_masking_reaches_on_line_tail_and_log(tmp_path: Path) -> None:
-    """Secrets are masked before on_line, the tail and the log file see a line."""
+def test_masking_reaches_on_line_and_tail(tmp_path: Path) -> None:
+    """Secrets are masked before on_line (the engine's log and reporters) and the tail see a line."""
     masker = Masker(["hunter2-secret"])
-    log = tmp_path / "step.log"
     seen: list[str] = []
     result = run_process(
         ["printf", "%s\\n", "token=hunter2-secret", "url=postgresql://u:pw12@db/x"],
         mask=masker,
         on_line=seen.append,
-        log_file=log,
     )
     expected = ["token=***", "url=postgresql://u:***@db/x"]
     assert seen == expected
     assert result.tail == expected
-    assert log.read_text() == "token=***\nurl=postgresql://u:***@db/x\n"
-
-
-def test_log_file_is_private_appended_and_parents_created(tmp_path: Path) -> None:
-    """The log is created 0600 under new parent directories and appended to by later runs."""
-    log = tmp_path / "runs" / "42" / "step.log"
-    run_process("echo one", log_file=log)
-    run_process("echo two", log_file=log)
-    assert stat.S_IMODE(log.stat().st_mode) == 0o600
-    assert log.read_text() == "one\ntwo\n"
-
-
-def test_log_file_symlink_is_refused(tmp_path: Path) -> None:
-    """A symlinked log path raises Refused, writes nothing and starts nothing."""
-    target = tmp_path / "elsewhere"
-    target.write_text("")
-    link = tmp_path / "step.log"
-    link.symlink_to(target)
-    with pytest.raises(Refused, match="symlink"):
-        run_process(["touch", str(tmp_path / "ran")], log_file=link)
-    assert target.read_text() == ""
-    assert not (tmp_path / "ran").exists()
 
 
 def test_command_not_found_returns_127_with_masked_reason(tmp_path: Path) -> None:
-    """A missing program gives 127 and one masked line, also sent to on_line and the log."""
+    """A missing program gives 127 and one masked line, also sent to on_line."""
     seen: list[str] = []
-    log = tmp_path / "step.log"
     result = run_process(
         ["no-such-program-topsecret"],
         mask=Masker(["topsecret"]),
         on_line=seen.append,
-        log_file=log,
     )
     assert result.returncode == 127 and result.pid == 0
     assert len(result.tail) == 1 and "no-such-program-***" in result.tail[0]
-    assert "topsecret" not in log.read_text()
     assert seen == result.tail
 
 

@@ -77,7 +77,17 @@ def _warn(text: str) -> None:
     click.echo(text, err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+class _Runbook(click.Group):
+    """The command group; closed standard streams are dealt with before any verb (or --help) runs."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        from runbook.stdstreams import guard_standard_streams
+
+        guard_standard_streams()
+        return super().main(*args, **kwargs)
+
+
+@click.group(cls=_Runbook, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="runbook")
 def main() -> None:
     """Run deployment runbooks: ordered, gated, resumable, recorded."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from runbook.errors import ExitCode, Refused, UsageError
 from runbook.prompt import stdin_prompt
+from runbook.stdstreams import is_terminal
 
 if TYPE_CHECKING:
     from runbook.planner import Plan
@@ -177,7 +178,7 @@ def init(name: str, *, directory: Path | None = None, force: bool = False, echo:
     path = directory / f"{name}.yaml"
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", hint="choose another name or pass --force")
-    _write(path, INIT_TEMPLATE.format(name=name))
+    _write(path, INIT_TEMPLATE.format(name=name), what="the runbook")
     echo(f"created {path}")
     echo(f"next: runbook plan {name}")
     return ExitCode.OK
@@ -197,6 +198,11 @@ def _actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _terminal_to_ask() -> bool:
+    """Whether a question can be asked and answered: stdin and stdout both terminals."""
+    return is_terminal(sys.stdin) and is_terminal(sys.stdout)
+
+
 def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tuple[str, str, float | None]] | None = None):  # type: ignore[no-untyped-def]
     """JSON lines, the live view (given the plan's ``steps``, on a terminal), or plain lines."""
     from runbook.reporting import ConsoleReporter, JsonReporter, fan_out
@@ -204,7 +210,7 @@ def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tup
     if log_format == "json":
         return fan_out(JsonReporter(stream))
     # A dumb terminal cannot redraw in place; it gets the lines a log file would.
-    if steps is not None and stream is None and sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+    if steps is not None and stream is None and is_terminal(sys.stdout) and os.environ.get("TERM") != "dumb":
         from runbook.render.live import LiveReporter
 
         return LiveReporter(steps)
@@ -245,7 +251,7 @@ def run(
         if record is not None:
             _check_values(record, built, given, accept_changes)
         if interactive is None:
-            interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stdout)
+            interactive = _terminal_to_ask()
         emit = _reporters(log_format, stream, steps=[(p.id, p.title, p.estimate.high if p.estimate else None) for p in built.steps])
         # _reporters imports the live view (and rich) only when it chose it; its table must be
         # off screen while a question is asked, and closed however the run ends.
@@ -271,13 +277,6 @@ def run(
             if live is not None:
                 live.close()
     return result.exit_code
-
-
-def _is_terminal(stream: TextIO | None) -> bool:
-    try:
-        return stream is not None and stream.isatty()
-    except (ValueError, OSError):
-        return False
 
 
 @contextlib.contextmanager
@@ -349,7 +348,7 @@ def rollback(
         given = parse_var_overrides(list(var_items))
         built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, _replayed_values(record, given))
         _check_values(record, built, given, accept_changes=False)
-        interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stdout)
+        interactive = _terminal_to_ask()
         options = RunOptions(yes=yes, prompt=stdin_prompt if interactive else None, actor=_actor())
         session = Session(built, store, _reporters(log_format), options, workdir)
         return rollback_run(session, record, to_step=to_step, option=option, preview=dry_run).exit_code
@@ -535,16 +534,13 @@ def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_ur
     if output is None:
         echo(text)
     else:
-        _write(output, text)
+        _write(output, text, what="the report")
         echo(f"wrote {output}")
     return ExitCode.OK
 
 
-def _write(path: Path, text: str) -> None:
-    from runbook.errors import UsageError
+def _write(path: Path, text: str, *, what: str) -> None:
+    """Write a file the operator asked for, under the working directory, never through a link."""
+    from runbook.safefile import write_text
 
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    except OSError as err:
-        raise UsageError(f"cannot write {path}: {err.strerror or err}") from err
+    write_text(path, Path.cwd(), text, what=what)

@@ -128,6 +128,10 @@ class Environment(_Strict):
     protected: bool = False
 
 
+# Step-level lists and mappings default through a factory: a literal ``[]`` default is
+# deep-copied by pydantic for every step (a fifth of validating 20,000 steps).
+
+
 class Check(_Strict):
     """``check: KIND`` plus the kind's keys (gathered into ``params``)."""
 
@@ -139,7 +143,7 @@ class Check(_Strict):
     # When a resume re-checks this gate: "auto" while its step is on the frontier of what
     # has been done (no later passed step needs it), "always", or "never".
     recheck: Literal["auto", "always", "never"] = "auto"
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -168,7 +172,7 @@ class StepBody(_Strict):
     kind: str
     title: str | None = None
     timeout: Duration | None = None
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class Step(_Strict):
@@ -176,10 +180,10 @@ class Step(_Strict):
     kind: str
     title: str | None = None
     description: str | None = None
-    needs: list[str] = []
+    needs: list[str] = Field(default_factory=list)
     when: str | None = None
-    preconditions: list[Check] = []
-    gates: list[Check] = []
+    preconditions: list[Check] = Field(default_factory=list)
+    gates: list[Check] = Field(default_factory=list)
     confirm: str | None = None
     dry_run: Literal["skip", "safe"] | StepBody | None = None
     rollback: StepBody | None = None
@@ -188,10 +192,10 @@ class Step(_Strict):
     timeout: Duration | None = None
     retries: Retries = Retries()
     estimate: Estimate | None = None
-    hints: dict[str, str] = {}
-    outputs: dict[str, str] = {}
+    hints: dict[str, str] = Field(default_factory=dict)
+    outputs: dict[str, str] = Field(default_factory=dict)
     uses: str | None = None
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("needs", mode="before")
     @classmethod

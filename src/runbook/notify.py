@@ -8,7 +8,6 @@ are rendered from templates and masked before they leave the process.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import urllib.error
@@ -17,20 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runbook.errors import RunbookError
 from runbook.masking import Masker
 from runbook.model import Channel, Message
+from runbook.safefile import append_text
 
 Warn = Callable[[str], None]
 # Joined at the end of a run so a slow receiver delays exit by at most this much.
 WEBHOOK_DRAIN_S = 5.0
 
 
-def send_file(path: Path, title: str | None, body: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+def send_file(path: Path, workdir: Path, title: str | None, body: str) -> None:
+    """Append one message to a file channel's file (``path`` relative to ``workdir``), never through a link."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    with os.fdopen(fd, "a", encoding="utf-8") as out:
-        out.write(f"--- {stamp} {title or ''}\n{body.rstrip()}\n")
+    append_text(path, workdir, f"--- {stamp} {title or ''}\n{body.rstrip()}\n", what="the notification file")
 
 
 def send_webhook(url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float, retries: int, warn: Warn) -> None:
@@ -78,7 +77,7 @@ class Dispatcher:
                 if channel.type == "console":
                     self.console(title, body)
                 elif channel.type == "file" and channel.path:
-                    send_file(self.workdir / channel.path, title, body)
+                    send_file(Path(channel.path), self.workdir, title, body)
                 elif channel.type == "webhook" and channel.url:
                     text = f"*{title}*\n{body}" if title else body
                     thread = threading.Thread(
@@ -88,7 +87,7 @@ class Dispatcher:
                     )
                     thread.start()
                     self.threads.append(thread)
-            except OSError as err:
+            except (OSError, RunbookError) as err:
                 self.warn(f"{channel.type} notification failed: {err}")
 
     def drain(self, timeout: float = WEBHOOK_DRAIN_S) -> None:

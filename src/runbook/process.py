@@ -213,18 +213,16 @@ class ProcessSupervisor:
 
 
 class _Output:
-    """Splits the merged output into lines: mask, then on_line, log file and tail."""
+    """Splits the merged output into lines: mask, then on_line and the tail."""
 
     def __init__(
         self,
         mask: Callable[[str], str],
         on_line: Callable[[str], None] | None,
-        log: _Log | None,
         tail_lines: int,
     ) -> None:
         self._mask = mask
         self._on_line = on_line
-        self._log = log
         self.tail: deque[str] = deque(maxlen=tail_lines)
         # Lines are never cut at a chunk boundary, however long: a secret cut
         # in two would escape masking.
@@ -259,45 +257,7 @@ class _Output:
         if self._on_line is not None:
             for line in lines:
                 self._on_line(line)
-        if self._log is not None:
-            self._log.write(("\n".join(lines) + "\n").encode())
         self.tail.extend(lines)
-
-
-class _Log:
-    """The step log: appended to, created 0600, never opened through a symlink.
-
-    Only the last path component is checked; the log directory belongs to
-    the operator. OS errors become ``RunbookError`` here, at the boundary.
-    """
-
-    def __init__(self, path: Path) -> None:
-        # Imported here: this module stays standard-library-only at import time.
-        from runbook.errors import Refused, RunbookError
-
-        self._path = path
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._fd = os.open(
-                path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-            )
-        except OSError as err:
-            if os.path.islink(path):
-                raise Refused(f"refusing to write the step log through a symlink: {path}") from err
-            raise RunbookError(f"cannot open the step log {path}: {err.strerror}") from err
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self._fd, view) :]
-        except OSError as err:
-            from runbook.errors import RunbookError
-
-            raise RunbookError(f"cannot write the step log {self._path}: {err.strerror}") from err
-
-    def close(self) -> None:
-        os.close(self._fd)
 
 
 def _open_pidfd(pid: int) -> int | None:
@@ -405,7 +365,6 @@ def run_process(
     on_line: Callable[[str], None] | None = None,
     mask: Callable[[str], str] = _unmasked,
     tail_lines: int = 40,
-    log_file: Path | None = None,
     supervisor: ProcessSupervisor | None = None,
     kill_grace: float = 5.0,
     on_start: Callable[[int], None] | None = None,
@@ -417,8 +376,9 @@ def run_process(
     whole environment. stdin is /dev/null; stdout and stderr are merged.
 
     Each output line (newline removed, undecodable bytes replaced) is passed
-    through ``mask``, then to ``on_line``, appended to ``log_file`` and kept
-    in the last ``tail_lines`` of the result.
+    through ``mask``, then to ``on_line`` (the engine's step log, through
+    ``runbook.safefile``, and its reporters) and kept in the last
+    ``tail_lines`` of the result.
 
     When ``timeout`` seconds pass, or the ``supervisor`` sees SIGINT/SIGTERM,
     the command's whole process group gets SIGTERM, then SIGKILL after
@@ -429,9 +389,7 @@ def run_process(
     A command that cannot be started does not raise: the result has
     returncode 127 when the program or ``cwd`` does not exist, 126 when it
     cannot be executed (the shell's conventions), and the reason as its one
-    masked output line (also given to ``on_line`` and the log). Raises
-    ``Refused`` when ``log_file`` is a symlink and ``RunbookError`` when it
-    cannot be opened, before anything is started. If ``on_line`` or ``mask``
+    masked output line (also given to ``on_line``). If ``on_line`` or ``mask``
     raises, or KeyboardInterrupt arrives without a supervisor, the group is
     killed at once and the exception propagates. An empty command is a
     ValueError.
@@ -440,34 +398,29 @@ def run_process(
         raise ValueError("empty command")
     started = time.monotonic()
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
-    log = _Log(log_file) if log_file is not None else None
+    output = _Output(mask, on_line, tail_lines)
+    if supervisor is not None and supervisor.stop_requested:
+        return ProcessResult(None, False, True, [], time.monotonic() - started, 0)
     try:
-        output = _Output(mask, on_line, log, tail_lines)
-        if supervisor is not None and supervisor.stop_requested:
-            return ProcessResult(None, False, True, [], time.monotonic() - started, 0)
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            if on_start is not None:
-                # The child leads its own session: its pid is the process group to stop later.
-                on_start(proc.pid)
-        except OSError as err:
-            code = _NOT_FOUND if isinstance(err, (FileNotFoundError, NotADirectoryError)) else _CANNOT_RUN
-            # Popen names the cwd (as given, maybe a Path) when chdir failed.
-            what = "working directory" if cwd is not None and err.filename == cwd else "command"
-            output.message(f"runbook: cannot start the {what} {err.filename}: {err.strerror}")
-            return ProcessResult(code, False, False, list(output.tail), time.monotonic() - started, 0)
-        return _supervise(proc, output, timeout, supervisor, kill_grace, started)
-    finally:
-        if log is not None:
-            log.close()
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if on_start is not None:
+            # The child leads its own session: its pid is the process group to stop later.
+            on_start(proc.pid)
+    except OSError as err:
+        code = _NOT_FOUND if isinstance(err, (FileNotFoundError, NotADirectoryError)) else _CANNOT_RUN
+        # Popen names the cwd (as given, maybe a Path) when chdir failed.
+        what = "working directory" if cwd is not None and err.filename == cwd else "command"
+        output.message(f"runbook: cannot start the {what} {err.filename}: {err.strerror}")
+        return ProcessResult(code, False, False, list(output.tail), time.monotonic() - started, 0)
+    return _supervise(proc, output, timeout, supervisor, kill_grace, started)
 
 
 def _supervise(

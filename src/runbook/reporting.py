@@ -33,11 +33,19 @@ SYMBOLS = {
 }
 
 
+class LineSink(Protocol):
+    """Where plain lines go: a text stream, or the live view's printer."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class ConsoleReporter:
     """Plain lines, prefixed by the step id; readable in a terminal and in CI logs."""
 
-    def __init__(self, stream: TextIO | None = None, *, show_output: bool = True) -> None:
-        self.stream = stream or sys.stdout
+    def __init__(self, stream: LineSink | None = None, *, show_output: bool = True) -> None:
+        self.stream: LineSink = stream or sys.stdout
         self.show_output = show_output
 
     def _line(self, text: str) -> None:

@@ -727,9 +727,11 @@ def _references(tree: nodes.Template) -> tuple[Reference, ...]:
         chain = _chain(node)
         if chain and chain[0] not in bound:
             found.append(Reference(chain))
-    # Keep only the longest chain of each expression (a.b.c also yields a.b and a).
-    longest = [r for r in found if not any(o is not r and o.parts[: len(r.parts)] == r.parts and len(o.parts) > len(r.parts) for o in found)]
-    return tuple(dict.fromkeys(longest))
+    # Keep only the longest chain of each expression (a.b.c also yields a.b and a): drop every
+    # chain that is a proper prefix of another. One set of prefixes, not a pairwise comparison
+    # (quadratic: 4,000 references in one template took 8 s).
+    prefixes = {r.parts[:n] for r in found for n in range(1, len(r.parts))}
+    return tuple(dict.fromkeys(r for r in found if r.parts not in prefixes))
 
 
 def _bound_names(tree: nodes.Template) -> set[str]:

@@ -128,3 +128,68 @@ def test_history_over_100_runs_answers_within_100_ms(hundred_runs: Path) -> None
     assert len(cli.stdout.splitlines()) == 1 + HISTORY_RUNS
     timing("runbook history --limit 100 (CLI wall, start-up included)", cli_s)
     assert all(seconds < HISTORY_LIMIT_S for seconds in samples.values()), samples
+
+
+# ---------------------------------------------------------------- validation cost grows with the steps, not their square
+# bench/scale_bench.py measures it (2k/5k/20k/45k steps side by side); these check what
+# the linear versions must still decide, at sizes where the quadratic ones took minutes.
+
+
+def _compact_steps(count: int, extra: dict[int, str] | None = None) -> str:
+    extra = extra or {}
+    return "".join(f"- {{id: s{i}, kind: command, run: {extra.get(i, 'x')}, irreversible: true}}\n" for i in range(count))
+
+
+@pytest.mark.slow
+def test_twenty_thousand_steps_validate_and_references_are_checked_by_position(tmp_path: Path) -> None:
+    """20,000 steps (12 s before: the earlier step ids were copied into a set for every step).
+    A template may read any earlier step, never a later one, nor itself outside gates and outputs;
+    a var default may read only the vars declared before it."""
+    from runbook.errors import InvalidRunbook
+    from runbook.loader import load_runbook
+
+    count = 20_000
+    path = tmp_path / "big.yaml"
+    steps = {19_999: "'{{ steps.s0.status }} {{ steps.s19998.outputs.x }}'", 5: "'{{ steps.s19999.status }}'", 7: "'{{ steps.s7.status }}'"}
+    path.write_text("name: big\nvars:\n  a: '{{ vars.b }}'\n  b: x\n  c: '{{ vars.b }}'\nsteps:\n" + _compact_steps(count, steps))
+    with pytest.raises(InvalidRunbook) as raised:
+        load_runbook(path)
+    errors = [(d.path, d.message) for d in raised.value.diagnostics if d.severity == "error"]
+    assert errors == [
+        ("vars.a.default", "template uses undefined var 'b'"),
+        ("steps[5].run", "template reads 'steps.s19999', which is not an earlier step"),
+        ("steps[7].run", "template reads 'steps.s7', which is not an earlier step"),
+    ]
+    del steps[5], steps[7]
+    path.write_text("name: big\nvars:\n  b: x\n  c: '{{ vars.b }}'\nsteps:\n" + _compact_steps(count, steps))
+    assert len(load_runbook(path).runbook.steps) == count
+
+
+def test_did_you_mean_stops_at_its_budget_and_every_error_is_still_reported(tmp_path: Path) -> None:
+    """1,000 steps each needing an unknown step: 1,000 errors; suggestions stop once a million
+    comparisons would be needed (3,000 such steps took 87 s, each compared with every step id)."""
+    from runbook.errors import InvalidRunbook
+    from runbook.loader import MAX_SUGGESTION_COMPARISONS, load_runbook
+
+    count = 1_000
+    path = tmp_path / "needs.yaml"
+    path.write_text("name: big\nsteps:\n" + "".join(f"- {{id: s{i}, kind: command, run: x, irreversible: true, needs: s{i}x}}\n" for i in range(count)))
+    with pytest.raises(InvalidRunbook) as raised:
+        load_runbook(path)
+    errors = [d.message for d in raised.value.diagnostics if d.severity == "error"]
+    assert len(errors) == count and all(m.startswith("needs unknown step 's") for m in errors)
+    suggested = [m for m in errors if "did you mean" in m]
+    assert errors[0] == "needs unknown step 's0x'; did you mean 's0'?"
+    assert 0 < len(suggested) <= MAX_SUGGESTION_COMPARISONS // count
+
+
+@pytest.mark.slow
+def test_a_template_with_many_references_is_analysed_in_one_pass() -> None:
+    """15,000 references in one template: each reported once, prefixes of longer chains dropped
+    (the chains, prefixes included, were compared pairwise: 4,000 references took 8 s, these minutes)."""
+    from runbook.templating import analyze
+
+    source = " ".join(f"{{{{ vars.v{i} }}}} {{{{ steps.s{i}.outputs.x }}}} {{{{ steps.s{i} }}}}" for i in range(5_000))
+    parts = [r.parts for r in analyze(source).references]
+    assert len(parts) == 10_000
+    assert parts[:2] == [("vars", "v0"), ("steps", "s0", "outputs", "x")]

@@ -4,6 +4,7 @@ behind the ``CheckKind`` protocol, found through this registry."""
 from __future__ import annotations
 
 import importlib
+from functools import cache
 
 from runbook.checks.base import CheckContext, CheckKind, CheckResult
 
@@ -30,6 +31,7 @@ CHECK_KINDS: dict[str, str] = {
 }
 
 
+@cache  # called for every check: the import machinery costs microseconds each time
 def get_check_kind(name: str) -> CheckKind:
     """The check kind called ``name``; ``KeyError`` when there is none."""
     module_name, attr = CHECK_KINDS[name].split(":")

@@ -9,6 +9,7 @@ trusted like any other code in the repository, never from run-time input.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -53,7 +54,7 @@ def _rows(count: int) -> str:
     return f"{count} row" if count == 1 else f"{count} rows"
 
 
-def _sample(rows: list[Any]) -> str:
+def _sample(rows: Sequence[Any]) -> str:
     return ", ".join(str(r[0]) if len(r) == 1 else str(tuple(r)) for r in rows)
 
 

@@ -219,6 +219,7 @@ class ColumnExistsCheck:
         if not params.exists:
             return CheckResult(False, observed, expected)
         problems = []
+        assert type_name is not None  # the column exists: answered above when it does not
         if params.type is not None and type_family(params.type) != type_family(type_name):
             problems.append(f"type {type_name} is not a {params.type}")
         if params.nullable is not None and bool(column["nullable"]) != params.nullable:
@@ -382,7 +383,7 @@ def _indexes(conn: sa.Connection, schema: str | None, table: str) -> list[_Index
         return [_Index(r[0], tuple(c.strip('"') for c in r[2]), bool(r[1])) for r in rows]
     # Auto indexes back UNIQUE and PRIMARY KEY constraints, as on PostgreSQL.
     found = sa.inspect(conn).get_indexes(table, schema=schema, include_auto_indexes=True)
-    return [_Index(ix["name"], tuple(c or "<expression>" for c in ix["column_names"]), True) for ix in found]
+    return [_Index(ix["name"] or "<unnamed>", tuple(c or "<expression>" for c in ix["column_names"]), True) for ix in found]
 
 
 class IndexExistsParams(_TableParams):

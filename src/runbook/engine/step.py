@@ -19,7 +19,7 @@ from runbook.engine.approvals import Approvals
 from runbook.engine.checks import CheckRunner
 from runbook.engine.context import Renderer, StepState, StepStates
 from runbook.engine.journal import Journal
-from runbook.engine.logsink import LogSink
+from runbook.safefile import AppendLog
 from runbook.engine.outcome import Stop
 from runbook.errors import ExitCode, RunbookError
 from runbook.planner import PlannedStep, RenderedBody
@@ -268,7 +268,7 @@ class StepRunner:
         return StepOutcome(True, {**outcome.outputs, **declared}, None, outcome.tail, outcome.summary)
 
     def _step_context(self, planned: PlannedStep, body: RenderedBody, attempt: int, log_path: Path, step_id: str) -> StepContext:
-        log = LogSink(log_path, self.workdir)
+        log = AppendLog(log_path, self.workdir)
         log.open()
         masker = self.journal.masker
 

@@ -340,7 +340,7 @@ class LiveReporter:
             details.insert(0, Text("checking preconditions" if row.status == CHECKING else "rolling back", style="yellow"))
         elif row.status not in (PENDING, RUNNING, "passed") or row.reason:
             label = row.status.replace("_", " ")
-            line = row.reason if row.status == "passed" else f"{label}: {row.reason}" if row.reason else label
+            line = (row.reason or "") if row.status == "passed" else f"{label}: {row.reason}" if row.reason else label
             details.append(Text(line, style=_STYLES.get(row.status, "dim"), no_wrap=False))
         return details
 

@@ -126,7 +126,7 @@ def render_markdown(report: Report) -> str:
     if summaries:
         md += ["", "## Dry-run and step summaries", ""]
         for row in summaries:
-            md += [f"### {row.step_id}", "", "```", row.summary.rstrip(), "```", ""]
+            md += [f"### {row.step_id}", "", "```", (row.summary or "").rstrip(), "```", ""]
     if report.approvals:
         md += ["", "## Approvals", ""]
         md += [f"- `{a.step_id}` approved by **{a.by}** at {_when(a.at)}" + (f": {a.comment}" if a.comment else "") for a in report.approvals]

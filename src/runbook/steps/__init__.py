@@ -8,6 +8,7 @@ alembic) are imported inside ``run``, never on the ``plan`` path.
 from __future__ import annotations
 
 import importlib
+from functools import cache
 
 from runbook.steps.base import StepContext, StepKind, StepOutcome
 
@@ -24,6 +25,7 @@ STEP_KINDS: dict[str, str] = {
 }
 
 
+@cache  # called for every step and body: the import machinery costs microseconds each time
 def get_step_kind(name: str) -> StepKind:
     """The step kind called ``name``; ``KeyError`` when there is none."""
     module_name, attr = STEP_KINDS[name].split(":")

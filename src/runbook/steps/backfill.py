@@ -27,6 +27,7 @@ a value.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runbook.connections import describe_db_error
 from runbook.model import Duration, format_duration
+from runbook.safefile import open_for_writing
 from runbook.steps.base import StepContext, StepOutcome
 
 if TYPE_CHECKING:
@@ -532,19 +534,20 @@ class _Backfill:
     def _report_file(self, resume_bytes: int | None) -> Iterator[Any]:
         """The report, opened for appending; on resume cut back to what the checkpoint covers,
         so lines of a batch whose checkpoint was never saved are not written twice."""
-        self.report.parent.mkdir(parents=True, exist_ok=True)
+        # Opened through runbook.safefile: a link planted at the report's path or any directory
+        # on the way (it lives in the working directory) is refused, never written through.
         fresh = resume_bytes is None or not self.report.exists()
+        fd = open_for_writing(self.report, self.ctx.workdir, what="the backfill report", append=not fresh)
         if resume_bytes and fresh:
             self.ctx.output(f"warning: {self.report} is gone; it will hold only the rows from here on")
         elif resume_bytes is not None and not fresh:
-            if self.report.stat().st_size < resume_bytes:
+            if os.fstat(fd).st_size < resume_bytes:
                 self.ctx.output(
                     f"warning: {self.report} is shorter than its checkpoint records; rows of earlier batches are missing from it"
                 )
             else:
-                with self.report.open("r+b") as existing:
-                    existing.truncate(resume_bytes)
-        with self.report.open("w" if fresh else "a", newline="", encoding="utf-8") as report:
+                os.ftruncate(fd, resume_bytes)
+        with os.fdopen(fd, "w" if fresh else "a", newline="", encoding="utf-8") as report:
             if fresh:
                 csv.writer(report).writerow(REPORT_HEADER)
                 report.flush()
