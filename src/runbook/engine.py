@@ -326,7 +326,7 @@ class Engine:
                 if not result.ok:
                     raise Refused(
                         f"step {planned.id!r} passed earlier but its gate {check.label!r} no longer holds "
-                        f"(observed {result.observed}, expected {result.expected})",
+                        f"({result.shortfall})",
                         hint="find out what changed since; the run cannot safely go on",
                     )
 
@@ -434,6 +434,7 @@ class Engine:
     def _check_context(self, timeout: float | None) -> CheckContext:
         return CheckContext(
             workdir=self.workdir,
+            runbook_dir=self.plan.loaded.path.parent,
             env=self.process_env,
             masker=self.masker,
             connections=self.connections,
@@ -448,9 +449,9 @@ class Engine:
         try:
             result = kind.evaluate(check.params, self._check_context(check.check.timeout))
         except RunbookError as err:
-            result = CheckResult(False, "error", None, self.masker.mask(err.message))
+            result = CheckResult.errored(self.masker.mask(err.message))
         except Exception as err:  # a driver or network error is a failed check, not a crash
-            result = CheckResult(False, "error", None, describe_db_error(err, self.masker))
+            result = CheckResult.errored(describe_db_error(err, self.masker))
         self.emit(
             "check",
             step=step_id,
@@ -462,6 +463,7 @@ class Engine:
             expected=result.expected,
             detail=result.detail,
             applicable=result.applicable,
+            error=result.error,
         )
         return result
 
@@ -470,7 +472,7 @@ class Engine:
             result = self._evaluate(check, planned.id, "precondition")
             if result.ok:
                 continue
-            why = f"precondition {check.label!r} failed: observed {result.observed}, expected {result.expected}"
+            why = f"precondition {check.label!r} failed: {result.shortfall}"
             mode = check.check.on_fail
             if mode == "warn":
                 self.emit("warning", step=planned.id, message=why)
@@ -584,12 +586,12 @@ class Engine:
                     checks.append({"name": check.label, **result.as_dict()})
                     if not result.ok and kind == "dry_run":
                         # A dry-run form does not make the change its gates look for; say what they saw.
-                        self.emit("warning", step=step.id, message=f"gate {check.label!r} would not hold yet (dry run): observed {result.observed}, expected {result.expected}")
+                        self.emit("warning", step=step.id, message=f"gate {check.label!r} would not hold yet (dry run): {result.shortfall}")
                     elif not result.ok and check.check.on_fail == "warn":
-                        self.emit("warning", step=step.id, message=f"gate {check.label!r} failed (on_fail: warn): observed {result.observed}, expected {result.expected}")
+                        self.emit("warning", step=step.id, message=f"gate {check.label!r} failed (on_fail: warn): {result.shortfall}")
                     elif not result.ok:
                         outcome = StepOutcome(
-                            False, outcome.outputs, f"gate {check.label!r} failed: observed {result.observed}, expected {result.expected}", outcome.tail
+                            False, outcome.outputs, f"gate {check.label!r} failed: {result.shortfall}", outcome.tail
                         )
                         break
             status = ("dry_run" if kind == "dry_run" else DONE) if outcome.ok else "failed"
@@ -639,6 +641,7 @@ class Engine:
             run_id=self.run_id,
             step_id=step_id,
             workdir=self.workdir,
+            runbook_dir=self.plan.loaded.path.parent,
             env=self.process_env,
             masker=self.masker,
             connections=self.connections,
@@ -794,7 +797,7 @@ class Engine:
             except TemplateFailed as err:
                 raise RunbookError(str(err)) from err
             result = self._evaluate(check, "success", "criterion", label=criterion.description)
-            self.emit("criterion", description=criterion.description, ok=result.ok, observed=result.observed)
+            self.emit("criterion", description=criterion.description, ok=result.ok, observed=result.observed, error=result.error)
             if not result.ok:
                 failed.append(criterion.description)
         if self.dry_run_problems:

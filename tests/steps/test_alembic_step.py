@@ -272,13 +272,18 @@ def test_failing_migration_is_a_failed_outcome(db_url: str, tmp_path: Path) -> N
     assert db.run("upgrade", PRE_CHANGE).ok
     outcome = db.run("upgrade", "head")
     assert not outcome.ok and outcome.error
-    assert outcome.error.startswith("upgrade to head failed: ")
+    # The failing migration and where the database stands come first, then the cause.
+    last_applied = PRE_CHANGE if db.connections.dialect("db") == "postgresql" else MERGE
+    assert outcome.error.startswith(f"failed in upgrade {MERGE} -> 0bad0bad0bad (broken) (last applied: {last_applied}): ")
     assert "no_such_table" in outcome.error and "\n" not in outcome.error
     assert f"Running upgrade {MERGE} -> 0bad0bad0bad, broken" in outcome.tail
+    assert not any(line.startswith("(Background on this error") for line in outcome.tail)
     assert outcome.outputs["from"] == PRE_CHANGE
-    if db.connections.dialect("db") == "postgresql":
-        # One transaction around the whole upgrade: nothing of it stays.
-        assert outcome.outputs["to_revisions"] == [A, B]
+    assert outcome.outputs["failed_in"] == f"upgrade {MERGE} -> 0bad0bad0bad"
+    assert outcome.outputs["failed_revision"] == "0bad0bad0bad"
+    # PostgreSQL: one transaction around the whole upgrade, nothing of it stays;
+    # SQLite commits DDL as it goes, so the merge stays applied.
+    assert outcome.outputs["to"] == last_applied
     db.connections.dispose()
 
 
@@ -303,18 +308,57 @@ def test_url_from_the_ini_when_no_connection(sqlite_url: str, tmp_path: Path) ->
 
 def test_missing_config_is_a_failed_outcome(tmp_path: Path, sqlite_url: str) -> None:
     outcome = Harness(sqlite_url, tmp_path).run("current")
-    assert not outcome.ok and outcome.error == "alembic config proj/alembic.ini not found"
+    assert not outcome.ok and outcome.error == (
+        f"alembic config proj/alembic.ini not found: no file {tmp_path}/proj/alembic.ini "
+        "(a relative config starts at the runbook's directory)"
+    )
 
 
 def test_env_py_that_reconfigures_logging_gets_a_note(sqlite_url: str, tmp_path: Path) -> None:
     # What an unguarded fileConfig does to the capture handler.
     make_project(tmp_path / "proj", env_extra="logging.getLogger('alembic').handlers.clear()")
     harness = Harness(sqlite_url, tmp_path)
+    logger = logging.getLogger("alembic")
+    before = (logger.propagate, logger.level, list(logger.handlers))
     outcome = harness.run("upgrade", BASE)
     assert outcome.ok, outcome.error
     assert any(line.startswith("note: env.py reconfigured logging") for line in harness.lines)
-    logger = logging.getLogger("alembic")
-    assert logger.propagate and logger.level == logging.NOTSET and not logger.handlers
+    assert (logger.propagate, logger.level, logger.handlers) == before
+
+
+CHATTY_APP = """
+import logging
+
+# What MLflow does on import: its own handler on the alembic logger, replacing any.
+handler = logging.FileHandler({log!r})
+for name in ("alembic", "alembic.runtime.migration"):
+    logger = logging.getLogger(name)
+    logger.handlers = [handler]
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+"""
+
+
+def test_handlers_an_application_attaches_to_alembic_never_see_its_log(sqlite_url: str, tmp_path: Path) -> None:
+    """env.py imports an application that logs alembic to its own handler: the step keeps every line."""
+    app = f"chatty_app_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / "proj").mkdir()
+    app_log = tmp_path / "app.log"
+    (tmp_path / "proj" / f"{app}.py").write_text(CHATTY_APP.format(log=str(app_log)))
+    make_project(tmp_path / "proj", env_extra=f"import sys; sys.path.insert(0, {str(tmp_path / 'proj')!r}); import {app}")
+    loggers = [logging.getLogger(name) for name in ("alembic", "alembic.runtime.migration")]
+    before = [(lg.propagate, lg.level, list(lg.handlers)) for lg in loggers]
+    harness = Harness(sqlite_url, tmp_path)
+
+    preview = harness.run("upgrade", A, dry_run=True)
+    assert preview.ok, preview.error
+    upgrade = harness.run("upgrade", A)
+    assert upgrade.ok, upgrade.error
+    assert f"Running upgrade {BASE} -> {A}, add_soft_delete" in harness.lines
+    assert not any(line.startswith("note:") for line in harness.lines)
+    # Also the handlers that were there before the step are back, and nothing reached the application's.
+    assert [(lg.propagate, lg.level, lg.handlers) for lg in loggers] == before
+    assert app_log.read_text() == ""
 
 
 def test_password_never_appears_in_the_error(tmp_path: Path) -> None:
