@@ -266,6 +266,9 @@ def _failure(action: str, err: BaseException, config: Config, script: ScriptDire
         # The migration that failed and where the database stands come first: the
         # tail below is often the cut-off SQL of the failing statement.
         applied = _joined(after) if after is not None else "unknown, the database cannot be read"
+        if after is not None and after == before and after != sorted(failed.from_revisions_no_deps):
+            # PostgreSQL ran the whole command in one transaction: the migrations before it are gone too.
+            applied += ", the migrations before it were rolled back with it"
         reason = f"failed in {_step_text(failed)} (last applied: {applied}): {cause}"
         revisions = failed.to_revisions_no_deps if failed.is_upgrade else failed.from_revisions_no_deps
         outputs |= {"failed_in": failed.short_log, "failed_revision": ",".join(revisions)}
