@@ -56,6 +56,12 @@ steps:
     kind: command
     run: [python, -c, %s, "{{ vars.db }}"]
     irreversible: true
+    preconditions:
+      - check: table_exists
+        connection: store
+        table: alembic_version
+        exists: false
+        on_fail: skip
   - id: migrate
     kind: alembic
     config: alembic.ini

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runbook.alembic_project import AlembicProjectError, existing_ini, load_config, script_directory
 from runbook.checks.base import CheckContext, CheckResult
@@ -33,7 +33,7 @@ class AlembicRevisionParams(BaseModel):
     current: str | list[str] | None = None
     at_head: bool = False
     single_head: bool = False
-    config: str | None = None
+    config: str | None = Field(default=None, description="Path of alembic.ini, relative to the runbook's directory; needed for at_head and single_head.")
     version_table: TableName = "alembic_version"
 
     @model_validator(mode="after")
