@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,19 @@ def _with_psycopg_driver(url: str) -> str:
 @pytest.fixture
 def pg_url(pg_server_url: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database; dropped after the test."""
+    with _fresh_database(pg_server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def other_pg_url(pg_server_url: str) -> Iterator[str]:
+    """A second fresh database, for comparing what two routes to the same schema did."""
+    with _fresh_database(pg_server_url) as url:
+        yield url
+
+
+@contextmanager
+def _fresh_database(pg_server_url: str) -> Iterator[str]:
     import sqlalchemy as sa
 
     name = f"t_{uuid.uuid4().hex[:12]}"

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
+from runbook.checks.base import result_text
+
 Event = dict[str, Any]
 
 
@@ -78,13 +80,9 @@ class ConsoleReporter:
             self._line(f"  [{e['step']}] {e['role']} – {e['name']}: not applicable ({e.get('detail') or 'n/a'})")
             return
         mark = "✔" if e["ok"] else ("!" if e.get("on_fail") == "warn" else "✘")
-        if e.get("error"):
-            self._line(f"  [{e['step']}] {e['role']} {mark} {e['name']}: error: {e['error']}")
-            return
-        observed = f" observed {e['observed']}" if e.get("observed") is not None else ""
-        expected = f", expected {e['expected']}" if e.get("expected") is not None and not e["ok"] else ""
+        shown = result_text(e, with_expected=not e["ok"])
         detail = f" ({e['detail']})" if e.get("detail") and not e["ok"] else ""
-        self._line(f"  [{e['step']}] {e['role']} {mark} {e['name']}:{observed}{expected}{detail}")
+        self._line(f"  [{e['step']}] {e['role']} {mark} {e['name']}:{' ' + shown if shown else ''}{detail}")
 
     def on_step_finished(self, e: Event) -> None:
         symbol = SYMBOLS.get(e["status"], "•")

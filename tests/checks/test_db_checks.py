@@ -319,10 +319,10 @@ def write_revision(versions: Path, rev: str, down: str | None) -> None:
 
 @pytest.fixture
 def alembic_dir(tmp_path: Path) -> Path:
-    """db/alembic.ini with a relative script_location and revisions A <- B."""
+    """db/alembic.ini with its scripts beside it (%(here)s) and revisions A <- B."""
     versions = tmp_path / "db" / "migrations" / "versions"
     versions.mkdir(parents=True)
-    (tmp_path / "db" / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    (tmp_path / "db" / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/migrations\n")
     write_revision(versions, REV_A, None)
     write_revision(versions, REV_B, REV_A)
     return versions
@@ -353,7 +353,7 @@ def test_alembic_current(ctx: CheckContext, db_url: str) -> None:
 
 
 def test_alembic_heads(ctx: CheckContext, db_url: str, alembic_dir: Path) -> None:
-    """at_head and single_head read the script directory named by a workdir-relative alembic.ini."""
+    """at_head and single_head read the script directory named by an alembic.ini beside the runbook (no runbook_dir here: workdir)."""
     ini = "db/alembic.ini"
     set_version(db_url, REV_B)
     assert check("alembic_revision", ctx, at_head=True, config=ini) == CheckResult(True, REV_B, f"head {REV_B}")
@@ -365,7 +365,11 @@ def test_alembic_heads(ctx: CheckContext, db_url: str, alembic_dir: Path) -> Non
     assert (split.ok, split.observed, split.expected) == (False, f"2 heads: {REV_B}, {REV_C}", "1 head")
     set_version(db_url, REV_B, REV_C)
     assert check("alembic_revision", ctx, at_head=True, config=ini).ok
-    assert check("alembic_revision", ctx, at_head=True, config="nope.ini").observed == "no config"
+    missing = check("alembic_revision", ctx, at_head=True, config="nope.ini")
+    assert (missing.ok, missing.observed, missing.error) == (
+        False, None, f"alembic config nope.ini not found: no file {ctx.workdir}/nope.ini (a relative config starts at the runbook's directory)"
+    )
+    assert missing.shortfall.startswith("error: alembic config nope.ini not found")
 
 
 def test_alembic_params_choose_one_question() -> None:

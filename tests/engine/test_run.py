@@ -366,3 +366,32 @@ def test_json_log_format_emits_one_event_per_line(sqlite_project: Project) -> No
     names = [e["event"] for e in events]
     assert names[0] == "run_started" and names[-1] == "run_finished"
     assert sum(1 for e in events if e["event"] == "step_finished" and e["status"] == "passed") == 3
+
+
+def test_a_check_that_cannot_look_reports_an_error_not_an_observed_value(sqlite_project: Project) -> None:
+    """A gate whose check errors says `error: MESSAGE` in the output, the events and the report."""
+    sqlite_project.write(
+        "err.yaml",
+        """
+        name: err
+        steps:
+          - id: make
+            kind: command
+            run: "true"
+            irreversible: true
+            gates:
+              - check: alembic_revision
+                single_head: true
+                config: missing/alembic.ini
+        """,
+    )
+    result = sqlite_project.runbook("run", "err.yaml", "--yes")
+    assert result.returncode == 1, result.stdout + result.stderr
+    message = "alembic config missing/alembic.ini not found: no file "
+    assert f"gate ✘ alembic_revision: error: {message}" in result.stdout
+    assert f"gate 'alembic_revision' failed: error: {message}" in result.stdout
+    assert "observed error" not in result.stdout
+    run = result.stdout.split("▶ run ", 1)[1].split(":", 1)[0]
+    report = json.loads(sqlite_project.runbook("report", run, "--format", "json").stdout)
+    gate = report["steps"][0]["checks"][0]
+    assert gate["observed"] is None and gate["error"].startswith(message)

@@ -13,6 +13,9 @@ import pydantic
 import pytest
 import sqlalchemy as sa
 
+from runbook.checks.alembic_revision import KIND as CHECK
+from runbook.checks.alembic_revision import AlembicRevisionParams
+from runbook.checks.base import CheckContext, CheckResult
 from runbook.connections import Connections
 from runbook.masking import Masker
 from runbook.steps import get_step_kind
@@ -67,13 +70,15 @@ def downgrade():
 '''
 
 
-def make_project(root: Path, *, url: str = "", failing: bool = False, env_extra: str = "") -> Path:
+def make_project(
+    root: Path, *, url: str = "", failing: bool = False, env_extra: str = "", script_location: str = "%(here)s/migrations"
+) -> Path:
     """An alembic project like the seed's; ``failing`` adds a head after the merge whose upgrade fails."""
     versions = root / "migrations" / "versions"
     versions.mkdir(parents=True)
     ini = root / "alembic.ini"
     ini.write_text(
-        "[alembic]\nscript_location = %(here)s/migrations\npath_separator = os\n"
+        f"[alembic]\nscript_location = {script_location}\npath_separator = os\n"
         + (f"sqlalchemy.url = {url}\n" if url else "")
     )
     (root / "migrations" / "env.py").write_text(ENV_PY.format(extra=env_extra))
@@ -272,13 +277,20 @@ def test_failing_migration_is_a_failed_outcome(db_url: str, tmp_path: Path) -> N
     assert db.run("upgrade", PRE_CHANGE).ok
     outcome = db.run("upgrade", "head")
     assert not outcome.ok and outcome.error
-    assert outcome.error.startswith("upgrade to head failed: ")
+    # The failing migration and where the database stands come first, then the cause.
+    on_postgresql = db.connections.dialect("db") == "postgresql"
+    last_applied = PRE_CHANGE if on_postgresql else MERGE
+    rolled_back = ", the migrations before it were rolled back with it" if on_postgresql else ""
+    assert outcome.error.startswith(f"failed in upgrade {MERGE} -> 0bad0bad0bad (broken) (last applied: {last_applied}{rolled_back}): ")
     assert "no_such_table" in outcome.error and "\n" not in outcome.error
     assert f"Running upgrade {MERGE} -> 0bad0bad0bad, broken" in outcome.tail
+    assert not any(line.startswith("(Background on this error") for line in outcome.tail)
     assert outcome.outputs["from"] == PRE_CHANGE
-    if db.connections.dialect("db") == "postgresql":
-        # One transaction around the whole upgrade: nothing of it stays.
-        assert outcome.outputs["to_revisions"] == [A, B]
+    assert outcome.outputs["failed_in"] == f"upgrade {MERGE} -> 0bad0bad0bad"
+    assert outcome.outputs["failed_revision"] == "0bad0bad0bad"
+    # PostgreSQL: one transaction around the whole upgrade, nothing of it stays;
+    # SQLite commits DDL as it goes, so the merge stays applied.
+    assert outcome.outputs["to"] == last_applied
     db.connections.dispose()
 
 
@@ -303,18 +315,57 @@ def test_url_from_the_ini_when_no_connection(sqlite_url: str, tmp_path: Path) ->
 
 def test_missing_config_is_a_failed_outcome(tmp_path: Path, sqlite_url: str) -> None:
     outcome = Harness(sqlite_url, tmp_path).run("current")
-    assert not outcome.ok and outcome.error == "alembic config proj/alembic.ini not found"
+    assert not outcome.ok and outcome.error == (
+        f"alembic config proj/alembic.ini not found: no file {tmp_path}/proj/alembic.ini "
+        "(a relative config starts at the runbook's directory)"
+    )
 
 
 def test_env_py_that_reconfigures_logging_gets_a_note(sqlite_url: str, tmp_path: Path) -> None:
     # What an unguarded fileConfig does to the capture handler.
     make_project(tmp_path / "proj", env_extra="logging.getLogger('alembic').handlers.clear()")
     harness = Harness(sqlite_url, tmp_path)
+    logger = logging.getLogger("alembic")
+    before = (logger.propagate, logger.level, list(logger.handlers))
     outcome = harness.run("upgrade", BASE)
     assert outcome.ok, outcome.error
     assert any(line.startswith("note: env.py reconfigured logging") for line in harness.lines)
-    logger = logging.getLogger("alembic")
-    assert logger.propagate and logger.level == logging.NOTSET and not logger.handlers
+    assert (logger.propagate, logger.level, logger.handlers) == before
+
+
+CHATTY_APP = """
+import logging
+
+# What MLflow does on import: its own handler on the alembic logger, replacing any.
+handler = logging.FileHandler({log!r})
+for name in ("alembic", "alembic.runtime.migration"):
+    logger = logging.getLogger(name)
+    logger.handlers = [handler]
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+"""
+
+
+def test_handlers_an_application_attaches_to_alembic_never_see_its_log(sqlite_url: str, tmp_path: Path) -> None:
+    """env.py imports an application that logs alembic to its own handler: the step keeps every line."""
+    app = f"chatty_app_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / "proj").mkdir()
+    app_log = tmp_path / "app.log"
+    (tmp_path / "proj" / f"{app}.py").write_text(CHATTY_APP.format(log=str(app_log)))
+    make_project(tmp_path / "proj", env_extra=f"import sys; sys.path.insert(0, {str(tmp_path / 'proj')!r}); import {app}")
+    loggers = [logging.getLogger(name) for name in ("alembic", "alembic.runtime.migration")]
+    before = [(lg.propagate, lg.level, list(lg.handlers)) for lg in loggers]
+    harness = Harness(sqlite_url, tmp_path)
+
+    preview = harness.run("upgrade", A, dry_run=True)
+    assert preview.ok, preview.error
+    upgrade = harness.run("upgrade", A)
+    assert upgrade.ok, upgrade.error
+    assert f"Running upgrade {BASE} -> {A}, add_soft_delete" in harness.lines
+    assert not any(line.startswith("note:") for line in harness.lines)
+    # Also the handlers that were there before the step are back, and nothing reached the application's.
+    assert [(lg.propagate, lg.level, lg.handlers) for lg in loggers] == before
+    assert app_log.read_text() == ""
 
 
 def test_password_never_appears_in_the_error(tmp_path: Path) -> None:
@@ -329,3 +380,45 @@ def test_password_never_appears_in_the_error(tmp_path: Path) -> None:
     assert outcome.error.startswith("upgrade to head failed: OperationalError: ")
     assert "\n" not in outcome.error
     assert all(password not in text for text in [outcome.error, *outcome.tail, *harness.lines])
+
+
+def test_offline_sql_names_the_revision_that_cannot_render(sqlite_url: str, tmp_path: Path) -> None:
+    """A migration that reads data cannot render as --sql: the dry run says which one, and still predicts."""
+    make_project(tmp_path / "proj")
+    (tmp_path / "proj" / "migrations" / "versions" / "0dada0dada00_reads_data.py").write_text(
+        REVISION.format(
+            rev="0dada0dada00", down=MERGE, message="reads_data",
+            upgrade="    op.get_bind().execute(sa.text('SELECT COUNT(*) FROM customers')).scalar()", downgrade="    pass",
+        )
+    )
+    harness = Harness(sqlite_url, tmp_path)
+    assert harness.run("upgrade", MERGE).ok
+    outcome = harness.run("upgrade", "head", dry_run=True)
+    assert outcome.ok, outcome.error
+    assert outcome.outputs["sql"] is None
+    assert outcome.outputs["sql_error"].startswith(f"upgrade {MERGE} -> 0dada0dada00 (reads_data) cannot render offline: ")
+    assert f"offline SQL not available: {outcome.outputs['sql_error']}" in harness.lines
+    assert outcome.outputs["would_apply"] == ["0dada0dada00: reads_data"]
+
+
+def test_step_and_check_resolve_a_relative_script_location_as_alembic_does(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """script_location without %(here)s is relative to the working directory, for the step, the check and alembic."""
+    make_project(tmp_path / "proj", script_location="proj/migrations")
+    harness = Harness(sqlite_url, tmp_path)
+    check_ctx = CheckContext(workdir=tmp_path, env={}, masker=harness.masker, connections=harness.connections)
+    at_head = AlembicRevisionParams(connection="db", at_head=True, config="proj/alembic.ini")
+
+    monkeypatch.chdir(tmp_path)
+    assert harness.run("upgrade", "heads").ok
+    assert CHECK.evaluate(at_head, check_ctx) == CheckResult(True, MERGE, f"head {MERGE}")
+
+    # From the ini's own folder, alembic itself would not find proj/migrations: neither do the step and the check.
+    monkeypatch.chdir(tmp_path / "proj")
+    outcome = harness.run("current")
+    assert not outcome.ok and outcome.error
+    assert outcome.error.startswith(f"script_location 'proj/migrations' of {tmp_path}/proj/alembic.ini is not a directory under the working directory {tmp_path}/proj")
+    result = CHECK.evaluate(at_head, check_ctx)
+    assert (result.ok, result.observed, result.error) == (False, None, outcome.error)
+    assert result.shortfall == f"error: {outcome.error}"

@@ -8,24 +8,22 @@ Exactly one of:
 - ``single_head: true`` with ``config``: the script directory has one head
   (a merge is not missing); this one needs no connection.
 
-``config`` is an alembic.ini relative to the working directory; a relative
-``script_location`` inside it is taken relative to the ini file, which is
-where ``alembic`` is normally run from.
+``config`` is an alembic.ini relative to the runbook's directory, found and
+read as the ``alembic`` step does (``runbook.alembic_project``): a relative
+``script_location`` inside it is alembic's, relative to the working directory.
+A config or script directory that cannot be found is an error of the check,
+not an observed value.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from runbook.alembic_project import AlembicProjectError, existing_ini, load_config, script_directory
 from runbook.checks.base import CheckContext, CheckResult
 from runbook.checks.schema import TableName, quote_table, reading, split_table
-
-if TYPE_CHECKING:
-    from alembic.script import ScriptDirectory
 
 
 class AlembicRevisionParams(BaseModel):
@@ -35,7 +33,7 @@ class AlembicRevisionParams(BaseModel):
     current: str | list[str] | None = None
     at_head: bool = False
     single_head: bool = False
-    config: str | None = None
+    config: str | None = Field(default=None, description="Path of alembic.ini, relative to the runbook's directory; needed for at_head and single_head.")
     version_table: TableName = "alembic_version"
 
     @model_validator(mode="after")
@@ -78,10 +76,11 @@ class AlembicRevisionCheck:
             expected = params.expected_current
             return _compare(_applied(params, ctx), expected, _show(expected))
         assert params.config is not None  # the validator requires it with at_head and single_head
-        ini = Path(params.config) if os.path.isabs(params.config) else ctx.workdir / params.config
-        if not ini.is_file():
-            return CheckResult(False, "no config", "an alembic.ini", f"{ini} does not exist")
-        heads = tuple(_scripts(ini).get_heads())
+        try:
+            scripts = script_directory(load_config(existing_ini(ctx.runbook_file(params.config), params.config)))
+        except AlembicProjectError as err:
+            return CheckResult.errored(err.message)
+        heads = tuple(scripts.get_heads())
         if params.single_head:
             observed = f"{len(heads)} heads: {_show(heads)}" if len(heads) != 1 else f"1 head: {heads[0]}"
             hint = None if len(heads) == 1 else "merge them (alembic merge heads) before deploying"
@@ -109,18 +108,6 @@ def _compare(applied: tuple[set[str], str | None], expected: set[str], shown: st
     if not ok and len(revisions) > 1:
         detail = "several heads are applied (branches not merged)"
     return CheckResult(ok, _show(revisions), shown, detail)
-
-
-def _scripts(ini: Path) -> ScriptDirectory:
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    config = Config(str(ini))
-    location = config.get_main_option("script_location")
-    # "package:dir" locations are resolved by Alembic itself.
-    if location and ":" not in location and not os.path.isabs(location):
-        config.set_main_option("script_location", str(ini.parent / location))
-    return ScriptDirectory.from_config(config)
 
 
 KIND = AlembicRevisionCheck()

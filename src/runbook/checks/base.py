@@ -27,24 +27,40 @@ class CheckContext:
     state: StateStore | None = None
     runbook: str | None = None
     fingerprint: str | None = None
+    # Files the runbook ships (an alembic.ini) are relative to the runbook's directory;
+    # a context made outside a run (a test, a tool) without one uses workdir.
+    runbook_dir: Path | None = None
+
+    def runbook_file(self, path: str) -> Path:
+        return (self.runbook_dir or self.workdir) / path
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of one check: observed next to expected, for the operator."""
+    """The outcome of one check: observed next to expected, for the operator.
+
+    A check that could not look (no connection, a missing file, its own
+    exception) has ``error`` set instead: that is not an observed value, and
+    it is shown as ``error: MESSAGE``.
+    """
 
     ok: bool
     observed: str | None = None
     expected: str | None = None
     detail: str | None = None
     applicable: bool = True
-    # The check could not observe anything (a connection refused, a driver error):
-    # not a false condition, so a precondition's on_fail: skip never applies to it.
     error: str | None = None
 
     @classmethod
-    def failed_with(cls, error: str) -> CheckResult:
-        return cls(False, None, None, error, error=error)
+    def errored(cls, message: str) -> CheckResult:
+        return cls(False, error=message)
+
+    @property
+    def shortfall(self) -> str:
+        """Why it did not hold, in one phrase: the error, or observed next to expected."""
+        if self.error is not None:
+            return f"error: {self.error}"
+        return f"observed {self.observed}, expected {self.expected}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +71,17 @@ class CheckResult:
             "applicable": self.applicable,
             "error": self.error,
         }
+
+
+def result_text(result: Mapping[str, Any], *, with_expected: bool = True) -> str:
+    """A recorded result (``CheckResult.as_dict``, a check event) as the operator reads it:
+    ``error: MESSAGE`` for a check that could not look, else what was observed (and expected)."""
+    if result.get("error") is not None:
+        return f"error: {result['error']}"
+    parts = [f"observed {result['observed']}"] if result.get("observed") is not None else []
+    if with_expected and result.get("expected") is not None:
+        parts.append(f"expected {result['expected']}")
+    return ", ".join(parts)
 
 
 class CheckKind(Protocol):

@@ -27,9 +27,9 @@ class CheckRunner:
         try:
             result = kind.evaluate(check.params, replace(self.context, timeout=check.check.timeout))
         except RunbookError as err:
-            result = CheckResult.failed_with(self.journal.masker.mask(err.message))
+            result = CheckResult.errored(self.journal.masker.mask(err.message))
         except Exception as err:  # a driver or network error is a failed check, not a crash
-            result = CheckResult.failed_with(describe_db_error(err, self.journal.masker))
+            result = CheckResult.errored(describe_db_error(err, self.journal.masker))
         self.journal.emit(
             EventName.CHECK,
             step=step_id,

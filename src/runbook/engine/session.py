@@ -78,6 +78,7 @@ class Session:
                 state=store,
                 runbook=plan.runbook.name,
                 fingerprint=self.fingerprint,
+                runbook_dir=plan.loaded.path.parent,
             ),
         )
         self.approvals = Approvals(

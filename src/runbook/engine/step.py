@@ -293,6 +293,7 @@ class StepRunner:
             supervisor=self.supervisor,
             progress=lambda event: self.journal.emit(EventName.PROGRESS, step=step_id, record=False, **event),
             on_process_start=lambda pgid: self.journal.process_started(step_id, attempt, pgid),
+            runbook_dir=self.renderer.plan.loaded.path.parent,
         )
 
     def pause(self, seconds: float) -> None:

@@ -29,6 +29,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from runbook.checks.base import result_text
 from runbook.model import format_duration
 from runbook.reporting import SYMBOLS, ConsoleReporter, Event
 
@@ -226,12 +227,8 @@ class LiveReporter:
             row.checks.append(("–", f"{e['role']} {e['name']}: not applicable"))
             return
         mark = "✔" if e["ok"] else ("!" if e.get("on_fail") == "warn" else "✘")
-        text = f"{e['role']} {e['name']}"
-        if e.get("observed") is not None:
-            text += f": observed {e['observed']}"
-        if not e["ok"] and e.get("expected") is not None:
-            text += f", expected {e['expected']}"
-        row.checks.append((mark, text))
+        shown = result_text(e, with_expected=not e["ok"])
+        row.checks.append((mark, f"{e['role']} {e['name']}" + (f": {shown}" if shown else "")))
 
     def _update_approved(self, e: Event) -> None:
         if e.get("step") in self.rows:

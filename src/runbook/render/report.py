@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from runbook.checks.base import result_text
 from runbook.model import format_duration
 
 
@@ -114,7 +115,7 @@ def render_markdown(report: Report) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in report.steps:
-        gates = "; ".join(f"{'✔' if c.get('ok') else '✘'} {c.get('name')} (observed {c.get('observed')})" for c in row.checks)
+        gates = "; ".join(f"{'✔' if c.get('ok') else '✘'} {c.get('name')} ({result_text(c, with_expected=False) or 'observed None'})" for c in row.checks)
         title = row.title if row.title != row.step_id else ""
         md.append(f"| `{row.step_id}` {_cell(title)} | {row.status} | {row.attempts} | {_secs(row.duration)} | {_secs(row.estimate_high)} | {_cell(gates)} |")
     # A step skipped by its `when` is the plan working, not a problem.
@@ -132,7 +133,7 @@ def render_markdown(report: Report) -> str:
         md += [f"- `{a.step_id}` approved by **{a.by}** at {_when(a.at)}" + (f": {a.comment}" if a.comment else "") for a in report.approvals]
     if report.criteria:
         md += ["", "## Success criteria", ""]
-        md += [f"- {_tick(c.get('ok'))} {c.get('description')}" + (f" (observed {c['observed']})" if c.get("observed") else "") for c in report.criteria]
+        md += [f"- {_tick(c.get('ok'))} {c.get('description')}" + (f" ({result_text(c, with_expected=False)})" if c.get("observed") or c.get("error") else "") for c in report.criteria]
     if report.rollbacks:
         md += ["", "## Rollback actions", ""]
         md += [f"- `{r.step_id}`: {r.status} at {_when(r.finished)}" + (f" — {r.error}" if r.error else "") for r in report.rollbacks]
@@ -219,7 +220,7 @@ def render_html(report: Report) -> str:
     rows = "".join(
         f"<tr><td><code>{e(r.step_id)}</code> {e(r.title if r.title != r.step_id else '')}</td><td class='s-{e(r.status)}'>{e(r.status)}</td><td>{r.attempts}</td>"
         f"<td>{_secs(r.duration)}</td><td>{_secs(r.estimate_high)}</td><td>"
-        + "<br>".join(f"{'✔' if c.get('ok') else '✘'} {e(str(c.get('name')))}: observed {e(str(c.get('observed')))}, expected {e(str(c.get('expected')))}" for c in r.checks)
+        + "<br>".join(f"{'✔' if c.get('ok') else '✘'} {e(str(c.get('name')))}: {e(result_text(c))}" for c in r.checks)
         + (f"<div class='{'note' if r.status == 'skipped' else 'err'}'>{e(r.error)}</div>" if r.error and r.status not in ('passed', 'dry_run') else "")
         + "</td></tr>"
         for r in report.steps

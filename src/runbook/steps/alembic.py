@@ -24,26 +24,35 @@ there is no revision). In a dry run nothing touches the schema: ``to`` is the
 predicted result, ``would_apply`` lists ``"rev: message"`` in order and ``sql``
 holds alembic's offline SQL for those revisions, or None (with a note in the
 output) when a migration cannot render offline, such as SQLite batch mode,
-which needs a live connection to reflect the table. A stamp applies no
-revision, so its ``would_apply`` is empty and its ``sql`` is "".
+which needs a live connection to reflect the table, or a migration that
+reads data; ``sql_error`` then names the revision that could not render. A
+stamp applies no revision, so its ``would_apply`` is empty and its ``sql`` is "".
+
+When a migration fails, the error starts with the migration that failed and
+the revision the database is left at (``failed in upgrade a -> b (message)
+(last applied: a): ...``), and ``failed_in``/``failed_revision`` hold them.
 
 alembic's log (``Running upgrade a -> b, message``) becomes the step's output.
-An ``env.py`` should leave logging alone when
-``config.attributes.get("configure_logger", True)`` is false, as the example
-project's does; one that always calls ``fileConfig`` replaces the capture.
+While a step runs ``env.py`` it owns the ``alembic`` loggers: the handlers an
+application attached to them (``env.py`` imports the application) are taken
+off and put back afterwards, so nothing of alembic's reaches the terminal or
+``--log-format json`` except through the step. An ``env.py`` should leave
+logging alone when ``config.attributes.get("configure_logger", True)`` is
+false, as the example project's does; one that always calls ``fileConfig``
+replaces the capture.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
-from pathlib import Path
-from types import TracebackType
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from runbook.alembic_project import AlembicProjectError, existing_ini, load_config, script_directory
 from runbook.connections import ConnectionFailed, describe_db_error
 from runbook.steps.base import StepContext, StepOutcome
 
@@ -54,6 +63,8 @@ if TYPE_CHECKING:
 
 Command = Literal["upgrade", "downgrade", "stamp", "current"]
 TAIL_LINES = 20
+# Lines of a database error after its first (the SQL alembic ran, cut by the driver).
+ERROR_DETAIL_LINES = 5
 BASE = "base"
 
 
@@ -92,37 +103,33 @@ class AlembicStep:
 
     def run(self, params: AlembicParams, ctx: StepContext) -> StepOutcome:
         from alembic import command
-        from alembic.script import ScriptDirectory
 
-        ini = ctx.workdir / params.config
-        if not ini.is_file():
-            return StepOutcome(False, error=f"alembic config {params.config} not found")
         try:
-            config = _config(ini, params.connection, ctx)
-        except ConnectionFailed as err:
+            ini = existing_ini(ctx.runbook_file(params.config), params.config)
+            config = load_config(ini, ctx.connections.url(params.connection) if params.connection else None)
+            script = script_directory(config)
+        except (AlembicProjectError, ConnectionFailed) as err:
             return StepOutcome(False, error=err.message)
         log = _AlembicLog(ctx)
         action = params.command if params.command == "current" else f"{params.command} to {params.target}"
-        script: ScriptDirectory | None = None
         before: list[str] | None = None
         try:
-            script = ScriptDirectory.from_config(config)
             # A list is resolved up front, so a bad revision in it fails before anything runs;
             # a single target may be relative (-1), which only the database can resolve.
             wanted = _resolve(script, params.targets) if len(params.targets) > 1 else []
-            before = _current_heads(config, script)
+            before = _current_heads(config, script, log)
             log.output(f"current: {_joined(before)}")
             if params.command == "current":
                 return StepOutcome(True, _revision_outputs(before, before), summary=_joined(before))
             if ctx.dry_run:
                 return _preview(params, config, script, before, log)
-            with log:
+            with log.capturing(echo=True):
                 if params.command == "stamp":
                     command.stamp(config, params.targets)
                 else:
                     for target in params.targets:
                         getattr(command, params.command)(config, target)
-            after = _current_heads(config, script)
+            after = _current_heads(config, script, log)
         except Exception as err:  # migration scripts are user code: whatever they raise fails this step
             return _failure(action, err, config, script, before, log)
         log.output(f"now: {_joined(after)}")
@@ -133,21 +140,11 @@ class AlembicStep:
         return StepOutcome(True, outputs, tail=log.tail(), summary=f"{_joined(before)} -> {_joined(after)}")
 
 
-def _config(ini: Path, connection: str | None, ctx: StepContext) -> Config:
-    from alembic.config import Config
+def _current_heads(config: Config, script: ScriptDirectory, log: _AlembicLog) -> list[str]:
+    """The database's heads, read through env.py (so through its URL) without changing anything.
 
-    config = Config(str(ini))
-    # Asks env.py not to call logging.config.fileConfig, which would replace
-    # the process's log handlers, this step's capture among them.
-    config.attributes["configure_logger"] = False
-    if connection:
-        # Main options go through configparser interpolation: a literal % must be doubled.
-        config.set_main_option("sqlalchemy.url", ctx.connections.url(connection).replace("%", "%%"))
-    return config
-
-
-def _current_heads(config: Config, script: ScriptDirectory) -> list[str]:
-    """The database's heads, read through env.py (so through its URL) without changing anything."""
+    env.py runs inside the capture, silent: the first run imports the application,
+    whose logging setup must not outlive the step."""
     from alembic.runtime.environment import EnvironmentContext
 
     heads: list[str] = []
@@ -156,7 +153,7 @@ def _current_heads(config: Config, script: ScriptDirectory) -> list[str]:
         heads.extend(current)
         return []
 
-    with EnvironmentContext(config, script, fn=read, dont_mutate=True):
+    with log.capturing(echo=False), EnvironmentContext(config, script, fn=read, dont_mutate=True):
         script.run_env()
     return sorted(heads)
 
@@ -168,13 +165,13 @@ def _preview(params: AlembicParams, config: Config, script: ScriptDirectory, bef
     if params.command == "stamp":
         after = _resolve(script, params.targets)
         log.output(f"would stamp {_joined(after)} without running any migration")
-        return StepOutcome(True, {**_revision_outputs(before, after), "would_apply": [], "sql": ""}, tail=log.tail())
+        return StepOutcome(True, {**_revision_outputs(before, after), "would_apply": [], "sql": "", "sql_error": None}, tail=log.tail())
 
     heads = tuple(before)
     applied = _lineage(script, heads)
     would_apply: list[str] = []
     chunks: list[str] = []
-    offline_failed = False
+    sql_error: str | None = None
     for target in params.targets:
         revisions: list[Script]
         if params.command == "upgrade":
@@ -186,20 +183,21 @@ def _preview(params: AlembicParams, config: Config, script: ScriptDirectory, bef
             steps = [MigrationStep.downgrade_from_script(script.revision_map, rev) for rev in revisions]
             applied -= {rev.revision for rev in revisions}
         would_apply += [f"{rev.revision}: {_message(rev)}" for rev in revisions]
-        if steps and not offline_failed:
+        if steps and sql_error is None:
             try:
                 chunks.append(_offline_sql(config, script, steps, heads, target, log))
             except Exception as err:  # e.g. a migration that reads data through op.get_bind()
-                log.output(f"offline SQL not available: {describe_db_error(err, log.ctx.masker)}")
-                offline_failed = True
+                cause = describe_db_error(err, log.ctx.masker)
+                sql_error = f"{_step_text(log.running)} cannot render offline: {cause}" if log.running else cause
+                log.output(f"offline SQL not available: {sql_error}")
         heads = _heads_of(script, applied)
-    sql = None if offline_failed else "\n".join(chunks)
+    sql = None if sql_error else "\n".join(chunks)
     for line in would_apply:
         log.output(f"would apply {line}")
     for line in (sql or "").splitlines():
         if line.strip():
             log.output(line)
-    outputs = {**_revision_outputs(before, list(heads)), "would_apply": would_apply, "sql": sql}
+    outputs = {**_revision_outputs(before, list(heads)), "would_apply": would_apply, "sql": sql, "sql_error": sql_error}
     return StepOutcome(True, outputs, tail=log.tail(), summary=f"{len(would_apply)} revision(s) would apply")
 
 
@@ -213,14 +211,10 @@ def _offline_sql(
     buffer = io.StringIO()
     config.output_buffer = buffer
     # Offline, alembic logs "Running upgrade ..." as if it ran: the SQL's own comments say it better.
-    log.echo = False
-    try:
-        with log, EnvironmentContext(
-            config, script, fn=lambda _heads, _context: steps, as_sql=True, starting_rev=heads or None, destination_rev=target
-        ):
-            script.run_env()
-    finally:
-        log.echo = True
+    with log.capturing(echo=False), EnvironmentContext(
+        config, script, fn=lambda _heads, _context: steps, as_sql=True, starting_rev=heads or None, destination_rev=target
+    ):
+        script.run_env()
     return log.ctx.masker.mask(buffer.getvalue().strip())
 
 
@@ -248,21 +242,41 @@ def _message(rev: Script) -> str:
     return lines[0] if lines else ""
 
 
-def _failure(
-    action: str, err: BaseException, config: Config, script: ScriptDirectory | None, before: list[str] | None, log: _AlembicLog
-) -> StepOutcome:
-    reason = f"{action} failed: {describe_db_error(err, log.ctx.masker)}"
-    log.output(reason)
+def _step_text(step: MigrationStep) -> str:
+    """``upgrade a -> b (message)``: which migration, in alembic's own words."""
+    doc = (step.doc or "").strip().splitlines()
+    return f"{step.short_log} ({doc[0]})" if doc else step.short_log
+
+
+def _failure(action: str, err: BaseException, config: Config, script: ScriptDirectory, before: list[str] | None, log: _AlembicLog) -> StepOutcome:
+    cause = describe_db_error(err, log.ctx.masker)
+    failed = log.running  # read before env.py runs again below
     outputs: dict[str, Any] = {}
-    if script is not None and before is not None:
+    after: list[str] | None = None
+    if before is not None:
         try:
             # Where the failure left the database matters for what to do next.
-            after: list[str] | None = _current_heads(config, script)
+            after = _current_heads(config, script, log)
         except Exception:  # the database may be the very thing that failed; `to` is then unknown
             after = None
         outputs = _revision_outputs(before, after)
-    details = [log.ctx.masker.mask(line) for line in str(err).splitlines()[1:10] if line.strip()]
-    return StepOutcome(False, outputs, reason, log.tail() + details)
+    if failed is None:  # nothing ran: a bad revision, no connection
+        reason = f"{action} failed: {cause}"
+    else:
+        # The migration that failed and where the database stands come first: the
+        # tail below is often the cut-off SQL of the failing statement.
+        applied = _joined(after) if after is not None else "unknown, the database cannot be read"
+        if after is not None and after == before and after != sorted(failed.from_revisions_no_deps):
+            # PostgreSQL ran the whole command in one transaction: the migrations before it are gone too.
+            applied += ", the migrations before it were rolled back with it"
+        reason = f"failed in {_step_text(failed)} (last applied: {applied}): {cause}"
+        revisions = failed.to_revisions_no_deps if failed.is_upgrade else failed.from_revisions_no_deps
+        outputs |= {"failed_in": failed.short_log, "failed_revision": ",".join(revisions)}
+    log.output(reason)
+    # SQLAlchemy's "(Background on this error at: URL)" says nothing about this failure.
+    details = [line for line in str(err).splitlines()[1:] if line.strip() and not line.startswith("(Background on this error")]
+    details = [log.ctx.masker.mask(line) for line in details[:ERROR_DETAIL_LINES]]
+    return StepOutcome(False, outputs, reason, log.tail()[-(TAIL_LINES - len(details)):] + details)
 
 
 def _resolve(script: ScriptDirectory, targets: list[str]) -> list[str]:
@@ -282,14 +296,17 @@ def _joined(revisions: list[str] | tuple[str, ...]) -> str:
 
 
 class _AlembicLog(logging.Handler):
-    """Step output, plus alembic's log records while entered (and ``echo`` is on)."""
+    """Step output, plus alembic's log records while capturing with ``echo``.
+
+    Whatever the echo, it notes the migration alembic announced last
+    (``Running upgrade a -> b``): the one that failed, if one fails."""
 
     def __init__(self, ctx: StepContext) -> None:
         super().__init__(logging.INFO)
         self.ctx = ctx
         self.lines: list[str] = []
         self.echo = True
-        self._saved: tuple[int, bool] = (logging.NOTSET, True)
+        self.running: MigrationStep | None = None
 
     def output(self, line: str) -> None:
         # Kept for the outcome's tail, which does not pass through the output sink.
@@ -298,6 +315,11 @@ class _AlembicLog(logging.Handler):
         self.ctx.output(line)
 
     def emit(self, record: logging.LogRecord) -> None:
+        from alembic.runtime.migration import MigrationStep
+
+        # alembic logs "Running %s" with the MigrationStep itself as the argument.
+        if isinstance(record.args, tuple) and record.args and isinstance(record.args[0], MigrationStep):
+            self.running = record.args[0]
         if self.echo:
             for line in record.getMessage().splitlines():
                 self.output(line)
@@ -305,23 +327,53 @@ class _AlembicLog(logging.Handler):
     def tail(self) -> list[str]:
         return self.lines[-TAIL_LINES:]
 
-    def __enter__(self) -> _AlembicLog:
-        logger = logging.getLogger("alembic")
-        self._saved = (logger.level, logger.propagate)
-        logger.setLevel(logging.INFO)
-        # The records are this step's output, not the host process's log.
-        logger.propagate = False
-        logger.addHandler(self)
-        return self
+    @contextmanager
+    def capturing(self, *, echo: bool) -> Iterator[None]:
+        """Own the alembic loggers while env.py runs, and give them back as they were."""
+        self.echo = echo
+        self.running = None
+        saved = _take_alembic_loggers(self)
+        try:
+            yield
+        finally:
+            lost = self not in logging.getLogger("alembic").handlers
+            _give_back(saved)
+            if lost and echo:
+                self.output("note: env.py reconfigured logging, so alembic's log went to its own handlers; "
+                            "guard fileConfig with config.attributes.get('configure_logger', True)")
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        logger = logging.getLogger("alembic")
-        if self not in logger.handlers:
-            self.output("note: env.py reconfigured logging, so alembic's log went to its own handlers; "
-                        "guard fileConfig with config.attributes.get('configure_logger', True)")
-        logger.removeHandler(self)
-        logger.setLevel(self._saved[0])
-        logger.propagate = self._saved[1]
+
+_SavedLogger = tuple[logging.Logger, int, bool, bool, list[logging.Handler]]
+
+
+def _take_alembic_loggers(capture: logging.Handler) -> list[_SavedLogger]:
+    """Take every handler off ``alembic`` and its children (an application's among them)
+    and put ``capture`` on ``alembic``: its records are the step's output, not the host's log."""
+    top = logging.getLogger("alembic")
+    children = [
+        logger for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if name.startswith("alembic.") and isinstance(logger, logging.Logger)
+    ]
+    saved = [(logger, logger.level, logger.propagate, logger.disabled, list(logger.handlers)) for logger in [top, *children]]
+    for logger in children:
+        # Up to ``alembic``, whatever level or propagation the application gave them.
+        logger.handlers = []
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+        logger.disabled = False
+    top.handlers = [capture]
+    top.setLevel(logging.INFO)
+    top.propagate = False
+    top.disabled = False
+    return saved
+
+
+def _give_back(saved: list[_SavedLogger]) -> None:
+    for logger, level, propagate, disabled, handlers in saved:
+        logger.handlers = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.disabled = disabled
 
 
 KIND = AlembicStep()

@@ -45,6 +45,12 @@ class StepContext:
     # Called with the process group of each command started, so that a later
     # --resume can stop what a killed run left running.
     on_process_start: Callable[[int], None] = lambda _pgid: None
+    # Files the runbook ships (a SQL file, an alembic.ini) are relative to the runbook's
+    # directory; a context made outside a run (a test, a tool) without one uses workdir.
+    runbook_dir: Path | None = None
+
+    def runbook_file(self, path: str) -> Path:
+        return (self.runbook_dir or self.workdir) / path
 
 
 @dataclass

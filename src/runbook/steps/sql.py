@@ -1,6 +1,7 @@
 """``kind: sql`` - run one or more SQL statements on a named connection.
 
-A string (``sql`` or the content of ``file``) is split into statements at
+``file`` is relative to the runbook's directory, where the runbook's own
+files live. A string (``sql`` or the content of ``file``) is split into statements at
 top-level semicolons: quotes, comments, PostgreSQL dollar-quoted bodies and
 the ``BEGIN ... END`` body of a trigger or function are never cut. A list
 passes each item through as one statement, untouched.
@@ -20,6 +21,7 @@ import datetime as dt
 import re
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -84,9 +86,12 @@ class SqlStep:
         import sqlalchemy as sa
 
         try:
-            statements = load_statements(params, ctx.workdir)
+            statements = load_statements(params, ctx.runbook_file)
         except OSError as err:
-            return StepOutcome(False, error=ctx.masker.mask(f"cannot read SQL file {params.file}: {err.strerror or err}"))
+            where = ctx.runbook_file(str(params.file))
+            return StepOutcome(
+                False, error=ctx.masker.mask(f"cannot read SQL file {params.file} ({where}, beside the runbook): {err.strerror or err}")
+            )
         if not statements:
             return StepOutcome(False, error="no SQL statements to run")
         try:
@@ -116,10 +121,11 @@ class SqlStep:
         return StepOutcome(True, runner.outputs(), tail=runner.tail(), summary=runner.summary())
 
 
-def load_statements(params: SqlParams, workdir: Path) -> list[str]:
+def load_statements(params: SqlParams, runbook_file: Callable[[str], Path]) -> list[str]:
+    """The statements to run; ``runbook_file`` finds ``file``, relative to the runbook's directory."""
     if isinstance(params.sql, list):
         return [s.strip() for s in params.sql]
-    text = params.sql if params.sql is not None else (workdir / str(params.file)).read_text(encoding="utf-8")
+    text = params.sql if params.sql is not None else runbook_file(str(params.file)).read_text(encoding="utf-8")
     return split_statements(text)
 
 
