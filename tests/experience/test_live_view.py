@@ -114,7 +114,8 @@ def test_answering_no_refuses_with_exit_3_and_the_resume_command(scratch: Scratc
     run_id = scratch.latest_run_id()
     assert f"⛔ run {run_id} refused in " in out
     assert "the operator answered no" in out
-    assert "resume: runbook run live.yaml --resume" in out
+    # Nothing acted: the run owns nothing; the next step says how it would be allowed.
+    assert "run again and answer yes, or approve it: --approve apply" in out
 
 
 def test_a_failed_step_ends_with_its_output_and_the_resume_and_rollback_commands(scratch: Scratch, terminal: Callable[..., Terminal]) -> None:

@@ -57,7 +57,7 @@ class Approvals:
                 return
             self.journal.record_step(planned.id, StepStatus.REFUSED, planned.fingerprint, "the operator answered no")
             self.journal.emit(EventName.STEP_FINISHED, step=planned.id, status=StepStatus.REFUSED, reason="the operator answered no")
-            raise Stop(RunStatus.REFUSED, ExitCode.REFUSED, step=planned.id)
+            raise Stop(RunStatus.REFUSED, ExitCode.REFUSED, step=planned.id, reason=f"run again and answer yes, or approve it: --approve {planned.id}")
         reason = "no terminal to ask; approve it to continue"
         self.journal.record_step(planned.id, StepStatus.AWAITING_APPROVAL, planned.fingerprint, reason)
         self.journal.emit(EventName.STEP_FINISHED, step=planned.id, status=StepStatus.AWAITING_APPROVAL, reason=reason)

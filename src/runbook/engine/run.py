@@ -117,8 +117,9 @@ _ACTED = frozenset({StepStatus.PASSED, StepStatus.FAILED, StepStatus.INTERRUPTED
 def _passed(session: Session) -> RunResult:
     problems = session.steps.dry_run_problems
     if session.options.dry_run and problems:
-        session.journal.notice(f"dry run incomplete: {len(problems)} step(s) could not be previewed: {', '.join(problems)}")
         result = session.finish(RunStatus.PASSED, finished=True)
+        # Said last, so that nobody reads "passed" as "everything was previewed".
+        session.journal.notice(f"dry run incomplete: {len(problems)} step(s) could not be previewed: {', '.join(problems)} (exit 5)")
         return RunResult(result.run_id, result.status, int(ExitCode.DRY_RUN_INCOMPLETE))
     return session.finish(RunStatus.PASSED, finished=True)
 
