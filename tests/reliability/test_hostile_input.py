@@ -784,7 +784,7 @@ def test_run_log_dir_symlink_on_resume_is_never_written_through(tmp_path: Path) 
     (run_dir,) = (root / ".runbook" / "logs").iterdir()
     shutil.rmtree(run_dir)
     run_dir.symlink_to(outside)
-    outcome = _process("run", "r.yaml", "--resume", "--var", "code=0", cwd=root)
+    outcome = _process("run", "r.yaml", "--resume", "--var", "code=0", "--accept-changes", cwd=root)
     _observe(".runbook/logs/<run> is a symlink (resume)", "refused, nothing written through it", outcome)
     _untouched(outside)
 
@@ -794,7 +794,7 @@ def _plant_log_link(tmp_path: Path) -> tuple[Path, Path, Outcome]:
     assert _process("run", "r.yaml", cwd=root).code == 1
     (run_dir,) = (root / ".runbook" / "logs").iterdir()
     (run_dir / "a.2.log").symlink_to(outside / "precious")  # the next attempt's log
-    return root, outside, _process("run", "r.yaml", "--resume", "--var", "code=0", cwd=root)
+    return root, outside, _process("run", "r.yaml", "--resume", "--var", "code=0", "--accept-changes", cwd=root)
 
 
 def test_log_file_symlink_is_never_written_through(tmp_path: Path) -> None:

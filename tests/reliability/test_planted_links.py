@@ -147,7 +147,7 @@ def test_step_log_link_is_refused_before_the_command_runs(level: str, project: P
         link.symlink_to(outside.dir, target_is_directory=True)
     out = io.StringIO()
     with pytest.raises(Refused) as refused:
-        commands.run("r.yaml", var_items=["code=0"], resume=True, interactive=False, workdir=project, stream=out)
+        commands.run("r.yaml", var_items=["code=0"], resume=True, accept_changes=True, interactive=False, workdir=project, stream=out)
     _refusal_says_remove_the_link(refused.value, link)
     assert (project / "counter").read_text() == "ran\n", "the command ran although its log could not be opened"
     outside.assert_untouched()

@@ -215,17 +215,17 @@ def _walk(session: Session) -> str:
     assert "precondition ! the unreachable database answers" in out  # the driver's connection error, as a warning
     (run_id,) = {line.split()[2].rstrip(":") for line in out.splitlines() if line.startswith("▶ run ")}
     # 2. The API answers 500 quoting the Authorization header.
-    out = s.runbook("run", "secrets.yaml", "--resume", "--var", "fail_at=http", code=1)
+    out = s.runbook("run", "secrets.yaml", "--resume", "--var", "fail_at=http", "--accept-changes", code=1)
     assert "| denied: ***" in out, out
     # 3. The command prints the token and the URL, then fails: the tail is shown.
-    out = s.runbook("run", "secrets.yaml", "--resume", "--var", "fail_at=command", code=1)
+    out = s.runbook("run", "secrets.yaml", "--resume", "--var", "fail_at=command", "--accept-changes", code=1)
     assert "| token=***" in out and "| url=***" in out and "| env=***" in out, out
     # 4. The confirmation has no terminal: the question (with the token) is shown, the run pauses.
-    out = s.runbook("run", "secrets.yaml", "--resume", "--var", "fail_at=none", code=4)
+    out = s.runbook("run", "secrets.yaml", "--resume", "--var", "fail_at=none", "--accept-changes", code=4)
     assert "Send *** to ***?" in out, out
     s.runbook("approve", run_id, "approve-me", "--by", "alice", code=0)
     # 5. The rest, as JSON events (no notification on success: see test_json_events_of_a_notifying_run).
-    events = _json_lines(s.runbook("run", "secrets.yaml", "--resume", "--var", "fail_at=none", "--log-format", "json", code=0))
+    events = _json_lines(s.runbook("run", "secrets.yaml", "--resume", "--var", "fail_at=none", "--accept-changes", "--log-format", "json", code=0))
     assert any(e["event"] == "output" and e.get("line") == "approved ***" for e in events), events
     for fmt in ("md", "json", "html"):
         s.runbook("report", run_id, "--format", fmt, code=0)
