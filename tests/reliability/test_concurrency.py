@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from runbook.state import LOCK_STALE_AFTER
@@ -248,6 +249,8 @@ def test_other_hosts_lock_is_taken_over_only_after_lock_stale_after(proj: Proj) 
     assert re.fullmatch(rf"no heartbeat from {re.escape(remote_host)} for 1[34]\d s", event.detail["reason"])
 
 
+@pytest.mark.xfail(reason="unfinished runs now own their environment (issue 12.2), so the second run is refused; "
+                   "the locks branch (issue 11.3) replaces this test and is not merged yet", strict=False)
 def test_unlock_force_is_audited_and_the_broken_holder_stops_before_its_next_step(sqlite_proj: Proj) -> None:
     """`unlock --force` on a live holder: the break is an event on the holder's run naming
     who broke it and whom; a new run proceeds; the old holder notices at its next
