@@ -38,7 +38,7 @@ from runbook.model import (
 )
 from runbook.steps import STEP_KINDS, get_step_kind
 from runbook.shellquote import Deferred, shell_template_problem
-from runbook.templating import TOP_LEVEL_NAMES, TemplateFailed, analyze, environment, is_template, render
+from runbook.templating import TOP_LEVEL_NAMES, TemplateFailed, analyze, environment, is_template, render, shell_quoted
 from runbook.yamlsource import KeyPath, SourceMap, format_path, load_yaml, read_file
 
 RUNBOOK_SUFFIXES = (".yaml", ".yml")
@@ -380,7 +380,7 @@ class _Checker:
             for key in getattr(kind, "shell_keys", ()):
                 value = params.get(key)
                 if isinstance(value, str) and is_template(value):
-                    problem = shell_template_problem(value, environment().parse)
+                    problem = shell_template_problem(value, shell_quoted)
                     if problem:
                         self.error((*path, key), problem)
 

@@ -669,10 +669,11 @@ def install(env: Any, passthrough: tuple[type, ...] = ()) -> None:
     env.filters["unquoted"] = _unquoted
 
 
-def shell_template_problem(source: str, parse: Callable[[str], nodes.Template]) -> str | None:
-    """Why ``source``, a shell string, places a value where it cannot be quoted; None if it does not."""
+def shell_template_problem(source: str, quote: Callable[[str], nodes.Template]) -> str | None:
+    """Why ``source``, a shell string, places a value where it cannot be quoted; None if it does not.
+    ``quote`` parses and quotes (``templating.shell_quoted``, which keeps the result for rendering)."""
     try:
-        quote_template(parse(source))
+        quote(source)
     except ShellPlacementError as err:
         return str(err)
     except (TemplateError, RecursionError):

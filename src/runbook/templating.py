@@ -39,7 +39,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
-from runbook import shellquote
+from runbook import direct_templates, shellquote
 from runbook.errors import RunbookError
 from runbook.masking import Masker, SecretText
 
@@ -579,14 +579,39 @@ def _keep_placeholder(convert: Any) -> Any:
     return filter_
 
 
-@lru_cache(maxsize=4096)
-def _compile(source: str, shell: bool = False) -> Any:
+# A large runbook holds thousands of distinct template strings, each parsed by
+# validation and rendered by plan; parsing is most of what a direct template costs.
+_TEMPLATES_CACHED = 16384
+
+
+@lru_cache(maxsize=_TEMPLATES_CACHED)
+def parsed(source: str) -> nodes.Template:
+    """The parsed tree of ``source``, shared: read it, never change it."""
     env = environment()
-    if not shell:
-        return env.from_string(source)
-    tree = shellquote.quote_template(env.parse(source))
+    return direct_templates.parse_dotted(env, source) or env.parse(source)
+
+
+@lru_cache(maxsize=_TEMPLATES_CACHED)
+def shell_quoted(source: str) -> nodes.Template:
+    """The tree of ``source``, a shell string, with every value quoted for its place;
+    raises ``ShellPlacementError`` where that place is not certain."""
+    env = environment()
+    # Quoting rewrites the tree: a copy of its own.
+    tree = shellquote.quote_template(direct_templates.parse_dotted(env, source) or env.parse(source))
     tree.set_environment(env)
-    return env.from_string(tree)
+    return tree
+
+
+@lru_cache(maxsize=_TEMPLATES_CACHED)
+def _compile(source: str, shell: bool = False) -> Any:
+    """Something with ``generate(context)``: a ``DirectTemplate`` when the template is
+    only text and (filtered) names, else Jinja's compiled template."""
+    env = environment()
+    if shell:
+        tree = shell_quoted(source)
+        return direct_templates.direct(env, tree) or env.from_string(tree)
+    # Jinja's optimizer rewrites the tree it compiles, so not the shared one.
+    return direct_templates.direct(env, parsed(source)) or env.from_string(source)
 
 
 @lru_cache(maxsize=1024)
@@ -698,7 +723,7 @@ _IMPLICIT_NAMES: dict[type[nodes.Node], frozenset[str]] = {
 }
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=_TEMPLATES_CACHED)
 def analyze(source: str, *, expression: bool = False) -> Analysis:
     """The names a template (or expression) reads and any filter or test it
     uses that Jinja lacks, for validation before any run.
@@ -712,7 +737,7 @@ def analyze(source: str, *, expression: bool = False) -> Analysis:
             text = text[2:-2]
         text = "{{ " + text + " }}"
     try:
-        tree = env.parse(text)
+        tree = parsed(text)
         return Analysis(_references(tree), _unknown_filters_and_tests(tree))
     except TemplateError as err:
         raise TemplateFailed(f"template syntax error: {err}") from err

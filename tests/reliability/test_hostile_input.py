@@ -193,7 +193,9 @@ CORPUS_CASES = {
     "template-range-1e9.yaml": "The sandbox blocks ranges larger than MAX_RANGE (100000)",
     "template-string-bomb.yaml": "'x' * 1000000000 would build 1,000,000,000 characters",
     "template-power-bomb.yaml": "10 ** 100000000 would exceed 14,000 bits",
-    "template-nested-loops.yaml": "loops ran more than 1,000,000 iterations",
+    # Two budgets guard a render; on a loaded machine the 2 s clock can run out
+    # before the millionth iteration, and either refusal is the right one.
+    "template-nested-loops.yaml": "; templates must stay small",
     "template-concat-doubling.yaml": "'~' would build",
     "template-list-doubling.yaml": "access to attribute 'extend' of 'list' object is unsafe",
     "template-center-bomb.yaml": "|center: argument 1,000,000,000 is larger than 2,097,152",
