@@ -209,7 +209,7 @@ def _start_supervised(tmp_path: Path, command: str, grace: float) -> subprocess.
     )
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT])
 def test_supervisor_stops_the_step_and_the_run(tmp_path: Path, signum: int) -> None:
     """A signal to the engine stops the step's whole group; the engine exits 130 without running more steps."""
     pidfile = tmp_path / "grandchild.pid"
@@ -233,6 +233,21 @@ def test_second_signal_kills_without_waiting_for_grace(tmp_path: Path) -> None:
     engine.send_signal(signal.SIGINT)
     out, _ = engine.communicate(timeout=5)
     assert engine.returncode == 130
+    assert out.splitlines() == ["interrupted=True returncode=None"]
+    assert not _alive(grandchild)
+
+
+def test_repeated_sighup_does_not_escalate_to_sigkill(tmp_path: Path) -> None:
+    """A hang-up often comes twice (kernel, then the login shell): the graceful stop goes on; another signal still kills."""
+    pidfile = tmp_path / "grandchild.pid"
+    engine = _start_supervised(tmp_path, f"trap '' TERM; sleep 100 & echo $! > {pidfile}; wait", grace=60)
+    grandchild = int(_wait_for_file(pidfile))
+    engine.send_signal(signal.SIGHUP)
+    engine.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    assert _alive(grandchild)
+    engine.send_signal(signal.SIGTERM)
+    out, _ = engine.communicate(timeout=5)
     assert out.splitlines() == ["interrupted=True returncode=None"]
     assert not _alive(grandchild)
 

@@ -6,6 +6,8 @@ so that ``runbook --help`` and ``runbook plan`` stay fast.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -17,7 +19,16 @@ from click.shell_completion import CompletionItem
 
 from runbook.errors import ExitCode, RunbookError
 
-EXIT_CODES_HELP = "Exit codes: 0 ok, 1 a step failed, 2 invalid input, 3 refused, 4 awaiting approval, 5 dry run incomplete, 130 interrupted."
+# At exit the interpreter's last garbage collections walk every object the imported
+# libraries made: 0.5-0.8 s on a loaded machine, after the run was recorded and
+# everything closed. Frozen objects are skipped, so the process ends when its work
+# does (a signal is answered within 1 s); atexit handlers and stream flushes still run.
+atexit.register(gc.freeze)
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 a step failed, 2 invalid input, 3 refused, 4 awaiting approval, 5 dry run incomplete, "
+    "128+N interrupted by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT)."
+)
 
 
 def _call(function: Callable[..., int], **kwargs: Any) -> None:

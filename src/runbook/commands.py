@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from runbook.errors import ExitCode, Refused, UsageError
-from runbook.prompt import stdin_prompt
+from runbook.prompt import Prompt, make_prompt
 from runbook.stdstreams import is_terminal
 
 if TYPE_CHECKING:
@@ -239,6 +239,7 @@ def run(
     from runbook.engine import RunOptions, Session
     from runbook.engine.run import run_plan
     from runbook.planner import build_plan, parse_var_overrides
+    from runbook.process import ProcessSupervisor
 
     workdir = workdir or Path.cwd()
     loaded = _load(name)
@@ -257,7 +258,11 @@ def run(
         # off screen while a question is asked, and closed however the run ends.
         live_view = sys.modules.get("runbook.render.live")
         live = emit if live_view is not None and isinstance(emit, live_view.LiveReporter) else None
-        prompt = stdin_prompt if live is None else live.prompting(stdin_prompt)
+        # One supervisor for the run's commands and its questions: a signal ends either wait.
+        supervisor = ProcessSupervisor()
+        prompt = make_prompt(supervisor)
+        if live is not None:
+            prompt = live.prompting(prompt)
         options = RunOptions(
             yes=yes,
             approve=frozenset(approve),
@@ -272,7 +277,7 @@ def run(
             overrides=overrides,
         )
         try:
-            result = run_plan(Session(built, store, emit, options, workdir))
+            result = run_plan(Session(built, store, emit, options, workdir, supervisor))
         finally:
             if live is not None:
                 live.close()
@@ -338,6 +343,7 @@ def rollback(
     from runbook.engine.rollback import rollback_run
     from runbook.loader import load_runbook
     from runbook.planner import build_plan, parse_var_overrides
+    from runbook.process import ProcessSupervisor
 
     workdir = workdir or Path.cwd()
     with _open_store(state_url, workdir) as store:
@@ -349,8 +355,10 @@ def rollback(
         built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, _replayed_values(record, given))
         _check_values(record, built, given, accept_changes=False)
         interactive = _terminal_to_ask()
-        options = RunOptions(yes=yes, prompt=stdin_prompt if interactive else None, actor=_actor())
-        session = Session(built, store, _reporters(log_format), options, workdir)
+        supervisor = ProcessSupervisor()
+        prompt: Prompt | None = make_prompt(supervisor) if interactive else None
+        options = RunOptions(yes=yes, prompt=prompt, actor=_actor())
+        session = Session(built, store, _reporters(log_format), options, workdir, supervisor)
         return rollback_run(session, record, to_step=to_step, option=option, preview=dry_run).exit_code
 
 

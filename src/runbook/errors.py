@@ -8,12 +8,19 @@ lower-level error is converted at the boundary where it happens
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Exit codes shared by every command (documented in the README)."""
+    """Exit codes shared by every command (documented in the README).
+
+    A signal that ends the process gives 128 + its number, the code a shell
+    shows for a process killed by it: the same code whether the signal came
+    before the run started (default action) or during it (handled: the step
+    stopped, the run recorded ``interrupted``).
+    """
 
     OK = 0
     STEP_FAILED = 1
@@ -22,7 +29,18 @@ class ExitCode(IntEnum):
     AWAITING_APPROVAL = 4
     # A dry run that could not preview every step (or ended refused/failed in the preview).
     DRY_RUN_INCOMPLETE = 5
+    HANGUP = 129
     INTERRUPTED = 130
+    QUIT = 131
+    TERMINATED = 143
+
+    @classmethod
+    def for_signal(cls, signum: int) -> ExitCode:
+        """The code for a run ended by ``signum`` (one the process supervisor handles)."""
+        try:
+            return cls(128 + signum)
+        except ValueError:
+            return cls.INTERRUPTED
 
 
 class RunbookError(Exception):
@@ -77,6 +95,16 @@ class Refused(RunbookError):
 
 class LockHeld(Refused):
     """Another run holds the lock for this runbook and environment."""
+
+
+class Interrupted(RunbookError):
+    """A signal asked the run to stop while it waited for something other than a
+    command (an operator's answer): raised so that the wait ends at once."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.exit_code = ExitCode.for_signal(signum)
 
 
 class StateStoreError(RunbookError):

@@ -142,16 +142,24 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-class ProcessSupervisor:
-    """Tracks the running child process group so that SIGINT/SIGTERM to the runbook process stops it.
+# Every signal that would end the process: each stops the step's process group
+# and ends the run as interrupted instead. (SIGHUP: the terminal went away, e.g.
+# an SSH disconnect; SIGQUIT: Ctrl-\ at the terminal.)
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
-    ``install()`` (main thread only) replaces the SIGINT and SIGTERM handlers.
+
+class ProcessSupervisor:
+    """Tracks the running child process group so that a signal to the runbook process stops it.
+
+    ``install()`` (main thread only) replaces the handlers of ``HANDLED_SIGNALS``.
     On the first signal the handler sets ``stop_requested`` and
-    ``signal_received`` and sends SIGTERM to the current child's process
-    group; ``run_process`` then sends SIGKILL after its ``kill_grace`` and
-    returns ``interrupted=True``. A second signal sends SIGKILL at once, for
-    the operator who will not wait. Between steps the handler only records
-    the request: the caller checks ``stop_requested`` and exits (130).
+    ``signal_received``, writes to ``wake_fd`` and sends SIGTERM to the
+    current child's process group; ``run_process`` then sends SIGKILL after
+    its ``kill_grace`` and returns ``interrupted=True``. A second signal sends
+    SIGKILL at once, for the operator who will not wait. Between steps the
+    handler only records the request: the caller checks ``stop_requested``
+    and exits (128 + the signal's number, ``ExitCode.for_signal``). Code that
+    waits for something else (an operator's answer) waits on ``wake_fd`` too.
 
     One ``run_process`` at a time may use a supervisor.
     """
@@ -163,15 +171,22 @@ class ProcessSupervisor:
         self._previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
         self._wake_read: int | None = None
         self._wake_write: int | None = None
+        self._terminal_fds: list[int] = []
+
+    @property
+    def wake_fd(self) -> int | None:
+        """Readable once a stop was requested; None unless installed."""
+        return self._wake_read
 
     def install(self) -> None:
-        """Handle SIGINT and SIGTERM; must be called from the main thread."""
+        """Handle ``HANDLED_SIGNALS``; must be called from the main thread."""
         if self._previous:
             raise RuntimeError("ProcessSupervisor is already installed")
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        self._terminal_fds = [fd for fd in (0, 1, 2) if os.isatty(fd)]
+        for signum in HANDLED_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._on_signal)
 
     def uninstall(self) -> None:
@@ -187,10 +202,15 @@ class ProcessSupervisor:
         self._wake_read = self._wake_write = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        repeated = self.stop_requested
+        # A hang-up is never the operator's impatience, and often comes twice (the
+        # kernel, then the login shell passing it on to its jobs): it must not
+        # turn the group's graceful stop into SIGKILL.
+        repeated = self.stop_requested and signum != signal.SIGHUP
         self.stop_requested = True
         if self.signal_received is None:
             self.signal_received = signum
+        if signum == signal.SIGHUP:
+            self._forget_hung_up_terminal()
         group = self._group
         if group is not None:
             if repeated:
@@ -203,6 +223,26 @@ class ProcessSupervisor:
             except BlockingIOError:
                 # Full pipe: a wake-up is already pending.
                 pass
+
+    def _forget_hung_up_terminal(self) -> None:
+        """Point stdin/stdout/stderr that were a terminal now hung up at /dev/null.
+
+        Every write to a hung-up terminal fails (EIO), which would turn the
+        orderly end of the run (attempt and run recorded ``interrupted``) into
+        a crash. A terminal still answering (``kill -HUP`` with the session
+        alive) keeps the output; the kernel marks a terminal hung up before it
+        sends SIGHUP, so the check below sees it.
+        """
+        gone = [fd for fd in self._terminal_fds if not os.isatty(fd)]
+        if not gone:
+            return
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            for fd in gone:
+                os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+        self._terminal_fds = [fd for fd in self._terminal_fds if fd not in gone]
 
     def _attach(self, group: _Group) -> int | None:
         self._group = group
@@ -380,7 +420,7 @@ def run_process(
     ``runbook.safefile``, and its reporters) and kept in the last
     ``tail_lines`` of the result.
 
-    When ``timeout`` seconds pass, or the ``supervisor`` sees SIGINT/SIGTERM,
+    When ``timeout`` seconds pass, or the ``supervisor`` sees a signal,
     the command's whole process group gets SIGTERM, then SIGKILL after
     ``kill_grace`` seconds. Processes the command leaves behind in its group
     when it exits get the same treatment. If the supervisor had already seen

@@ -130,12 +130,12 @@ def test_stale_lock_of_killed_holder_is_taken_over_and_unlock_is_audited(sqlite_
     assert "lock_broken" in events
 
 
-def test_sigterm_stops_the_step_and_exits_130(sqlite_project: Project) -> None:
-    """SIGTERM to the runbook process stops the step's process group and marks the run interrupted."""
+def test_sigterm_stops_the_step_and_exits_143(sqlite_project: Project) -> None:
+    """SIGTERM to the runbook process stops the step's process group and marks the run interrupted (exit 128+15)."""
     sqlite_project.write("crash.yaml", SLOW)
     proc = sqlite_project.spawn("run", "crash.yaml")
     _wait_for(sqlite_project.root / "slow.running")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 130
+    assert proc.wait(20) == 143
     status = sqlite_project.runbook("status").stdout
     assert "interrupted" in status

@@ -68,6 +68,11 @@ def scratch(tmp_path: Path) -> Scratch:
     return Scratch(tmp_path)
 
 
+def _take_controlling_terminal() -> None:
+    # In the child, after setsid(): its stdin (the pty's slave side) becomes its controlling terminal.
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 @dataclass
 class Terminal:
     """A child process whose stdin, stdout and stderr are a real pseudo-terminal."""
@@ -77,11 +82,22 @@ class Terminal:
     raw: bytearray = field(default_factory=bytearray)
 
     @classmethod
-    def spawn(cls, argv: list[str], *, cwd: Path, env: dict[str, str], rows: int = 40, cols: int = 120) -> Terminal:
+    def spawn(
+        cls, argv: list[str], *, cwd: Path, env: dict[str, str], rows: int = 40, cols: int = 120, controlling: bool = False
+    ) -> Terminal:
+        """``controlling``: the pty becomes the child's controlling terminal, as at a login:
+        Ctrl-C typed into it sends SIGINT, closing it (a disconnect) sends SIGHUP."""
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         proc = subprocess.Popen(
-            argv, cwd=cwd, env={**env, "TERM": "xterm-256color"}, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+            argv,
+            cwd=cwd,
+            env={**env, "TERM": "xterm-256color"},
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=_take_controlling_terminal if controlling else None,
         )
         os.close(slave)
         return cls(proc, master)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -13,6 +13,7 @@ from runbook.masking import Masker
 
 if TYPE_CHECKING:
     from runbook.connections import Connections
+    from runbook.process import ProcessSupervisor
     from runbook.state import StateStore
 
 
@@ -30,6 +31,11 @@ class CheckContext:
     # Files the runbook ships (an alembic.ini) are relative to the runbook's directory;
     # a context made outside a run (a test, a tool) without one uses workdir.
     runbook_dir: Path | None = None
+    # A check that starts a command runs it under the run's supervision, like a
+    # step: a signal stops it at once, and its process group is journalled (via
+    # ``on_process_start``) so that --resume stops what a killed run left running.
+    supervisor: ProcessSupervisor | None = None
+    on_process_start: Callable[[int], None] | None = None
 
     def runbook_file(self, path: str) -> Path:
         return (self.runbook_dir or self.workdir) / path
@@ -42,6 +48,9 @@ class CheckResult:
     A check that could not look (no connection, a missing file, its own
     exception) has ``error`` set instead: that is not an observed value, and
     it is shown as ``error: MESSAGE``.
+
+    ``interrupted``: a signal stopped the check before it could decide; it is
+    neither passed nor failed, and the run ends as interrupted.
     """
 
     ok: bool
@@ -50,6 +59,7 @@ class CheckResult:
     detail: str | None = None
     applicable: bool = True
     error: str | None = None
+    interrupted: bool = False
 
     @classmethod
     def errored(cls, message: str) -> CheckResult:

@@ -5,20 +5,17 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from runbook.checks.base import CheckContext, CheckResult
 from runbook.expect import RegexText
+from runbook.steps.command import CommandParams
 
 DEFAULT_TIMEOUT_S = 60.0
 
 
-class CommandCheckParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    run: str | list[str] = Field(description="A shell string (run by /bin/sh) or an argv list (no shell).")
-    cwd: str | None = None
-    env: dict[str, str] = {}
+# The command as a step declares it (``run``, ``cwd``, ``env``), and what its output must show.
+class CommandCheckParams(CommandParams):
     output_matches: RegexText | None = None
     output_excludes: RegexText | None = None
 
@@ -41,20 +38,14 @@ class CommandCheck:
         return text
 
     def evaluate(self, params: CommandCheckParams, ctx: CheckContext) -> CheckResult:
-        from runbook.process import run_process
-        from runbook.steps.command import resolve_cwd
+        from runbook.steps.command import run_command
 
         lines: list[str] = []
-        result = run_process(
-            params.run,
-            cwd=resolve_cwd(params.cwd, ctx.workdir),
-            env={**ctx.env, **params.env},
-            timeout=ctx.timeout or DEFAULT_TIMEOUT_S,
-            on_line=lines.append,
-            mask=ctx.masker.mask,
-        )
+        result = run_command(params, ctx, timeout=ctx.timeout or DEFAULT_TIMEOUT_S, on_line=lines.append)
         output = "\n".join(lines)
         last = lines[-1] if lines else ""
+        if result.interrupted:
+            return CheckResult(False, "interrupted", "exit 0", last, interrupted=True)
         if result.timed_out:
             return CheckResult(False, "timed out", "exit 0", last)
         if result.returncode != 0:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from runbook.engine.journal import Journal
 from runbook.engine.outcome import Stop
-from runbook.errors import ExitCode, Refused
+from runbook.errors import ExitCode, Interrupted, Refused
 from runbook.planner import PlannedStep
 from runbook.status import EventName, RunStatus, StepStatus
 
@@ -51,7 +51,7 @@ class Approvals:
             self.journal.notice(f"the approval of {planned.id!r} by {approval.by} is void: the step changed since")
         question = question or confirmation_text(planned)
         if self.prompt is not None:
-            if self.prompt(self.journal.masker.mask(question)):
+            if self._ask(question, planned.id):
                 store.record_approval(run_id, planned.id, by=self.actor, comment="interactive", fingerprint=planned.fingerprint)
                 self.journal.emit(EventName.APPROVED, step=planned.id, by=self.actor, how="interactive")
                 return
@@ -69,6 +69,15 @@ class Approvals:
             resume=self.resume_command(),
         )
         raise Stop(RunStatus.AWAITING_APPROVAL, ExitCode.AWAITING_APPROVAL, step=planned.id)
+
+    def _ask(self, question: str, step_id: str) -> bool:
+        assert self.prompt is not None
+        try:
+            return self.prompt(self.journal.masker.mask(question))
+        except Interrupted:
+            # A signal while the operator reads: no answer, and the step has not started,
+            # so --resume asks again.
+            raise Stop(RunStatus.INTERRUPTED, ExitCode.INTERRUPTED, step=step_id) from None
 
     def confirm_environment(self, env: str, runbook: str, *, protected: bool) -> None:
         """A protected environment asks once, before a new run takes it."""

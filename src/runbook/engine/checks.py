@@ -2,7 +2,9 @@
 
 A driver or network error is a failed check with the error as its detail,
 never a crash; the check context is built once per run (hashing the runbook
-for every check made each check cost O(runbook)).
+for every check made each check cost O(runbook)). A check runs under the
+run's process supervisor, like a step: a signal before or during it stops the
+run as interrupted instead of passing a verdict on what it saw.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from dataclasses import replace
 from runbook.checks import CheckContext, CheckResult, get_check_kind
 from runbook.connections import describe_db_error
 from runbook.engine.journal import Journal
-from runbook.errors import RunbookError
+from runbook.engine.outcome import Stop
+from runbook.errors import ExitCode, RunbookError
 from runbook.planner import RenderedCheck
-from runbook.status import EventName
+from runbook.status import EventName, RunStatus
 
 
 class CheckRunner:
@@ -22,14 +25,26 @@ class CheckRunner:
         self.journal = journal
         self.context = context
 
-    def evaluate(self, check: RenderedCheck, step_id: str, role: str, label: str | None = None) -> CheckResult:
+    def evaluate(self, check: RenderedCheck, step_id: str, role: str, label: str | None = None, *, attempt: int | None = None) -> CheckResult:
+        """The check's result, journalled; raises Stop (interrupted) when a signal asked
+        the run to stop. ``attempt``: the step attempt a gate belongs to, recorded with
+        the process group of a command the check starts (so --resume stops it)."""
+        self._stop_if_requested()
         kind = get_check_kind(check.check.check)
+
+        def journal_process(pgid: int) -> None:
+            self.journal.process_started(step_id, attempt, pgid)
+
+        context = replace(self.context, timeout=check.check.timeout, on_process_start=journal_process)
         try:
-            result = kind.evaluate(check.params, replace(self.context, timeout=check.check.timeout))
+            result = kind.evaluate(check.params, context)
         except RunbookError as err:
             result = CheckResult.errored(self.journal.masker.mask(err.message))
         except Exception as err:  # a driver or network error is a failed check, not a crash
             result = CheckResult.errored(describe_db_error(err, self.journal.masker))
+        # What a check saw while the run was being stopped is no verdict (a command
+        # check stopped half-way reads as failed): the run ends interrupted instead.
+        self._stop_if_requested(result.interrupted)
         self.journal.emit(
             EventName.CHECK,
             step=step_id,
@@ -44,3 +59,8 @@ class CheckRunner:
             error=result.error,
         )
         return result
+
+    def _stop_if_requested(self, interrupted: bool = False) -> None:
+        supervisor = self.context.supervisor
+        if interrupted or (supervisor is not None and supervisor.stop_requested):
+            raise Stop(RunStatus.INTERRUPTED, ExitCode.INTERRUPTED)

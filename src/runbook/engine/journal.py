@@ -73,8 +73,9 @@ class Journal:
         """A step that ended without running (skipped, refused, awaiting approval, rolled back)."""
         self.store.record_step(self.run_id, step_id, status=str(status), fingerprint=fingerprint, reason=self.masker.mask(reason))
 
-    def process_started(self, step_id: str, attempt: int, pgid: int) -> None:
-        """Where a step's process group runs, so a resume can stop it if this process dies."""
+    def process_started(self, step_id: str, attempt: int | None, pgid: int) -> None:
+        """Where a step's (or its check's) process group runs, so a resume can stop it if
+        this process dies. ``attempt`` is None for a check outside an attempt (a precondition)."""
         self.store.append_event(
             self.run_id, str(EventName.PROCESS_STARTED), step_id=step_id, detail={"pgid": pgid, "host": self.store.host, "attempt": attempt}
         )

@@ -55,7 +55,17 @@ class RunOptions:
 
 
 class Session:
-    def __init__(self, plan: Plan, store: StateStore, emit: Callable[[str, Event], None], options: RunOptions, workdir: Path) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        store: StateStore,
+        emit: Callable[[str, Event], None],
+        options: RunOptions,
+        workdir: Path,
+        supervisor: ProcessSupervisor | None = None,
+    ) -> None:
+        """``supervisor``: the caller's, when its prompt must wake on the same signals
+        (``prompt.make_prompt``); the session installs it while it holds the environment."""
         self.plan = plan
         self.store = store
         self.options = options
@@ -64,7 +74,7 @@ class Session:
         self.journal = Journal(store, masker, emit)
         self.states = StepStates()
         self.renderer = Renderer(plan, self.states, dry_run=options.dry_run)
-        self.supervisor = ProcessSupervisor()
+        self.supervisor = supervisor or ProcessSupervisor()
         self.connections = Connections(dict(plan.runbook.connections), masker, self.renderer.text)
         self.fingerprint = runbook_fingerprint(plan.runbook)
         process_env = dict(os.environ)
@@ -79,6 +89,7 @@ class Session:
                 runbook=plan.runbook.name,
                 fingerprint=self.fingerprint,
                 runbook_dir=plan.loaded.path.parent,
+                supervisor=self.supervisor,
             ),
         )
         self.approvals = Approvals(
@@ -167,6 +178,9 @@ class Session:
 
     def finish(self, status: RunStatus, *, finished: bool, next_steps: list[str] | None = None) -> RunResult:
         code = _EXIT_CODES[status]
+        if status == RunStatus.INTERRUPTED and self.supervisor.signal_received is not None:
+            # 128 + the signal's number, as a shell shows for a process the signal killed.
+            code = ExitCode.for_signal(self.supervisor.signal_received)
         self.store.set_run_status(self.run_id, str(status), finished=finished or self.options.dry_run)
         self.journal.emit(EventName.RUN_FINISHED, status=status, duration=round(time.monotonic() - self.started, 3), next=next_steps or [])
         notification = _NOTIFICATIONS.get(status)

@@ -189,21 +189,26 @@ class StepRunner:
             raise
         try:
             outcome = self._act(body, ctx)
-            if outcome.interrupted or self.supervisor.stop_requested:
-                self.journal.finish_attempt(step_id, attempt, StepStatus.INTERRUPTED, error="interrupted by signal", log_path=str(log_path))
-                self.states[step_id] = StepState(StepStatus.INTERRUPTED)
-                self.journal.emit(EventName.STEP_FINISHED, step=step_id, status=StepStatus.INTERRUPTED, duration=round(time.monotonic() - started, 3))
-                raise Stop(RunStatus.INTERRUPTED, ExitCode.INTERRUPTED, step=step_id)
-            if mode != "rollback":
-                outcome = self._after_action(planned, outcome, mode, checks)
+            if mode != "rollback" and not (outcome.interrupted or self.supervisor.stop_requested):
+                outcome = self._after_action(planned, outcome, mode, checks, attempt)
         except RunbookError as err:
             # The step acted; whatever fails now fails this attempt, and the run stays resumable.
             outcome = StepOutcome(False, error=err.message)
-        except Stop:
-            raise
+        except Stop as stop:
+            # A gate's check saw the signal (CheckRunner); any other stop passes through.
+            if stop.status != RunStatus.INTERRUPTED:
+                raise
+            outcome = StepOutcome(False, error="interrupted", interrupted=True)
         except BaseException as err:
             self.journal.finish_attempt(step_id, attempt, StepStatus.FAILED, error=f"internal error: {err!r}", log_path=str(log_path))
             raise
+        if outcome.interrupted or self.supervisor.stop_requested:
+            # Whether the command, a gate or nothing in particular was running: the
+            # attempt is interrupted and runs again on --resume.
+            self.journal.finish_attempt(step_id, attempt, StepStatus.INTERRUPTED, error="interrupted by signal", log_path=str(log_path))
+            self.states[step_id] = StepState(StepStatus.INTERRUPTED)
+            self.journal.emit(EventName.STEP_FINISHED, step=step_id, status=StepStatus.INTERRUPTED, duration=round(time.monotonic() - started, 3))
+            raise Stop(RunStatus.INTERRUPTED, ExitCode.INTERRUPTED, step=step_id)
         if outcome.ok:
             status = {"step": StepStatus.PASSED, "dry_run": StepStatus.DRY_RUN, "rollback": StepStatus.ROLLED_BACK}[mode]
         else:
@@ -232,7 +237,7 @@ class StepRunner:
         except Exception as err:  # a kind's unexpected error is this step's failure, reported in one line
             return StepOutcome(False, error=describe_db_error(err, self.journal.masker))
 
-    def _after_action(self, planned: PlannedStep, outcome: StepOutcome, mode: Mode, checks: list[dict[str, Any]]) -> StepOutcome:
+    def _after_action(self, planned: PlannedStep, outcome: StepOutcome, mode: Mode, checks: list[dict[str, Any]], attempt: int) -> StepOutcome:
         """Declared outputs, then the gates, observed next to expected."""
         if outcome.summary and "summary" not in outcome.outputs:
             # Later steps quote it (a confirmation shows the dry run's summary).
@@ -243,7 +248,7 @@ class StepRunner:
         if not outcome.ok:
             return outcome
         for check in self.renderer.gates(planned, outcome.outputs):
-            result = self.checks.evaluate(check, planned.id, "gate")
+            result = self.checks.evaluate(check, planned.id, "gate", attempt=attempt)
             checks.append({"name": check.label, **result.as_dict()})
             if result.ok:
                 continue
@@ -297,7 +302,7 @@ class StepRunner:
         )
 
     def pause(self, seconds: float) -> None:
-        """Sleep between attempts, waking early when a stop (SIGINT/SIGTERM) was requested."""
+        """Sleep between attempts, waking early when a stop (a signal) was requested."""
         deadline = time.monotonic() + seconds
         while not self.supervisor.stop_requested and (left := deadline - time.monotonic()) > 0:
             time.sleep(min(left, 0.05))
