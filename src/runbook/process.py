@@ -45,6 +45,8 @@ _GROUP_POLL = 0.02
 # A SIGKILLed process is gone within microseconds unless stuck in the kernel
 # (uninterruptible I/O); waiting longer than this would hang the run on it.
 _KILL_SETTLE = 1.0
+# How long a stopped group gets between SIGTERM and SIGKILL.
+DEFAULT_KILL_GRACE = 5.0
 # Data still buffered once the group is gone is at most a pipe's capacity;
 # more can only come from a process that left the group and kept the pipe.
 _MAX_DRAIN = 1 << 20
@@ -406,7 +408,7 @@ def run_process(
     mask: Callable[[str], str] = _unmasked,
     tail_lines: int = 40,
     supervisor: ProcessSupervisor | None = None,
-    kill_grace: float = 5.0,
+    kill_grace: float = DEFAULT_KILL_GRACE,
     on_start: Callable[[int], None] | None = None,
 ) -> ProcessResult:
     """Run ``command`` to completion, streaming its output line by line.
@@ -510,7 +512,7 @@ def _supervise(
     )
 
 
-def stop_group(pgid: int, grace: float = 5.0) -> bool:
+def stop_group(pgid: int, grace: float = DEFAULT_KILL_GRACE) -> bool:
     """SIGTERM a process group, then SIGKILL what is left after ``grace``.
     Returns whether any member was alive to stop."""
     if not group_alive(pgid):
@@ -522,3 +524,9 @@ def stop_group(pgid: int, grace: float = 5.0) -> bool:
     if group_alive(pgid):
         _signal_group(pgid, signal.SIGKILL)
     return True
+
+
+def longest_run(timeout: float, kill_grace: float = DEFAULT_KILL_GRACE) -> float:
+    """Seconds after its start by which ``run_process`` has stopped a command with this
+    ``timeout``, its whole group included (while the runbook process lives to do it)."""
+    return timeout + kill_grace + _KILL_SETTLE

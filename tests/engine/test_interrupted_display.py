@@ -153,7 +153,7 @@ RUN = RunRecord(
     finished_at=None,
     params={},
 )
-HOLDER = LockRecord("k", "default", RUN.run_id, "me", "here", os.getpid(), process_start_ticks(os.getpid()), NOW, NOW)
+HOLDER = LockRecord("k", "default", RUN.run_id, "me", "here", os.getpid(), process_start_ticks(os.getpid()), NOW, NOW, "token")
 
 
 def test_live_holder_on_this_host_is_running() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -271,8 +272,42 @@ def test_old_store_is_upgraded_in_place(db_url: str) -> None:
         store.save_checkpoint("old-run", "migrate", {"k": 1})
         assert store.start_attempt("old-run", "migrate", fingerprint="f") == 2
     with engine.connect() as conn:
-        assert conn.execute(sa.select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION]
+        assert conn.execute(sa.select(schema_version.c.version)).scalars().all() == list(range(1, SCHEMA_VERSION + 1))
         assert "ix_runs_started" in {ix["name"] for ix in sa.inspect(conn).get_indexes("runs")}
+    engine.dispose()
+
+
+def test_version_1_store_gains_owner_tokens_and_its_locks_still_work(db_url: str) -> None:
+    """A version-1 store (locks without owner_token, attempts without pid_started) is
+    upgraded in place; a lock row it holds (NULL token) is still judged by its pid:
+    kept while that process lives, taken over once it is gone."""
+    engine = raw_engine(db_url)
+    metadata.create_all(engine)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE locks DROP COLUMN owner_token"))
+        conn.execute(sa.text("ALTER TABLE step_attempts DROP COLUMN pid_started"))
+        conn.execute(sa.insert(schema_version).values(version=1, applied_at=now))
+        for env, pid in (("prod", os.getpid()), ("staging", gone.pid)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO locks (runbook, env, run_id, actor, host, pid, acquired_at, heartbeat_at)"
+                    " VALUES ('deploy', :env, :run, 'a', :host, :pid, :now, :now)"
+                ),
+                {"env": env, "run": f"old-{env}", "host": socket.gethostname(), "pid": pid, "now": now.replace(tzinfo=None)},
+            )
+    with StateStore.open(db_url) as store:
+        with pytest.raises(LockHeld, match="old-prod"):
+            store.acquire_lock("deploy", "prod", "new-prod")
+        lock = store.acquire_lock("deploy", "staging", "new-staging")
+        assert lock.previous is not None and lock.previous.run_id == "old-staging" and lock.previous.owner_token is None
+        holder = store.lock_holder("deploy", "staging")
+        assert holder is not None and holder.owner_token == lock.token
+        assert store.release_lock(lock)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(schema_version.c.version)).scalars().all() == [1, 2]
     engine.dispose()
 
 
@@ -290,19 +325,51 @@ def test_newer_store_is_refused(sqlite_url: str) -> None:
 def test_second_acquire_raises_lock_held(store: StateStore) -> None:
     """A live holder keeps the lock: another run gets LockHeld naming user, host, pid, start and run id."""
     first, second = new_run(store), new_run(store)
-    store.acquire_lock("deploy", "prod", first)
-    store.acquire_lock("deploy", "prod", first)  # re-entrant for the holder itself
+    lock = store.acquire_lock("deploy", "prod", first)
+    assert store.acquire_lock("deploy", "prod", first).token == lock.token  # re-entrant for the holder itself
     with pytest.raises(LockHeld) as caught:
         store.acquire_lock("deploy", "prod", second)
     message = str(caught.value)
     for part in (first, store.actor, store.host, f"pid {os.getpid()}", "since"):
         assert part in message
-    store.acquire_lock("deploy", "staging", second)  # another env is another lock
-    store.release_lock("deploy", "prod", second)  # not the holder: no effect
+    staging = store.acquire_lock("deploy", "staging", second)  # another env is another lock
+    assert store.release_lock(staging)
+    assert not store.release_lock(staging)  # no longer ours: nothing changes
     assert _id(store.lock_holder("deploy", "prod")) == first
-    store.release_lock("deploy", "prod", first)
+    assert store.release_lock(lock)
     assert store.lock_holder("deploy", "prod") is None
     store.acquire_lock("deploy", "prod", second)
+
+
+def test_owner_token_not_run_id_decides_who_holds_the_lock(store: StateStore, db_url: str) -> None:
+    """Two acquisitions for the same run id (a resume by another process after unlock
+    --force): the old handle's heartbeat, check and release change nothing of the new
+    holder's row and mark the old handle lost; the old holder cannot start an attempt
+    of the run, nor set its status, while the new one can."""
+    run_id = new_run(store)
+    old = store.acquire_lock("deploy", "prod", run_id)
+    store.force_unlock("deploy", "prod", by="carol@ops")
+    with StateStore.open(db_url) as other:
+        new = other.acquire_lock("deploy", "prod", run_id)
+        assert new.token != old.token
+        before = store.lock_holder("deploy", "prod")
+        with pytest.raises(LockHeld, match="no longer holds the lock"):
+            store.heartbeat(old)
+        with pytest.raises(LockHeld):
+            store.confirm_lock(old)
+        assert old.lost is not None and new.lost is None
+        with pytest.raises(LockHeld):
+            store.start_attempt(run_id, "migrate", fingerprint="f")
+        store.set_run_status(run_id, "refused", finished=True)
+        assert not store.release_lock(old)
+        holder = store.lock_holder("deploy", "prod")
+        assert holder == before and holder is not None and holder.owner_token == new.token
+        run = store.get_run(run_id)
+        assert run is not None and run.status == "running"
+        assert other.start_attempt(run_id, "migrate", fingerprint="f") == 1
+        other.confirm_lock(new)
+        assert other.release_lock(new)
+    assert store.attempts(run_id)[0].pid_started is not None
 
 
 HOLD_LOCK = """
@@ -373,10 +440,10 @@ def test_remote_lock_taken_over_only_after_heartbeat_deadline(store: StateStore,
 def test_heartbeat_thread_and_force_unlock(store: StateStore) -> None:
     """The heartbeat thread refreshes the lock; force_unlock breaks it, is audited, and the thread notices."""
     run_id = new_run(store)
-    store.acquire_lock("deploy", "prod", run_id)
+    lock = store.acquire_lock("deploy", "prod", run_id)
     before = store.lock_holder("deploy", "prod")
     assert before is not None
-    beat = store.start_heartbeat("deploy", "prod", run_id, interval=0.02)
+    beat = store.start_heartbeat(lock, interval=0.02)
     try:
         deadline = time.monotonic() + 5
         while (now := store.lock_holder("deploy", "prod")) is not None and now.heartbeat_at == before.heartbeat_at:
@@ -394,7 +461,23 @@ def test_heartbeat_thread_and_force_unlock(store: StateStore) -> None:
     assert event.detail["by"] == "carol@ops" and event.detail["holder"]["run_id"] == run_id
     assert store.force_unlock("deploy", "prod", by="carol@ops") is None
     with pytest.raises(LockHeld):
-        store.heartbeat("deploy", "prod", run_id)
+        store.heartbeat(lock)
+    with pytest.raises(LockHeld):
+        beat.check()
+
+
+def test_heartbeat_check_asks_the_store_at_once(store: StateStore) -> None:
+    """check() reads the lock row: a broken lock is noticed before the next beat is due."""
+    lock = store.acquire_lock("deploy", "prod", new_run(store))
+    beat = store.start_heartbeat(lock, interval=3600)
+    try:
+        beat.check()
+        store.force_unlock("deploy", "prod", by="carol@ops")
+        with pytest.raises(LockHeld, match="no longer holds the lock"):
+            beat.check()
+        assert beat.lost
+    finally:
+        beat.stop()
 
 
 RACE = """

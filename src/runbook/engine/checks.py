@@ -33,7 +33,9 @@ class CheckRunner:
         kind = get_check_kind(check.check.check)
 
         def journal_process(pgid: int) -> None:
-            self.journal.process_started(step_id, attempt, pgid)
+            # The check kind's own default applies when the check sets none; no deadline
+            # is then recorded and a takeover from another host refuses rather than guess.
+            self.journal.process_started(step_id, attempt, pgid, check.check.timeout)
 
         context = replace(self.context, timeout=check.check.timeout, on_process_start=journal_process)
         try:

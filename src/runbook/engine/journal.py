@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from runbook.engine.leftovers import process_started_detail
 from runbook.masking import Masker
 from runbook.reporting import Event
 from runbook.state import StateStore
@@ -73,12 +74,12 @@ class Journal:
         """A step that ended without running (skipped, refused, awaiting approval, rolled back)."""
         self.store.record_step(self.run_id, step_id, status=str(status), fingerprint=fingerprint, reason=self.masker.mask(reason))
 
-    def process_started(self, step_id: str, attempt: int | None, pgid: int) -> None:
-        """Where a step's (or its check's) process group runs, so a resume can stop it if
-        this process dies. ``attempt`` is None for a check outside an attempt (a precondition)."""
-        self.store.append_event(
-            self.run_id, str(EventName.PROCESS_STARTED), step_id=step_id, detail={"pgid": pgid, "host": self.store.host, "attempt": attempt}
-        )
+    def process_started(self, step_id: str, attempt: int | None, pgid: int, timeout: float | None) -> None:
+        """Where a step's (or its check's) process group runs and by when its timeout ends it,
+        so the next holder of the lock can stop it (or wait for it) if this process dies.
+        ``attempt`` is None for a check outside an attempt (a precondition)."""
+        detail = process_started_detail(pgid, self.store.host, attempt, timeout)
+        self.store.append_event(self.run_id, str(EventName.PROCESS_STARTED), step_id=step_id, detail=detail)
 
     def checkpoints(self, step_id: str) -> Checkpoints:
         return Checkpoints(self.store, self.run_id, step_id)

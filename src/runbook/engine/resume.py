@@ -32,35 +32,18 @@ def load_states(store: StateStore, run_id: str, states: StepStates) -> dict[str,
 
 
 def recover(journal: Journal, states: StepStates, recorded: dict[str, AttemptRecord]) -> None:
-    """Steps left 'running' by a dead process become interrupted and run again,
-    after what that process left running is stopped."""
+    """Steps left 'running' by a dead process become interrupted and run again. What
+    that process left running was settled when the lock was taken (leftovers.py):
+    stopped, waited for, or the resume refused."""
     for step_id, state in list(states.items()):
         if state.status != StepStatus.RUNNING:
             continue
         attempt = recorded[step_id]
-        stop_leftovers(journal, step_id, attempt.attempt)
         journal.store.mark_interrupted(journal.run_id, step_id, attempt.attempt)
         state.status = StepStatus.INTERRUPTED
         message = f"step {step_id!r} was interrupted (its process {attempt.pid} on {attempt.host} is gone); it will run again"
         journal.emit(EventName.STEP_RECOVERED, step=step_id, attempt=attempt.attempt, message=message)
         journal.notice(message)
-
-
-def stop_leftovers(journal: Journal, step_id: str, attempt: int) -> None:
-    """A killed run's command leads its own session and outlives it; stop it before
-    the step runs again, so two copies never run at once."""
-    from runbook.process import stop_group
-
-    for event in journal.store.events(journal.run_id):
-        detail = event.detail or {}
-        if event.event != EventName.PROCESS_STARTED or event.step_id != step_id or detail.get("attempt") != attempt:
-            continue
-        if detail.get("host") != journal.store.host:
-            journal.notice(f"step {step_id!r} ran on {detail.get('host')}; make sure its process group {detail.get('pgid')} is gone there")
-        elif stop_group(int(detail["pgid"])):
-            message = f"stopped process group {detail['pgid']} of step {step_id!r}, left running by the killed run"
-            journal.emit(EventName.LEFTOVER_STOPPED, step=step_id, pgid=detail["pgid"], message=message)
-            journal.notice(message)
 
 
 def needed_by(plan: Plan, step_ids: Iterable[str]) -> set[str]:

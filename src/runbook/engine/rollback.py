@@ -121,8 +121,7 @@ def rollback_run(session: Session, parent: RunRecord, *, to_step: str | None = N
         raise Refused(f"run {parent.run_id} has nothing to roll back", hint="runbook show " + parent.run_id + " lists its steps")
     _confirm(session, lines)
     run_id = new_run_id()
-    with session.holding(run_id):
-        _claim(session, parent)
+    with session.holding(run_id, claim=lambda: _claim(session, parent)):
         session.bind(run_id)
         store.create_run(
             run_id=run_id,

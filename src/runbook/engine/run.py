@@ -6,6 +6,7 @@ Call tree::
     ├── _open              the run to resume (the one owning the environment) or a new one
     ├── session.holding    lock + heartbeat + signals + connections
     │   ├── _claim         refuse when another unfinished run owns the environment
+    │   ├── leftovers      settle what earlier holders left running (stop, wait or refuse)
     │   ├── resume.*       recover, carry over, verify (fingerprints, frontier gates)
     │   ├── steps.run      for each selected step
     │   └── _criteria      the runbook's success criteria
@@ -41,9 +42,7 @@ def run_plan(session: Session) -> RunResult:
         environment = plan.runbook.environments.get(plan.env)
         session.approvals.confirm_environment(plan.env, plan.runbook.name, protected=bool(environment and environment.protected))
     run_id = resumed.run_id if resumed else new_run_id()
-    with session.holding(run_id):
-        if not opts.dry_run:
-            _claim(session, run_id)
+    with session.holding(run_id, claim=lambda: _claim(session, run_id)):
         session.bind(run_id)
         if resumed is None:
             session.store.create_run(

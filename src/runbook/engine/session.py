@@ -19,6 +19,7 @@ from pathlib import Path
 
 from runbook.checks import CheckContext
 from runbook.connections import Connections
+from runbook.engine import leftovers
 from runbook.engine.approvals import Approvals
 from runbook.engine.checks import CheckRunner
 from runbook.engine.context import Renderer, StepStates
@@ -141,18 +142,24 @@ class Session:
     # ------------------------------------------------------------ holding the environment
 
     @contextmanager
-    def holding(self, run_id: str) -> Iterator[None]:
+    def holding(self, run_id: str, *, claim: Callable[[], None] = lambda: None) -> Iterator[None]:
         """The (runbook, environment) lock with its heartbeat, signal handling and
-        connections, for as long as the body runs; all released however it ends."""
+        connections, for as long as the body runs; all released however it ends.
+
+        Under the lock, before anything else: ``claim`` (refuse when another run owns
+        the environment), then what earlier holders left running is settled
+        (leftovers.py), so no step of theirs still runs when one of ours starts.
+        """
         name, env = self.plan.runbook.name, self.plan.env
-        locked = not self.options.dry_run
-        if locked:
-            self.store.acquire_lock(name, env, run_id)
+        lock = None if self.options.dry_run else self.store.acquire_lock(name, env, run_id)
         heartbeat = None
         try:
+            if lock is not None:
+                claim()
+                leftovers.settle(self.store, lock, notice=self.journal.notice)
             self.supervisor.install()
-            if locked:
-                heartbeat = self.store.start_heartbeat(name, env, run_id)
+            if lock is not None:
+                heartbeat = self.store.start_heartbeat(lock)
             self._heartbeat = heartbeat
             yield
         finally:
@@ -160,19 +167,17 @@ class Session:
                 heartbeat.stop()
             self.supervisor.uninstall()
             self.connections.dispose()
-            if locked:
-                self.store.release_lock(name, env, run_id)
+            if lock is not None:
+                self.store.release_lock(lock)
 
     def check_still_holding(self) -> None:
         """Before each step: a signal stops the run; a lost lock stops it before it acts again."""
         if self.supervisor.stop_requested:
             raise Stop(RunStatus.INTERRUPTED, ExitCode.INTERRUPTED)
-        heartbeat = self._heartbeat
-        if heartbeat is not None and heartbeat.lost:
-            # The lock was broken (unlock --force) or taken over: another run may
-            # hold it now, so not one more step of this one.
-            assert heartbeat.error is not None
-            raise heartbeat.error
+        if self._heartbeat is not None:
+            # The lock was broken (unlock --force) or taken over: another run may hold
+            # it now, so not one more step of this one. Asks the store, not the last beat.
+            self._heartbeat.check()
 
     # ------------------------------------------------------------ the end
 

@@ -276,6 +276,7 @@ class StepRunner:
         log = AppendLog(log_path, self.workdir)
         log.open()
         masker = self.journal.masker
+        timeout = body.timeout or planned.step.timeout
 
         def output(line: str) -> None:
             masked = masker.mask(line)
@@ -292,12 +293,12 @@ class StepRunner:
             output=output,
             checkpoints=self.journal.checkpoints(step_id),
             attempt=attempt,
-            timeout=body.timeout or planned.step.timeout,
+            timeout=timeout,
             dry_run=self.dry_run,
             log_path=log_path,
             supervisor=self.supervisor,
             progress=lambda event: self.journal.emit(EventName.PROGRESS, step=step_id, record=False, **event),
-            on_process_start=lambda pgid: self.journal.process_started(step_id, attempt, pgid),
+            on_process_start=lambda pgid: self.journal.process_started(step_id, attempt, pgid, timeout),
             runbook_dir=self.renderer.plan.loaded.path.parent,
         )
 

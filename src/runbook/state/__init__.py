@@ -4,7 +4,7 @@ Importing this package imports SQLAlchemy, so it stays off the ``runbook plan``
 path; only the engine and the commands that read history import it.
 """
 
-from runbook.state.locks import LOCK_STALE_AFTER, Heartbeat, LockRecord
+from runbook.state.locks import LOCK_STALE_AFTER, Heartbeat, LockHandle, LockRecord
 from runbook.state.schema import SCHEMA_VERSION
 from runbook.state.store import (
     ATTEMPT_KINDS,
@@ -32,6 +32,7 @@ __all__ = [
     "AttemptRecord",
     "EventRecord",
     "Heartbeat",
+    "LockHandle",
     "LockRecord",
     "RunRecord",
     "StateStore",

@@ -10,11 +10,18 @@ without releasing is detected and taken over:
 * other host: it has not heartbeaten for ``LOCK_STALE_AFTER`` seconds. This
   compares the taker's clock with the holder's, so hosts sharing a store are
   assumed to keep their clocks in sync (NTP) to well within that margin.
+
+Each acquisition writes a fresh random owner token into the row and hands it
+back in a ``LockHandle``. Heartbeat, release and the ownership check match
+the row by that token, never by run id alone: a ``--resume`` of the same run
+by another process (after ``unlock --force``) holds the same run id, and the
+old holder must neither refresh nor delete the new holder's row.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +52,8 @@ class LockRecord:
     pid_started: int | None
     acquired_at: datetime
     heartbeat_at: datetime
+    # None only in a row written before owner tokens existed (schema version 1).
+    owner_token: str | None
 
     def describe(self) -> str:
         return (
@@ -64,17 +73,44 @@ class LockRecord:
         }
 
 
-_COLUMNS = (
-    locks.c.runbook,
-    locks.c.env,
-    locks.c.run_id,
-    locks.c.actor,
-    locks.c.host,
-    locks.c.pid,
-    locks.c.pid_started,
-    locks.c.acquired_at,
-    locks.c.heartbeat_at,
+# Selected in dataclass field order so rows map positionally.
+_COLUMNS = tuple(locks.c[name] for name in LockRecord.__dataclass_fields__)
+
+
+# Run before every step and every attempt: built once (building a statement costs
+# about as much as running it on SQLite).
+_OWNER_TOKEN = (
+    sa.select(locks.c.owner_token)
+    .where(locks.c.runbook == sa.bindparam("runbook"), locks.c.env == sa.bindparam("env"))
+    .with_for_update(read=True)
 )
+
+
+@dataclass(slots=True)
+class LockHandle:
+    """One acquisition of a lock: what heartbeat, release and the ownership check need.
+
+    ``previous`` is the dead holder taken over (and ``reason`` why), None when
+    the lock was free or already ours. ``lost`` is set once the store showed the
+    row no longer carries ``token``: the lock was broken or taken over.
+    """
+
+    runbook: str
+    env: str
+    run_id: str
+    token: str
+    previous: LockRecord | None = None
+    reason: str | None = None
+    lost: LockHeld | None = None
+
+    def lose(self) -> LockHeld:
+        """Record (once) and return the error that says this lock is gone."""
+        if self.lost is None:
+            self.lost = LockHeld(
+                f"run {self.run_id} no longer holds the lock on {self.runbook} in {self.env}: it was broken or taken over",
+                hint="another process may be running this runbook now; see `runbook status` before doing anything",
+            )
+        return self.lost
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -95,7 +131,8 @@ def process_start_ticks(pid: int) -> int | None:
     return None if stat is None else stat[1]
 
 
-def _process_gone(pid: int, started: int | None) -> bool:
+def process_gone(pid: int, started: int | None) -> bool:
+    """Whether the process ``pid`` (started at ``started`` ticks, if known) on this host has ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -112,7 +149,7 @@ def _process_gone(pid: int, started: int | None) -> bool:
 def stale_reason(holder: LockRecord, *, host: str, now: datetime) -> str | None:
     """Why ``holder`` may be taken over, or None while it is presumed alive."""
     if holder.host == host:
-        if _process_gone(holder.pid, holder.pid_started):
+        if process_gone(holder.pid, holder.pid_started):
             return f"process {holder.pid} on {holder.host} is gone"
         return None
     silent = (now - holder.heartbeat_at).total_seconds()
@@ -138,48 +175,96 @@ def acquire(
     actor: str,
     host: str,
     now: datetime,
-) -> tuple[LockRecord | None, str | None]:
+) -> LockHandle:
     """Take the lock inside the caller's write transaction.
 
-    Returns the previous holder and why it was taken over, or (None, None)
-    when the lock was free or already ours. Raises LockHeld when a live run
-    holds it. On PostgreSQL two inserts into a free lock race; the loser gets
-    an IntegrityError and must retry in a new transaction.
+    The handle names the previous holder and why it was taken over, if one
+    was. Raises LockHeld when a live run holds it. On PostgreSQL two inserts
+    into a free lock race; the loser gets an IntegrityError and must retry in
+    a new transaction.
     """
     pid = os.getpid()
+    started = process_start_ticks(pid)
+    holder = read(conn, runbook, env, for_update=True)
+    if (
+        holder is not None
+        and holder.owner_token is not None
+        and (holder.run_id, holder.host, holder.pid, holder.pid_started) == (run_id, host, pid, started)
+    ):
+        # Re-entrant: this very process holds it for this run already.
+        conn.execute(_owned(runbook, env, holder.owner_token).values(heartbeat_at=now))
+        return LockHandle(runbook, env, run_id, holder.owner_token)
+    token = secrets.token_hex(16)
     mine = {
         "run_id": run_id,
         "actor": actor,
         "host": host,
         "pid": pid,
-        "pid_started": process_start_ticks(pid),
+        "pid_started": started,
         "acquired_at": now,
         "heartbeat_at": now,
+        "owner_token": token,
     }
-    holder = read(conn, runbook, env, for_update=True)
+    handle = LockHandle(runbook, env, run_id, token)
     if holder is None:
         conn.execute(sa.insert(locks).values(runbook=runbook, env=env, **mine))
-        return None, None
-    if holder.run_id == run_id and holder.host == host and holder.pid == pid:
-        conn.execute(_where(runbook, env, run_id).values(heartbeat_at=now))
-        return None, None
+        return handle
     reason = stale_reason(holder, host=host, now=now)
     if reason is None:
         raise LockHeld(
             f"{runbook} in {env} is locked by {holder.describe()}",
             hint="wait for that run to finish; if it is truly dead, force-unlock it (the break is audited)",
         )
-    conn.execute(_where(runbook, env, holder.run_id).values(**mine))
-    return holder, reason
+    # The row is locked (FOR UPDATE / BEGIN IMMEDIATE); matching the old token too keeps this a compare-and-swap.
+    conn.execute(_owned(runbook, env, holder.owner_token).values(**mine))
+    handle.previous, handle.reason = holder, reason
+    return handle
 
 
-def heartbeat(conn: Connection, *, runbook: str, env: str, run_id: str, now: datetime) -> None:
-    if conn.execute(_where(runbook, env, run_id).values(heartbeat_at=now)).rowcount == 0:
-        raise LockHeld(f"run {run_id} no longer holds the lock on {runbook} in {env}: it was broken or taken over")
+def heartbeat(conn: Connection, handle: LockHandle, *, now: datetime) -> None:
+    """Refresh the lock; raises LockHeld (and marks the handle lost) if it is no longer ours."""
+    if handle.lost is not None:
+        raise handle.lost
+    if conn.execute(_owned(handle.runbook, handle.env, handle.token).values(heartbeat_at=now)).rowcount == 0:
+        raise handle.lose()
 
 
-def release(conn: Connection, *, runbook: str, env: str, run_id: str) -> None:
-    conn.execute(sa.delete(locks).where(locks.c.runbook == runbook, locks.c.env == env, locks.c.run_id == run_id))
+def confirm(conn: Connection, handle: LockHandle) -> None:
+    """Raise LockHeld (and mark the handle lost) unless the row still carries our token.
+
+    One primary-key read: cheap enough before every step and every attempt.
+    On PostgreSQL it takes a share lock on the row (FOR SHARE), so a takeover
+    cannot commit between this check and the caller's next write in the same
+    transaction; on SQLite the caller's BEGIN IMMEDIATE already excludes it.
+    """
+    if handle.lost is not None:
+        raise handle.lost
+    token = conn.execute(_OWNER_TOKEN, {"runbook": handle.runbook, "env": handle.env}).scalar_one_or_none()
+    if token != handle.token:
+        raise handle.lose()
+
+
+def resumed_elsewhere(conn: Connection, handle: LockHandle) -> bool:
+    """Whether another process now holds the lock for the handle's own run (a ``--resume``
+    after the lock was broken): the run is that process's to record from then on."""
+    try:
+        confirm(conn, handle)
+    except LockHeld:
+        holder = read(conn, handle.runbook, handle.env)
+        return holder is not None and holder.run_id == handle.run_id
+    return False
+
+
+def release(conn: Connection, handle: LockHandle) -> bool:
+    """Delete the lock if it is still ours; otherwise change nothing, mark the handle lost and return False."""
+    deleted = conn.execute(
+        sa.delete(locks).where(
+            locks.c.runbook == handle.runbook, locks.c.env == handle.env, locks.c.owner_token == handle.token
+        )
+    ).rowcount
+    if deleted == 0:
+        handle.lose()
+    return bool(deleted)
 
 
 def remove(conn: Connection, *, runbook: str, env: str) -> LockRecord | None:
@@ -190,8 +275,11 @@ def remove(conn: Connection, *, runbook: str, env: str) -> LockRecord | None:
     return holder
 
 
-def _where(runbook: str, env: str, run_id: str) -> sa.Update:
-    return sa.update(locks).where(locks.c.runbook == runbook, locks.c.env == env, locks.c.run_id == run_id)
+def _owned(runbook: str, env: str, token: str | None) -> sa.Update:
+    # IS NOT DISTINCT FROM: a row from before owner tokens has NULL, and "= NULL" matches nothing.
+    return sa.update(locks).where(
+        locks.c.runbook == runbook, locks.c.env == env, locks.c.owner_token.is_not_distinct_from(token)
+    )
 
 
 class Heartbeat:
@@ -199,11 +287,15 @@ class Heartbeat:
 
     Transient store errors are kept in ``error`` and retried at the next
     beat; losing the lock (broken or taken over) stops the thread and leaves
-    the LockHeld in ``error`` for the engine to act on.
+    the LockHeld in ``error`` for the engine to act on. The thread only
+    notices every ``interval`` seconds; ``check()`` asks the store at once.
     """
 
-    def __init__(self, beat: Callable[[], None], interval: float, *, name: str) -> None:
+    def __init__(
+        self, beat: Callable[[], None], interval: float, *, name: str, confirm: Callable[[], None] | None = None
+    ) -> None:
         self._beat = beat
+        self._confirm = confirm
         self._interval = interval
         self._stopped = threading.Event()
         self.error: RunbookError | None = None
@@ -216,6 +308,20 @@ class Heartbeat:
     @property
     def lost(self) -> bool:
         return isinstance(self.error, LockHeld)
+
+    def check(self) -> None:
+        """Raise LockHeld now if the lock is no longer ours: a store read, not the last beat's news."""
+        if self.lost:
+            assert self.error is not None
+            raise self.error
+        if self._confirm is None:
+            return
+        try:
+            self._confirm()
+        except LockHeld as err:
+            self.error = err
+            self._stopped.set()
+            raise
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval):

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 
 from runbook.errors import StateStoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Arbitrary but fixed: serializes concurrent first opens on PostgreSQL, where
 # two racing CREATE TABLEs would otherwise fail on the catalog's unique keys.
@@ -84,6 +84,9 @@ step_attempts = sa.Table(
     sa.Column("status", sa.String(40), nullable=False),
     sa.Column("fingerprint", sa.Text, nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
+    # The pid's start (clock ticks since boot): tells whether the process that ran
+    # an attempt left 'running' is still alive or its pid was reused. NULL before version 2.
+    sa.Column("pid_started", sa.BigInteger),
     sa.Column("host", sa.Text, nullable=False),
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime),
@@ -147,6 +150,9 @@ locks = sa.Table(
     sa.Column("pid_started", sa.BigInteger),
     sa.Column("acquired_at", UTCDateTime, nullable=False),
     sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+    # Random per acquisition: heartbeat, release and takeover match it, never the run id
+    # alone (a resume by another process holds the same run id). NULL before version 2.
+    sa.Column("owner_token", sa.String(64)),
 )
 
 schema_version = sa.Table(
@@ -175,8 +181,22 @@ def _upgrade_to_1(conn: Connection) -> None:
             table.create(conn)
 
 
+def _upgrade_to_2(conn: Connection) -> None:
+    """Version 1 matched locks by run id only and did not record which process
+    (start time) ran an attempt.
+
+    A lock row left by a version-1 process keeps a NULL token: it is still
+    judged dead or alive by its pid, and taken over by matching that NULL.
+    """
+    inspector = sa.inspect(conn)
+    for table, column in ((locks, "owner_token"), (step_attempts, "pid_started")):
+        if column not in {c["name"] for c in inspector.get_columns(table.name)}:
+            type_sql = table.c[column].type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} {type_sql}"))
+
+
 # UPGRADES[n] brings a store from version n - 1 to version n.
-UPGRADES: dict[int, Callable[[Connection], None]] = {1: _upgrade_to_1}
+UPGRADES: dict[int, Callable[[Connection], None]] = {1: _upgrade_to_1, 2: _upgrade_to_2}
 
 
 def current_version(conn: Connection) -> int | None:

@@ -30,8 +30,8 @@ from runbook.connections import normalize_url
 from runbook.errors import StateStoreError
 from runbook.masking import Masker
 from runbook.state import locks as _locks
+from runbook.state.locks import Heartbeat, LockHandle, LockRecord, process_start_ticks
 from runbook.status import RESUMABLE_RUN_STATUSES, RunStatus, StepStatus
-from runbook.state.locks import Heartbeat, LockRecord
 from runbook.state.schema import approvals, checkpoints, ensure_schema, events, runs, step_attempts
 
 STATE_URL_ENV = "RUNBOOK_STATE_URL"
@@ -80,6 +80,7 @@ class AttemptRecord:
     status: str
     fingerprint: str
     pid: int
+    pid_started: int | None
     host: str
     started_at: datetime
     finished_at: datetime | None
@@ -293,6 +294,11 @@ class StateStore:
         self.url_for_display = url_for_display
         self.host = socket.gethostname()
         self.actor = f"{_current_user()}@{self.host}"
+        self._pid_started = process_start_ticks(os.getpid())
+        # Locks this store took, by run id. An attempt of such a run starts only
+        # while the lock is still ours, checked in the transaction that records
+        # it: a process whose lock was broken or taken over starts nothing more.
+        self._fences: dict[str, LockHandle] = {}
 
     @classmethod
     def open(cls, url: str | None = None, *, workdir: Path | None = None) -> StateStore:
@@ -394,11 +400,16 @@ class StateStore:
 
     @_guarded
     def set_run_status(self, run_id: str, status: str, *, finished: bool = False) -> None:
+        """Set the run's status; a no-op in a process whose lock on the run was taken by
+        another process resuming the same run, which records the run from then on."""
         _check_choice(status, RUN_STATUSES, "run status")
         values: dict[str, Any] = {"status": status}
         if finished:
             values["finished_at"] = _now()
+        fence = self._fences.get(run_id)
         with self._writer.begin() as conn:
+            if fence is not None and _locks.resumed_elsewhere(conn, fence):
+                return
             if conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(**values)).rowcount == 0:
                 raise StateStoreError(f"no run {run_id} in the state store")
 
@@ -507,6 +518,7 @@ class StateStore:
             "status": status,
             "fingerprint": fingerprint,
             "pid": os.getpid(),
+            "pid_started": self._pid_started,
             "host": self.host,
             "started_at": now,
             "finished_at": None if status == "running" else now,
@@ -515,9 +527,12 @@ class StateStore:
             "checks": None,
             "log_path": None,
         }
+        fence = self._fences.get(run_id) if status == "running" else None
         for _ in range(_INSERT_RETRIES):
             try:
                 with self._writer.begin() as conn:
+                    if fence is not None:
+                        _locks.confirm(conn, fence)
                     return int(conn.execute(_INSERT_ATTEMPT, values).scalar_one())
             except sa.exc.IntegrityError as err:
                 # PostgreSQL lets two writers compute the same next number; the
@@ -577,6 +592,7 @@ class StateStore:
                     "status": source.status,
                     "fingerprint": source.fingerprint,
                     "pid": os.getpid(),
+                    "pid_started": self._pid_started,
                     "host": self.host,
                     "started_at": _now(),
                     "finished_at": _now(),
@@ -586,6 +602,23 @@ class StateStore:
                     "log_path": source.log_path,
                 },
             )
+
+    @_guarded
+    def running_attempts(self, runbook: str, env: str) -> list[AttemptRecord]:
+        """Attempts still marked 'running' in real (not dry) runs of ``runbook`` in ``env``, oldest first."""
+        query = (
+            sa.select(*_ATTEMPT_COLUMNS)
+            .join(runs, runs.c.run_id == step_attempts.c.run_id)
+            .where(
+                runs.c.runbook == runbook,
+                runs.c.env == env,
+                runs.c.dry_run == sa.false(),
+                step_attempts.c.status == "running",
+            )
+            .order_by(step_attempts.c.started_at, step_attempts.c.step_id)
+        )
+        with self._engine.connect() as conn:
+            return [AttemptRecord(*row) for row in conn.execute(query)]
 
     @_guarded
     def attempts(self, run_id: str, step_id: str | None = None) -> list[AttemptRecord]:
@@ -704,25 +737,32 @@ class StateStore:
     # -- locks --------------------------------------------------------------
 
     @_guarded
-    def acquire_lock(self, runbook: str, env: str, run_id: str) -> None:
+    def acquire_lock(self, runbook: str, env: str, run_id: str) -> LockHandle:
         """Take the (runbook, env) lock for ``run_id``, taking over a dead holder's.
 
-        Raises LockHeld naming the holder while it is alive.
+        Raises LockHeld naming the holder while it is alive. The handle carries
+        this acquisition's owner token and, after a takeover, the dead holder.
         """
         for _ in range(_INSERT_RETRIES):
             try:
                 with self._writer.begin() as conn:
-                    previous, reason = _locks.acquire(
+                    handle = _locks.acquire(
                         conn, runbook=runbook, env=env, run_id=run_id, actor=self.actor, host=self.host, now=_now()
                     )
-                    if previous is not None:
+                    if handle.previous is not None:
                         self._insert_event(
                             conn,
                             run_id,
                             "lock_taken_over",
-                            detail={"runbook": runbook, "env": env, "reason": reason, "previous": previous.as_detail()},
+                            detail={
+                                "runbook": runbook,
+                                "env": env,
+                                "reason": handle.reason,
+                                "previous": handle.previous.as_detail(),
+                            },
                         )
-                return
+                self._fences[run_id] = handle
+                return handle
             except sa.exc.IntegrityError as err:
                 # Lost the race to insert a free lock on PostgreSQL; look again.
                 if not _is_duplicate_key(err):
@@ -730,16 +770,23 @@ class StateStore:
         raise StateStoreError(f"state store {self.url_for_display}: could not settle the lock on {runbook} in {env}")
 
     @_guarded
-    def heartbeat(self, runbook: str, env: str, run_id: str) -> None:
+    def heartbeat(self, lock: LockHandle) -> None:
         """Prove the holder alive; raises LockHeld if the lock was broken or taken over."""
         with self._writer.begin() as conn:
-            _locks.heartbeat(conn, runbook=runbook, env=env, run_id=run_id, now=_now())
+            _locks.heartbeat(conn, lock, now=_now())
 
     @_guarded
-    def release_lock(self, runbook: str, env: str, run_id: str) -> None:
-        """Release the lock if ``run_id`` holds it; otherwise leave it alone."""
+    def confirm_lock(self, lock: LockHandle) -> None:
+        """Raise LockHeld at once if the lock is no longer ours (one primary-key read)."""
+        with self._engine.connect() as conn:
+            _locks.confirm(conn, lock)
+
+    @_guarded
+    def release_lock(self, lock: LockHandle) -> bool:
+        """Release the lock if it is still ours; a lock since broken or taken over is left alone (False)."""
+        self._fences.pop(lock.run_id, None)
         with self._writer.begin() as conn:
-            _locks.release(conn, runbook=runbook, env=env, run_id=run_id)
+            return _locks.release(conn, lock)
 
     @_guarded
     def lock_holder(self, runbook: str, env: str) -> LockRecord | None:
@@ -760,14 +807,16 @@ class StateStore:
                 )
         return holder
 
-    def start_heartbeat(self, runbook: str, env: str, run_id: str, interval: float = 10.0) -> Heartbeat:
+    def start_heartbeat(self, lock: LockHandle, interval: float = 10.0) -> Heartbeat:
         """Heartbeat the lock from a daemon thread every ``interval`` seconds until ``.stop()``.
 
         Each beat checks a connection out of the pool for itself (pre-pinged on
         PostgreSQL), so the thread never shares a connection with the caller.
+        ``check()`` on the result reads the lock row at once.
         """
         return Heartbeat(
-            lambda: self.heartbeat(runbook, env, run_id), interval, name=f"runbook-heartbeat-{run_id}"
+            lambda: self.heartbeat(lock),
+            interval,
+            name=f"runbook-heartbeat-{lock.run_id}",
+            confirm=lambda: self.confirm_lock(lock),
         ).start()
-
-
