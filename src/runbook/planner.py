@@ -8,8 +8,6 @@ a step runs). Nothing here executes anything or opens a connection.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from runbook.checks import get_check_kind
 from runbook.errors import RunbookError, UsageError
+from runbook.fingerprint import fingerprint
 from runbook.loader import LoadedRunbook
 from runbook.masking import Masker, SecretText
 from runbook.model import Check, Estimate, Runbook, Step, StepBody
@@ -192,7 +191,11 @@ def build_plan(loaded: LoadedRunbook, env: str | None = None, overrides: Mapping
     resolved = resolve_vars(loaded.runbook, env, overrides or {})
     context = template_context(loaded, resolved)
     try:
-        steps = [plan_step(step, i, context, resolved.masker) for i, step in enumerate(loaded.runbook.steps)]
+        connections = loaded.runbook.connections
+        steps = [
+            plan_step(step, i, context, resolved.masker, fingerprint(step, context, resolved.masker, connections))
+            for i, step in enumerate(loaded.runbook.steps)
+        ]
     except RunbookError as err:
         # Rendering errors quote the rendered value, which may be a secret.
         err.message = resolved.masker.mask(err.message)
@@ -202,8 +205,9 @@ def build_plan(loaded: LoadedRunbook, env: str | None = None, overrides: Mapping
     return Plan(loaded, resolved, steps, low, high)
 
 
-def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker) -> PlannedStep:
-    """Render one step against ``context``; also used by the engine just before it runs."""
+def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker, fingerprint: str) -> PlannedStep:
+    """Render one step against ``context``; also used by the engine just before it runs
+    (with the plan's ``fingerprint``: the definition it was approved and recorded as)."""
     where = f"steps[{index}] ({step.id})"
     kind = get_step_kind(step.kind)
     body = render_body(StepBody(kind=step.kind, title=step.title, timeout=step.timeout, params=step.params), context, where)
@@ -222,7 +226,7 @@ def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker
         confirm=render(step.confirm, context, f"{where}.confirm") if step.confirm else None,
         rollback=render_body(step.rollback, context, f"{where}.rollback") if step.rollback else None,
         dry_run=dry_run,
-        fingerprint=fingerprint(step, context, masker),
+        fingerprint=fingerprint,
         needs_confirmation=bool(step.confirm) or kind.needs_confirmation,
     )
 
@@ -270,14 +274,3 @@ def _has_placeholder(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_placeholder(v) for v in value)
     return False
-
-
-def fingerprint(step: Step, context: Mapping[str, Any], masker: Masker) -> str:
-    """Hash of the step's resolved definition. Step outputs stay symbolic and
-    secrets masked, so rotating a password does not count as a change."""
-    plan_context = {**context, "steps": Placeholder("steps")}
-    data = step.model_dump(mode="json", exclude={"estimate", "hints", "description", "outputs", "when"})
-    data = render_data(data, plan_context)
-    data["when"], data["outputs"] = step.when, step.outputs
-    text = masker.mask(json.dumps(data, sort_keys=True, default=str))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -759,10 +759,36 @@ def _references(tree: nodes.Template) -> tuple[Reference, ...]:
     return tuple(dict.fromkeys(r for r in found if r.parts not in prefixes))
 
 
+@lru_cache(maxsize=_TEMPLATES_CACHED)
+def reads(source: str) -> tuple[Reference, ...]:
+    """Every value ``source`` reads, as the whole dotted chain at each place it reads one:
+    ``vars[name]`` and ``{% for k in vars %}`` read ``vars`` itself, even when ``vars.x``
+    is also read elsewhere (``analyze`` keeps only the longest chains, which is what
+    validation wants and what a fingerprint must not use)."""
+    tree = parsed(source)
+    bound = _bound_names(tree)
+    inner: set[int] = set()
+    for access in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(access, nodes.Getattr):
+            inner.add(id(access.node))
+        elif isinstance(access, nodes.Getitem) and isinstance(access.arg, nodes.Const) and isinstance(access.arg.value, str):
+            inner.add(id(access.node))
+    found: list[Reference] = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        if id(node) in inner or (isinstance(node, nodes.Name) and node.ctx != "load"):
+            continue
+        chain = _chain(node)
+        if chain and chain[0] not in bound:
+            found.append(Reference(chain))
+    return tuple(dict.fromkeys(found))
+
+
 def _bound_names(tree: nodes.Template) -> set[str]:
     """Names the template binds itself (for, set, with, macro) or Jinja provides (``range``, ``loop``)."""
     bound = set(environment().globals)
-    for node in tree.find_all((nodes.Name, *_IMPLICIT_NAMES)):
+    binders: tuple[type[nodes.Node], ...] = (nodes.Name, *_IMPLICIT_NAMES)
+    node: nodes.Node
+    for node in tree.find_all(binders):
         if isinstance(node, nodes.Name):
             if node.ctx in ("store", "param"):
                 bound.add(node.name)

@@ -82,15 +82,11 @@ class Renderer:
 
     def step(self, planned: PlannedStep) -> PlannedStep:
         try:
-            rendered = plan_step(planned.step, planned.index, self.context(pending=planned.id), self.plan.resolved.masker)
+            # The plan's fingerprint: rendered now, {{ run.id }} would differ from the plan's
+            # "<run id>" and --resume (comparing with the plan) would call the step changed.
+            return plan_step(planned.step, planned.index, self.context(pending=planned.id), self.plan.resolved.masker, planned.fingerprint)
         except TemplateFailed as err:
             raise RunbookError(str(err)) from err
-        if planned.fingerprint:
-            # The definition's fingerprint is the plan's: rendered now, it would also hash
-            # {{ run.id }}, which the plan shows as "<run id>", and --resume (comparing with
-            # the plan) would call every step using it changed.
-            rendered.fingerprint = planned.fingerprint
-        return rendered
 
     def gates(self, planned: PlannedStep, outputs: Mapping[str, Any]) -> list[RenderedCheck]:
         """The step's gates alone, reading its own outputs (``steps.<id>.outputs.x``).
