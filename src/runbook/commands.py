@@ -19,6 +19,7 @@ from runbook.prompt import Prompt, make_prompt
 from runbook.stdstreams import is_terminal
 
 if TYPE_CHECKING:
+    from runbook.loader import LoadedRunbook
     from runbook.planner import Plan
     from runbook.state import StateStore
     from runbook.state.store import RunRecord
@@ -341,7 +342,6 @@ def rollback(
     """Undo a run (or run a named rollback option) as a run of its own, linked to it."""
     from runbook.engine import RunOptions, Session
     from runbook.engine.rollback import rollback_run
-    from runbook.loader import load_runbook
     from runbook.planner import build_plan, parse_var_overrides
     from runbook.process import ProcessSupervisor
 
@@ -352,7 +352,7 @@ def rollback(
         if parent:
             raise UsageError(f"run {run_id} is itself a rollback (of run {parent})", hint=f"runbook rollback {parent}")
         given = parse_var_overrides(list(var_items))
-        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, _replayed_values(record, given))
+        built = build_plan(_runbook_of(record), None if record.env == "default" else record.env, _replayed_values(record, given))
         _check_values(record, built, given, accept_changes=False)
         interactive = _terminal_to_ask()
         supervisor = ProcessSupervisor()
@@ -395,16 +395,37 @@ def _run_record(store, run_id: str):  # type: ignore[no-untyped-def]
     return record
 
 
+def _runbook_of(record: RunRecord) -> LoadedRunbook:
+    """The runbook a recorded run was started from. From another working directory or
+    host, where that path does not exist, the runbook of the same name found from here
+    (./runbooks/, RUNBOOK_PATH), as `run --resume` there finds it."""
+    from runbook.loader import find_runbook, load_runbook
+
+    recorded = Path(record.path)
+    if recorded.is_file():
+        return load_runbook(recorded)
+    try:
+        found = find_runbook(recorded.name)
+    except UsageError as err:
+        raise UsageError(
+            f"run {record.run_id} was started from {recorded}, which is not here, and {err.message}",
+            hint=f"run this in a checkout that has runbooks/{recorded.name}, or name its directory in RUNBOOK_PATH",
+        ) from None
+    loaded = load_runbook(found)
+    if loaded.runbook.name != record.runbook:
+        raise UsageError(f"{found} is runbook {loaded.runbook.name!r}, but run {record.run_id} is of {record.runbook!r}")
+    return loaded
+
+
 def approve(run_id: str, step_id: str, *, by: str, comment: str | None = None, state_url: str | None = None, echo: Echo = _echo) -> int:
     from runbook.errors import UsageError
-    from runbook.loader import load_runbook
     from runbook.planner import build_plan
     from runbook.state import StateStore
 
     store = StateStore.open(state_url, workdir=Path.cwd())
     try:
         record = _run_record(store, run_id)
-        built = build_plan(load_runbook(Path(record.path)), None if record.env == "default" else record.env, _replayed_values(record, {}))
+        built = build_plan(_runbook_of(record), None if record.env == "default" else record.env, _replayed_values(record, {}))
         try:
             planned = built.step(step_id)
         except KeyError:
@@ -522,7 +543,6 @@ def show(run_id: str, *, events: bool = False, state_url: str | None = None, ech
 def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_url: str | None = None, echo: Echo = _echo) -> int:
     """A change report of one run, as Markdown, JSON or HTML."""
     from runbook.errors import RunbookError
-    from runbook.loader import load_runbook
     from runbook.render.report import RENDERERS, build_report
     from runbook.state import StateStore
 
@@ -531,7 +551,7 @@ def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_ur
         record = _run_record(store, run_id)
         estimates: dict[str, tuple[str, float | None]] = {}
         try:
-            runbook = load_runbook(Path(record.path)).runbook
+            runbook = _runbook_of(record).runbook
             estimates = {s.id: (s.title or s.id, s.estimate.high if s.estimate else None) for s in runbook.steps}
         except RunbookError:
             pass  # the file moved or changed shape since; the report still stands on the store

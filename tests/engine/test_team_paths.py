@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from tests.engine.conftest import Project
 
 CHAIN = """
@@ -124,3 +127,47 @@ steps:""", 1))
     assert not (project.root / "notes.txt").exists()
     (project.root / "ok").write_text("")
     assert project.runbook("run", "chain.yaml").returncode == 0
+
+
+TEAM = """
+name: team
+steps:
+  - id: migrate
+    kind: command
+    run: echo ran >> "$COUNTERS/migrate"
+    rollback: {kind: command, run: echo ran >> "$COUNTERS/undo.migrate"}
+  - id: deploy
+    kind: command
+    run: echo ran >> "$COUNTERS/deploy"
+    confirm: Deploy?
+    rollback: {kind: command, run: echo ran >> "$COUNTERS/undo.deploy"}
+"""
+
+
+def test_approve_resume_and_roll_back_from_another_checkout(project: Project, tmp_path: Path) -> None:
+    """The run was started in a checkout that is not there for the operator who continues
+    it (another host; here: deleted). `approve` and `rollback`, which find the run's
+    runbook by its recorded path, fall back to the runbook of that name found from
+    their own working directory, as `run --resume` there does."""
+    shared = project.state_url or f"sqlite:///{tmp_path / 'shared.db'}"
+    one, two = Project(tmp_path / "one", shared), Project(tmp_path / "two", shared)
+    counters = {"COUNTERS": str(project.root / "counters")}
+    for side in (one, two):
+        side.write("team.yaml", TEAM)
+    paused = one.runbook("run", "team.yaml", env=counters)
+    assert paused.returncode == 4, paused.stdout + paused.stderr
+    run_id = paused.stdout.split("runbook approve ")[1].split()[0]
+    shutil.rmtree(one.root)
+
+    approved = two.runbook("approve", run_id, "deploy", "--by", "bob", env=counters)
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    resumed = two.runbook("run", "team.yaml", "--resume", env=counters)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "is void" not in resumed.stdout
+    rolled = two.runbook("rollback", run_id, "--yes", env=counters)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert [project.count(s) for s in ("migrate", "deploy", "undo.deploy", "undo.migrate")] == [1, 1, 1, 1]
+
+    (two.root / "runbooks" / "team.yaml").unlink()
+    lost = two.runbook("rollback", run_id, "--yes", env=counters)
+    assert lost.returncode == 2 and "which is not here" in lost.stderr and "team.yaml" in lost.stderr, lost.stderr

@@ -579,3 +579,135 @@ def test_sigkill_mid_backfill_then_resume_updates_every_row_once(demo_app: DemoA
     # longer match `where`, so they count as already set rather than updated, never twice.
     assert outputs["updated"] <= written <= outputs["updated"] + outputs["skipped_already_set"]
     assert outputs["total"] == ROWS and outputs["errors"] == 0
+
+
+# ------------------------------------------------------------- rollbacks
+
+UNDO = """
+name: undo
+steps:
+  - id: s1
+    kind: command
+    run: echo ran >> counters/s1
+    rollback: {kind: command, run: echo ran >> counters/undo.s1}
+  - id: s2
+    kind: command
+    run: echo ran >> counters/s2
+    rollback: {kind: command, run: "KILL"}
+  - id: s3
+    kind: command
+    run: echo ran >> counters/s3
+    rollback: {kind: command, run: echo ran >> counters/undo.s3}
+  - id: s4
+    kind: command
+    run: "echo ran >> counters/s4; exit 1"
+    irreversible: true
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["before", "after"])
+def test_sigkill_during_a_rollback_then_resume_or_a_second_rollback(proj: Proj, mode: str) -> None:
+    """A failed run is rolled back (`runbook rollback RUN --yes`); s2's rollback body SIGKILLs
+    the rollback process once, before or after its side effect. Then: `--resume` is
+    refused (the killed rollback owns the environment; it names `runbook rollback RUN`),
+    and a second `runbook rollback RUN` supersedes the killed one, does not undo s3 again,
+    re-runs s2's body (at-least-once: twice if the kill came after its side effect),
+    undoes s1, and frees the environment."""
+    kill = "test -e killed || { touch killed; kill -9 $PPID; exit 0; }"
+    effect = "echo ran >> counters/undo.s2"
+    body = f"{kill}; {effect}" if mode == "before" else f"{effect}; {kill}"
+    proj.write("undo.yaml", UNDO.replace('"KILL"', json.dumps(body)))
+    failed = proj.runbook("run", "undo.yaml")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    with proj.store() as store:
+        (parent,) = store.list_runs("undo")
+
+    killed = proj.runbook("rollback", parent.run_id, "--yes")
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    with proj.store() as store:
+        rollback_run = store.owner_run("undo", "default")
+        assert rollback_run is not None and rollback_run.params["rollback_of"] == parent.run_id
+        assert rollback_run.status == "running"
+        undone = [(a.step_id, a.status) for a in store.attempts(rollback_run.run_id) if a.kind == "rollback"]
+        assert undone == [("s3", "rolled_back"), ("s2", "running")]
+        parent_states = store.step_states(parent.run_id)
+    assert parent_states["s3"].status == "rolled_back" and parent_states["s2"].status == "passed"
+    assert [proj.count(f"undo.{s}") for s in ("s1", "s2", "s3")] == [0, 0 if mode == "before" else 1, 1]
+
+    resumed = proj.runbook("run", "undo.yaml", "--resume")
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    assert f"runbook rollback {parent.run_id}" in resumed.stderr
+    fresh = proj.runbook("run", "undo.yaml")
+    assert fresh.returncode == 3 and f"runbook rollback {parent.run_id}" in fresh.stderr, fresh.stdout + fresh.stderr
+    assert proj.count("s1") == 1
+
+    again = proj.runbook("rollback", parent.run_id, "--yes")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [proj.count(f"undo.{s}") for s in ("s1", "s2", "s3")] == [1, 1 if mode == "before" else 2, 1]
+    with proj.store() as store:
+        runs = {r.run_id: r for r in store.list_runs("undo")}
+        assert runs[rollback_run.run_id].finished_at is not None and runs[rollback_run.run_id].status == "interrupted"
+        (second,) = [r for r in runs.values() if r.run_id not in (parent.run_id, rollback_run.run_id)]
+        assert second.status == "rolled_back"
+        assert {s: a.status for s, a in store.step_states(parent.run_id).items()} == {
+            "s1": "rolled_back", "s2": "rolled_back", "s3": "rolled_back", "s4": "failed"
+        }
+        assert store.owner_run("undo", "default") is None
+        assert store.lock_holder("undo", "default") is None
+
+
+# ------------------------------------------------------------- paused runs
+
+PAUSED = """
+name: paused
+steps:
+  - id: first
+    kind: command
+    run: echo ran >> "$COUNTERS/first"
+    irreversible: true
+  - id: deploy
+    kind: command
+    run: 'echo ran >> "$COUNTERS/deploy"; test -e "$COUNTERS/killed" || { touch "$COUNTERS/killed"; kill -9 $PPID; }'
+    confirm: Deploy version 2?
+    irreversible: true
+  - id: last
+    kind: command
+    run: echo ran >> "$COUNTERS/last"
+    irreversible: true
+"""
+
+
+@pytest.mark.slow
+def test_paused_run_approved_and_killed_then_resumed_from_another_directory(proj: Proj, tmp_path: Path) -> None:
+    """Two working directories share the state store. The run pauses awaiting approval in
+    the first (exit 4, no terminal); it is approved and resumed from the second, whose
+    process is SIGKILLed inside the deploy, after its side effect; `--resume` from the
+    first finishes without asking again (the approval holds for the same definition):
+    the deploy ran twice (at-least-once), everything else once."""
+    shared = proj.state_url or f"sqlite:///{tmp_path / 'shared-state.db'}"
+    one, two = Proj(tmp_path / "one", shared), Proj(tmp_path / "two", shared)
+    counters = {"COUNTERS": str(proj.root / "counters")}
+    for side in (one, two):
+        side.write("paused.yaml", PAUSED)
+
+    paused = one.runbook("run", "paused.yaml", env=counters)
+    assert paused.returncode == 4, paused.stdout + paused.stderr
+    with one.store() as store:
+        run = store.owner_run("paused", "default")
+    assert run is not None and run.status == "awaiting_approval"
+    approved = two.runbook("approve", run.run_id, "deploy", "--by", "bob", env=counters)
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    killed = two.runbook("run", "paused.yaml", "--resume", env=counters)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert [proj.count(s) for s in ("first", "deploy", "last")] == [1, 1, 0]
+
+    resumed = one.runbook("run", "paused.yaml", "--resume", env=counters)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "was interrupted" in resumed.stdout
+    assert [proj.count(s) for s in ("first", "deploy", "last")] == [1, 2, 1]
+    with one.store() as store:
+        statuses = [a.status for a in store.attempts(run.run_id, "deploy") if a.kind == "step"]
+        assert statuses == ["awaiting_approval", "interrupted", "passed"]
+        assert [a.by for a in store.approvals(run.run_id)] == ["bob"]
+        assert store.get_run(run.run_id).status == "passed"  # type: ignore[union-attr]

@@ -209,11 +209,14 @@ def _claim(session: Session, run_id: str) -> None:
     owner = session.store.owner_run(plan.runbook.name, plan.env)
     if owner is None or owner.run_id == run_id:
         return
-    what = f"a rollback of run {owner.params['rollback_of']}" if (owner.params or {}).get("rollback_of") else "a run"
+    parent = (owner.params or {}).get("rollback_of")
+    what = f"a rollback of run {parent}" if parent else "a run"
+    # An unfinished rollback is continued by rolling its parent back again, never by --resume.
+    resume = f"runbook rollback {parent}" if parent else session.command_line(resume=True)
     raise Refused(
         f"{what} of {plan.runbook.name} in {plan.env} is unfinished: run {owner.run_id} ({owner.status}, started by {owner.actor} "
         f"at {owner.started_at:%Y-%m-%d %H:%M:%S} UTC) owns the environment",
-        hint=f"continue it: {session.command_line(resume=True)}   or give up on it: runbook abandon {owner.run_id} --reason TEXT",
+        hint=f"continue it: {resume}   or give up on it: runbook abandon {owner.run_id} --reason TEXT",
     )
 
 
