@@ -17,20 +17,38 @@ class ConnectionFailed(RunbookError):
     """A named connection is unknown or cannot be opened."""
 
 
+# A URL without a driver gets the one runbook installs: psycopg 3 for PostgreSQL,
+# PyMySQL for MySQL and MariaDB (one dialect; the server's flavour is detected on connect).
+_DEFAULT_DRIVERS = {
+    "postgresql://": "postgresql+psycopg://",
+    "postgres://": "postgresql+psycopg://",
+    "mysql://": "mysql+pymysql://",
+    "mariadb://": "mysql+pymysql://",
+}
+
+
 def normalize_url(url: str) -> str:
-    """Use the psycopg 3 driver for plain ``postgresql://`` URLs."""
-    for prefix in ("postgresql://", "postgres://"):
+    """``postgresql://`` uses psycopg 3, ``mysql://`` and ``mariadb://`` use PyMySQL."""
+    for prefix, replacement in _DEFAULT_DRIVERS.items():
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return replacement + url[len(prefix):]
     return url
 
 
 def describe_db_error(err: BaseException, masker: Masker) -> str:
     """One masked line for a database error: drivers echo URLs and SQL back."""
     orig = getattr(err, "orig", None) or err
-    text = str(orig).strip().splitlines()
+    text = _error_text(orig).strip().splitlines()
     first = text[0] if text else type(orig).__name__
     return masker.mask(f"{type(orig).__name__}: {first}")
+
+
+def _error_text(orig: BaseException) -> str:
+    # MySQL drivers' errors are (code, message) tuples: show them as the mysql client does.
+    args = orig.args
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str) and type(orig).__module__.startswith("pymysql"):
+        return f"{args[0]} {args[1]}"
+    return str(orig)
 
 
 class Connections:

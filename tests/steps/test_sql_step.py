@@ -218,7 +218,7 @@ def test_timeouts_are_ignored_on_sqlite_with_a_note(sqlite_url: str, tmp_path: P
     harness = Harness(sqlite_url, tmp_path)
     outcome = harness.run(sql="SELECT 42", lock_timeout="2s", statement_timeout="1m")
     assert outcome.ok and outcome.outputs["value"] == 42
-    assert harness.lines[0] == "note: lock_timeout and statement_timeout apply to PostgreSQL only; ignored on sqlite"
+    assert harness.lines[0] == "note: lock_timeout and statement_timeout apply to PostgreSQL, MySQL and MariaDB only; ignored on sqlite"
 
 
 def test_unknown_connection_is_a_failed_outcome(sqlite_url: str, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from runbook import mysql
 from runbook.checks.base import CheckContext, CheckResult
 
 if TYPE_CHECKING:
@@ -168,10 +169,25 @@ _TYPE_FAMILIES: dict[str, frozenset[str]] = {
 _FAMILY_OF = {alias: family for family, aliases in _TYPE_FAMILIES.items() for alias in aliases}
 
 
+# What MySQL and MariaDB report for types they only have as aliases: BOOLEAN is
+# TINYINT(1), and MariaDB's JSON is LONGTEXT (with a json_valid check).
+_ALIAS_OF: dict[str, str] = {"tinyint(1)": "boolean", "longtext": "json"}
+_COLUMN_OPTIONS = re.compile(r"\b(?:character set|charset|collate)\s+\w+|\bunsigned\b|\bzerofill\b")
+
+
 def type_family(type_name: str) -> str:
-    base = re.sub(r"\(.*?\)", "", type_name.lower())
-    base = " ".join(base.replace("unsigned", "").split())
+    base = re.sub(r"\(.*?\)", "", _COLUMN_OPTIONS.sub("", type_name.lower()))
+    base = " ".join(base.split())
     return _FAMILY_OF.get(base, base)
+
+
+def same_type_family(expected: str, observed: str) -> bool:
+    """Whether an observed column type is of the family ``expected`` names."""
+    wanted = type_family(expected)
+    if wanted == type_family(observed):
+        return True
+    bare = " ".join(_COLUMN_OPTIONS.sub("", observed.lower()).replace(", ", ",").split())
+    return _ALIAS_OF.get(bare) == wanted
 
 
 class ColumnExistsParams(_TableParams):
@@ -220,7 +236,7 @@ class ColumnExistsCheck:
             return CheckResult(False, observed, expected)
         problems = []
         assert type_name is not None  # the column exists: answered above when it does not
-        if params.type is not None and type_family(params.type) != type_family(type_name):
+        if params.type is not None and not same_type_family(params.type, type_name):
             problems.append(f"type {type_name} is not a {params.type}")
         if params.nullable is not None and bool(column["nullable"]) != params.nullable:
             problems.append("column is nullable" if column["nullable"] else "column is NOT NULL")
@@ -382,8 +398,15 @@ def _indexes(conn: sa.Connection, schema: str | None, table: str) -> list[_Index
         rows = conn.execute(sa.text(_PG_INDEXES), {"table": table, "schema": schema})
         return [_Index(r[0], tuple(c.strip('"') for c in r[2]), bool(r[1])) for r in rows]
     # Auto indexes back UNIQUE and PRIMARY KEY constraints, as on PostgreSQL.
-    found = sa.inspect(conn).get_indexes(table, schema=schema, include_auto_indexes=True)
-    return [_Index(ix["name"] or "<unnamed>", tuple(c or "<expression>" for c in ix["column_names"]), True) for ix in found]
+    inspector = sa.inspect(conn)
+    found = inspector.get_indexes(table, schema=schema, include_auto_indexes=True)
+    indexes = [_Index(ix["name"] or "<unnamed>", tuple(c or "<expression>" for c in ix["column_names"]), True) for ix in found]
+    if mysql.is_mysql(conn.dialect.name):
+        # SQLAlchemy leaves out MySQL's primary key, which is the index named PRIMARY.
+        key = inspector.get_pk_constraint(table, schema=schema)["constrained_columns"]
+        if key:
+            indexes.insert(0, _Index("PRIMARY", tuple(key), True))
+    return indexes
 
 
 class IndexExistsParams(_TableParams):

@@ -4,18 +4,26 @@ migration is about to alter.
 A DDL statement waits behind any open transaction that touched its table (even
 a plain SELECT holds a lock until commit), and every later query on the table
 queues behind the DDL: one forgotten ``idle in transaction`` session turns a
-one-second ALTER into an outage. PostgreSQL only; SQLite has no such sessions
-to inspect, so there the check is reported as not applicable.
+one-second ALTER into an outage. SQLite has no such sessions to inspect, so
+there the check is reported as not applicable.
+
+PostgreSQL: ``pg_stat_activity``, and ``pg_locks`` for the tables each holds.
+MySQL and MariaDB: ``information_schema.INNODB_TRX`` with ``PROCESSLIST``
+(reading other sessions needs the PROCESS privilege). A plain SELECT there
+takes no row lock, only a metadata lock, which information_schema does not
+show: with ``tables``, every long transaction of a session using this
+database counts, since any of them may hold such a lock on one of the tables.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from runbook import mysql
 from runbook.checks.base import CheckContext, CheckResult
-from runbook.checks.schema import TableName, quote_table, reading
+from runbook.checks.schema import TableName, quote_table, reading, split_table
 from runbook.model import Duration, format_duration
 
 QUERY_EXCERPT = 100
@@ -38,6 +46,25 @@ WHERE a.datid = d.oid
   AND EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start) > :secs
 ORDER BY a.xact_start
 """
+
+# Transactions older than :secs of other sessions whose database is this one.
+_MYSQL_LONG_TRANSACTIONS = """
+SELECT t.trx_mysql_thread_id AS pid,
+       TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) / 1000000 AS age,
+       CASE WHEN p.COMMAND = 'Sleep' THEN 'idle in transaction' ELSE LOWER(t.trx_state) END AS state,
+       COALESCE(t.trx_query, p.INFO) AS query
+FROM information_schema.INNODB_TRX t
+JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
+WHERE t.trx_mysql_thread_id <> CONNECTION_ID()
+  AND p.DB = DATABASE()
+  AND TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) > :secs * 1000000
+ORDER BY t.trx_started
+"""
+# ER_SPECIFIC_ACCESS_DENIED_ERROR: INNODB_TRX needs the PROCESS privilege.
+_NEEDS_PROCESS_PRIVILEGE = 1227
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 
 class NoLongTransactionsParams(BaseModel):
@@ -73,31 +100,48 @@ class NoLongTransactionsCheck:
 
         expected = _expected(params)
         dialect = ctx.connections.dialect(params.connection)
-        if dialect != "postgresql":
+        if dialect != "postgresql" and not mysql.is_mysql(dialect):
             return CheckResult(True, dialect, expected, f"not applicable on {dialect}", applicable=False)
         with reading(ctx, params.connection) as conn:
-            # Quoted, so to_regclass resolves exactly the named table.
-            names = [quote_table(conn, t) for t in params.tables]
-            missing = [
-                t for t, n in zip(params.tables, names, strict=True)
-                if conn.execute(sa.text("SELECT to_regclass(:n) IS NULL"), {"n": n}).scalar_one()
-            ]
+            inspector = sa.inspect(conn)
+            missing = [t for t in params.tables if not inspector.has_table(split_table(t)[1], schema=split_table(t)[0])]
             if missing:
                 return CheckResult(False, "no such table", expected, f"table {', '.join(missing)} does not exist")
-            rows = conn.execute(sa.text(_LONG_TRANSACTIONS), {"names": names, "secs": params.older_than}).all()
-        if params.tables:
-            rows = [r for r in rows if r.locked]
+            try:
+                rows = _pg_rows(conn, params) if dialect == "postgresql" else _mysql_rows(conn, params)
+            except sa.exc.DBAPIError as err:
+                if getattr(err.orig, "args", (None,))[0] == _NEEDS_PROCESS_PRIVILEGE:
+                    return CheckResult.errored(
+                        "the connection's user cannot see other sessions' transactions: it needs the PROCESS privilege"
+                    )
+                raise
         if not rows:
             return CheckResult(True, "none", expected)
         first = rows[0]
-        observed = f"pid {first.pid} open {_age(first.age)}" + (f" (+{len(rows) - 1} more)" if len(rows) > 1 else "")
+        observed = f"pid {first['pid']} open {_age(first['age'])}" + (f" (+{len(rows) - 1} more)" if len(rows) > 1 else "")
         detail = "; ".join(
-            f"pid {r.pid} ({r.state}, open {_age(r.age)}"
-            + (f", locks {', '.join(r.locked)}" if r.locked else "")
-            + f"): {_excerpt(ctx.masker.mask(r.query or ''))}"
+            f"pid {r['pid']} ({r['state']}, open {_age(r['age'])}"
+            + (f", locks {', '.join(r['locked'])}" if r["locked"] else "")
+            + f"): {_excerpt(ctx.masker.mask(r['query'] or ''))}"
             for r in rows
         )
         return CheckResult(False, observed, expected, ctx.masker.mask(detail))
+
+
+def _pg_rows(conn: sa.Connection, params: NoLongTransactionsParams) -> list[dict[str, Any]]:
+    import sqlalchemy as sa
+
+    # Quoted, so to_regclass resolves exactly the named table.
+    names = [quote_table(conn, t) for t in params.tables]
+    rows = [dict(r._mapping) for r in conn.execute(sa.text(_LONG_TRANSACTIONS), {"names": names, "secs": params.older_than})]
+    return [r for r in rows if r["locked"]] if params.tables else rows
+
+
+def _mysql_rows(conn: sa.Connection, params: NoLongTransactionsParams) -> list[dict[str, Any]]:
+    import sqlalchemy as sa
+
+    rows = conn.execute(sa.text(_MYSQL_LONG_TRANSACTIONS), {"secs": params.older_than})
+    return [{**r._mapping, "locked": None, "query": r.query or "(between statements)"} for r in rows]
 
 
 def _age(seconds: float) -> str:

@@ -31,6 +31,9 @@ stamp applies no revision, so its ``would_apply`` is empty and its ``sql`` is ""
 When a migration fails, the error starts with the migration that failed and
 the revision the database is left at (``failed in upgrade a -> b (message)
 (last applied: a): ...``), and ``failed_in``/``failed_revision`` hold them.
+On MySQL and MariaDB, where DDL commits as it runs, it also names the
+statements that stayed applied (``left_applied``, per migration), and the
+next attempt takes them as done (``steps/alembic_ddl.py``).
 
 alembic's log (``Running upgrade a -> b, message``) becomes the step's output.
 While a step runs ``env.py`` it owns the ``alembic`` loggers: the handlers an
@@ -54,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runbook.alembic_project import AlembicProjectError, existing_ini, load_config, script_directory
 from runbook.connections import ConnectionFailed, describe_db_error
+from runbook.steps.alembic_ddl import MigrationDdl
 from runbook.steps.base import StepContext, StepOutcome
 
 if TYPE_CHECKING:
@@ -113,6 +117,7 @@ class AlembicStep:
         log = _AlembicLog(ctx)
         action = params.command if params.command == "current" else f"{params.command} to {params.target}"
         before: list[str] | None = None
+        ddl = MigrationDdl(ctx.checkpoints, ctx.masker, lambda: log.running.short_log if log.running else None, log.output)
         try:
             # A list is resolved up front, so a bad revision in it fails before anything runs;
             # a single target may be relative (-1), which only the database can resolve.
@@ -123,15 +128,16 @@ class AlembicStep:
                 return StepOutcome(True, _revision_outputs(before, before), summary=_joined(before))
             if ctx.dry_run:
                 return _preview(params, config, script, before, log)
-            with log.capturing(echo=True):
+            with log.capturing(echo=True), ddl.watching():
                 if params.command == "stamp":
                     command.stamp(config, params.targets)
                 else:
                     for target in params.targets:
                         getattr(command, params.command)(config, target)
+            ddl.passed()
             after = _current_heads(config, script, log)
         except Exception as err:  # migration scripts are user code: whatever they raise fails this step
-            return _failure(action, err, config, script, before, log)
+            return _failure(action, err, config, script, before, log, ddl)
         log.output(f"now: {_joined(after)}")
         outputs = _revision_outputs(before, after)
         if len(params.targets) > 1 and after != wanted:
@@ -248,7 +254,9 @@ def _step_text(step: MigrationStep) -> str:
     return f"{step.short_log} ({doc[0]})" if doc else step.short_log
 
 
-def _failure(action: str, err: BaseException, config: Config, script: ScriptDirectory, before: list[str] | None, log: _AlembicLog) -> StepOutcome:
+def _failure(
+    action: str, err: BaseException, config: Config, script: ScriptDirectory, before: list[str] | None, log: _AlembicLog, ddl: MigrationDdl
+) -> StepOutcome:
     cause = describe_db_error(err, log.ctx.masker)
     failed = log.running  # read before env.py runs again below
     outputs: dict[str, Any] = {}
@@ -269,10 +277,18 @@ def _failure(action: str, err: BaseException, config: Config, script: ScriptDire
         if after is not None and after == before and after != sorted(failed.from_revisions_no_deps):
             # PostgreSQL ran the whole command in one transaction: the migrations before it are gone too.
             applied += ", the migrations before it were rolled back with it"
+        # MySQL: the DDL that committed before the failure stayed, whatever alembic_version says.
+        applied += ddl.describe(failed.short_log)
         reason = f"failed in {_step_text(failed)} (last applied: {applied}): {cause}"
         revisions = failed.to_revisions_no_deps if failed.is_upgrade else failed.from_revisions_no_deps
         outputs |= {"failed_in": failed.short_log, "failed_revision": ",".join(revisions)}
+    left = ddl.left_applied()
+    if left:
+        outputs["left_applied"] = left
     log.output(reason)
+    if left:
+        log.output(f"note: the next attempt (--resume) runs {'this migration' if len(left) == 1 else 'these migrations'} again; "
+                   "a statement that stayed applied counts as done when it fails because its change is already there")
     # SQLAlchemy's "(Background on this error at: URL)" says nothing about this failure.
     details = [line for line in str(err).splitlines()[1:] if line.strip() and not line.startswith("(Background on this error")]
     details = [log.ctx.masker.mask(line) for line in details[:ERROR_DETAIL_LINES]]
