@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The subscriber-fk demo, end to end: a fresh ISP application at v1 with
-generated data, then `runbook run subscriber-fk.yaml --yes` carries out the
-whole change (backup, migrate, backfill dry run and commit, deploy v2, verify).
+generated data; first the headline guarantee (`--only deploy` on the fresh
+database is refused, exit 3, and nothing is deployed), then
+`runbook run subscriber-fk.yaml --yes` carries out the whole change (backup,
+migrate, backfill dry run and commit, deploy v2, verify).
 
     python examples/isp/demo.py                  # SQLite (default)
     python examples/isp/demo.py --env staging    # PostgreSQL: embedded server, or ISP_DATABASE_URL
@@ -50,13 +52,15 @@ def main() -> int:
     parser.add_argument("--keep-running", action="store_true", help="leave the application server up afterwards")
     args = parser.parse_args()
 
-    env = {**os.environ, "ISP_HOME": str(HOME), "RUNBOOK_PYTHON": sys.executable}
+    # The runbook's and ispctl's defaults (examples/isp/var/, its SQLite database) are the
+    # demo's, so that the commands it suggests at the end work as typed in a new shell.
+    env = {k: v for k, v in os.environ.items() if k not in ("ISP_HOME", "RUNBOOK_PYTHON")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     server = None
     if args.env == "staging" and not os.environ.get("ISP_DATABASE_URL"):
         env["ISP_DATABASE_URL"], server = embedded_postgres()
     elif args.env == "default":
-        env["ISP_DATABASE_URL"] = f"sqlite:///{HOME / 'isp.db'}"
+        env.pop("ISP_DATABASE_URL", None)
 
     ispctl = [sys.executable, str(ISPCTL)]
     runbook = [sys.executable, "-m", "runbook"]
@@ -67,16 +71,36 @@ def main() -> int:
     sh([*ispctl, "up", "--version", "v1"], env)
     try:
         sh([*runbook, "plan", "subscriber-fk.yaml", *env_flag], env)
+        _say("First the guarantee: the code deploy is refused until the migration and backfill checks passed.")
+        refused = sh([*runbook, "run", "subscriber-fk.yaml", *env_flag, "--only", "deploy", "--yes"], env, check=False)
+        if refused != 3:
+            _say(f"expected exit 3 (refused), got {refused}")
+            return 1
+        sh([*ispctl, "status"], env, check=False)
+        _say("Refused with exit 3, and the application is still v1. Now the whole change:")
         code = sh([*runbook, "run", "subscriber-fk.yaml", *env_flag, "--yes"], env, check=False)
         if code == 0:
-            sh([*runbook, "report", _latest_run(env), "--format", "md", "-o", str(HOME / "report.md")], env)
-            sh([*runbook, "report", _latest_run(env), "--format", "html", "-o", str(HOME / "report.html")], env)
+            run_id = _latest_run(env)
+            sh([*runbook, "report", run_id, "--format", "md", "-o", str(HOME / "report.md")], env)
+            sh([*runbook, "report", run_id, "--format", "html", "-o", str(HOME / "report.html")], env)
+            rollback = f"  .venv/bin/runbook rollback {run_id} --dry-run   # what a rollback would undo, in order\n"
+            _say(
+                "Next, try:\n"
+                f"  .venv/bin/runbook show {run_id} --events      # every transition the run journalled\n"
+                "  .venv/bin/runbook history                     # the refused run and the passed one\n"
+                + (rollback if args.env == "default" else "")
+                + f"  open {HOME / 'report.html'}"
+            )
         return code
     finally:
         if not args.keep_running:
             sh([*ispctl, "down"], env, check=False)
             if server is not None:
                 server.cleanup()
+
+
+def _say(text: str) -> None:
+    print(f"\n# {text}\n", flush=True)
 
 
 def _latest_run(env: dict[str, str]) -> str:

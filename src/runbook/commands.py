@@ -72,9 +72,13 @@ def list_steps(*, directory: Path | None = None, echo: Echo = _echo) -> int:
     from runbook.yamlsource import load_yaml, read_file
 
     directory = directory or Path(os.environ.get("RUNBOOK_STEPS_DIR") or Path.cwd() / "steps")
-    if not directory.is_dir():
-        raise UsageError(f"no step definitions directory {directory}")
-    for path in sorted(directory.glob("*.y*ml")):
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} is not a directory; step definitions live in a steps/ directory")
+    definitions = sorted(directory.glob("*.y*ml")) if directory.is_dir() else []
+    if not definitions:
+        # A new project (`runbook init`) has none yet: nothing to list is no error.
+        echo(f"no step definitions in {directory} (a definition is a YAML file there; see `runbook schema`)")
+    for path in definitions:
         try:
             definition = load_yaml(read_file(path), str(path)).data
         except InvalidRunbook as err:
@@ -181,7 +185,7 @@ def init(name: str, *, directory: Path | None = None, force: bool = False, echo:
         raise UsageError(f"{path} already exists", hint="choose another name or pass --force")
     _write(path, INIT_TEMPLATE.format(name=name), what="the runbook")
     echo(f"created {path}")
-    echo(f"next: runbook plan {name}")
+    echo(f"next: runbook plan {name} --var db_url=sqlite:///{name}.db")
     return ExitCode.OK
 
 

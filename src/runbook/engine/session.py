@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -78,7 +79,7 @@ class Session:
         self.supervisor = supervisor or ProcessSupervisor()
         self.connections = Connections(dict(plan.runbook.connections), masker, self.renderer.text)
         self.fingerprint = runbook_fingerprint(plan.runbook)
-        process_env = dict(os.environ)
+        process_env = command_environment()
         self.checks = CheckRunner(
             self.journal,
             CheckContext(
@@ -243,6 +244,21 @@ _NOTIFICATIONS = {
     RunStatus.INTERRUPTED: "failure",
     RunStatus.ROLLBACK_FAILED: "failure",
 }
+
+
+def command_environment() -> dict[str, str]:
+    """The environment of the commands steps and checks run: runbook's own, with the
+    directory of the interpreter running runbook first on PATH when that is a
+    virtualenv, as activating it would. ``python3`` in a step then has runbook's
+    dependencies (alembic, the database drivers) whether or not the operator
+    activated the venv (``.venv/bin/runbook run ...``)."""
+    env = dict(os.environ)
+    if sys.prefix != sys.base_prefix:
+        bindir = str(Path(sys.executable).parent)
+        path = env.get("PATH", "")
+        if path.split(os.pathsep)[0] != bindir:
+            env["PATH"] = bindir + (os.pathsep + path if path else "")
+    return env
 
 
 def runbook_fingerprint(runbook: Runbook) -> str:
