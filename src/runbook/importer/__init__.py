@@ -20,8 +20,9 @@ from runbook.importer.markdown import parse
 from runbook.importer.sections import read_document
 
 MAX_CHECKLIST_BYTES = 2 * 1024 * 1024  # the size of the largest runbook runbook reads
-# C0/C1 control characters (tab and line feed aside) cannot be written in a runbook.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 control characters (tab and line feed aside) cannot be written in a runbook; bidirectional
+# overrides and isolates could make a command read differently from what runs ("Trojan Source").
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass

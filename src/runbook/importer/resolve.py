@@ -72,7 +72,8 @@ def _ids(draft: Draft) -> None:
         step.place = f"steps.{step.id}"
     option_ids = Ids()
     for option in draft.options:
-        option.id = option_ids.take(slug(_bare(option.title)))
+        wanted = slug(_bare(option.title))
+        option.id = option_ids.take(wanted if wanted != "step" else "option")
         inner = Ids()
         for step in option.steps:
             step.id = inner.take(step.action or _wanted_id(step))
