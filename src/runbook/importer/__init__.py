@@ -1,10 +1,13 @@
 """``runbook import``: a Markdown deployment checklist -> a draft runbook.
 
-markdown.py parses; sections.py, blocks.py and appendix.py read the parts of the
-checklist (shell blocks: commands.py, frameworks.py; SQL: sql.py; tables:
-tables.py; metadata: meta.py); resolve.py decides what needs the whole
-document; emit.py and yamltext.py write the YAML; explain.py accounts for every
-source line. Nothing here is imported by the other commands.
+markdown.py parses; sections.py says which part of the checklist a section is;
+blocks.py reads the steps (shell blocks: shell.py, commands.py, frameworks.py;
+SQL and expected output: sql.py, verification.py; tables: tables.py; stated
+orders: order.py; pre-deployment checks: precheck.py; metadata: meta.py);
+appendix.py reads rollback options, criteria, troubleshooting and
+announcements. resolve.py decides what needs the whole document; emit.py and
+yamltext.py write the YAML; explain.py accounts for every source line. Nothing
+here is imported by the other commands.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from runbook.importer.blocks import StepsReader, list_text
 from runbook.importer.draft import TODO, Criterion, Draft, DraftStep, Issue, Option
 from runbook.importer.markdown import Block, Fence, ListBlock, Other, Paragraph, Section, Table
 from runbook.importer.tables import table_text
-from runbook.importer.text import code_spans, plain, step_number, strong_label
+from runbook.importer.text import code_spans, plain, step_number
 from runbook.importer.yamltext import Template, escape_rendered
 
 _USE_WHEN = re.compile(r"\buse (?:this )?(?:if|when|only if|only when)\s+(?P<when>[^)]+)", re.I)

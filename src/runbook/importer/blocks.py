@@ -11,15 +11,13 @@ runbook at the top of the document.
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from runbook.importer import meta, precheck, sql, tables
+from runbook.importer import meta, precheck, tables, verification
 from runbook.importer.commands import Context, steps_from_shell
 from runbook.importer.draft import TODO, Draft, DraftStep, Group, Option
 from runbook.importer.markdown import Block, Fence, Item, Lines, ListBlock, Other, Paragraph, Table
 from runbook.importer.order import orderings
 from runbook.importer.text import code_spans, dashed_label, estimate, plain, split_estimate, strong_label
-from runbook.importer.yamltext import Comment
 
 SHELL = frozenset({"bash", "sh", "shell", "zsh", "ksh", "console", "shell-session", "shellsession", "terminal"})
 SQL = frozenset({"sql", "postgresql", "postgres", "psql", "pgsql", "plpgsql", "mysql", "sqlite"})
@@ -194,48 +192,16 @@ class StepsReader:
             self.draft.ledger.note(fence.lines, f"a {lang} block: a manual step", step)
 
     def _expected_output(self, fence: Fence, label: str) -> None:
-        step = self.last_step
-        text = f"{label}:\n{fence.content.rstrip()}"
-        if step is None:
-            self._prose(fence.lines, text)
-            return
-        step.description.append(text)
-        revisions = re.findall(r"Running upgrade .*?->\s*([0-9a-zA-Z_]+)", fence.content)
-        if step.kind == "alembic" and revisions:
-            step.gates.append({"check": "alembic_revision", "name": f"alembic current shows {revisions[-1]}", "connection": sql.DB, "current": revisions[-1]})
-            self.draft.uses_database = True
-            self.draft.ledger.note(fence.lines, f"expected output: the step's description, and a gate: alembic current is {revisions[-1]}", step)
+        if self.last_step is None:
+            self._prose(fence.lines, f"{label}:\n{fence.content.rstrip()}")
         else:
-            self.draft.ledger.note(fence.lines, "expected output: the step's description", step)
-        step.mentions.append(fence.content)
+            verification.expected_output(self.draft, self.last_step, fence, label)
 
     def _sql(self, fence: Fence, label: str | None) -> None:
-        statements, trailing = sql.statements(fence)
-        self.draft.uses_database = True
-        reading = bool(statements) and all(s.read_only for s in statements)
-        if reading and self.last_step is not None:
-            step = self.last_step
-            for statement in statements:
-                translated = sql.check_for(statement)
-                step.gates.append(_with_comments(translated.check, translated.comments))
-                self.draft.ledger.note(statement.lines, f"a gate ({translated.check['check']})", step)
-        else:
-            step = DraftStep(label or (statements[0].title if statements else None) or "Run the SQL", "sql", sql.sql_step_params(fence), fence.lines)
-            if reading:
-                step.dry_run = "safe"
-                for statement in statements:
-                    if statement.expected:
-                        translated = sql.check_for(statement)
-                        step.gates.append(_with_comments(translated.check, translated.comments))
-            else:
-                step.comments.append(f"{TODO}: say how to undo these statements (rollback:), or mark the step irreversible: true")
-            self._add(step)
-            self.draft.ledger.note(fence.lines, "a sql step", step)
-        for number, comment in trailing:
-            step.description.append(comment)
-            self.draft.ledger.note(Lines(number, number), "a comment after the last statement: the step's description", step)
-        self.draft.ledger.note(Lines(fence.lines.first, fence.lines.first), "the opening of a SQL block")
-        self.draft.ledger.note(Lines(fence.lines.last, fence.lines.last), "the end of a SQL block")
+        made = verification.sql_block(self.draft, self.last_step, fence, label)
+        if made is not None:
+            self._add(made)
+            self.draft.ledger.note(fence.lines, "a sql step", made)
 
     # ---------------------------------------------------------------- lists
 
@@ -376,12 +342,6 @@ def list_text(block: ListBlock, indent: str = "") -> str:
             elif isinstance(nested, Paragraph):
                 out.append(indent + "  " + plain(nested.text))
     return "\n".join(out)
-
-
-def _with_comments(check: dict[str, Any], comments: list[str]) -> dict[Any, Any]:
-    if not comments:
-        return check
-    return {**{Comment(c): None for c in comments}, **check}
 
 
 def _looks_like_shell(content: str) -> bool:

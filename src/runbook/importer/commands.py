@@ -19,7 +19,7 @@ from typing import Any
 from runbook.importer import frameworks
 from runbook.importer.draft import TODO, Draft, DraftStep, Group
 from runbook.importer.markdown import Fence, Lines
-from runbook.importer.shell import Command, ShellBlock, segments, split
+from runbook.importer.shell import Command, segments, split
 from runbook.importer.text import action
 from runbook.importer.yamltext import Template
 
@@ -78,8 +78,9 @@ def steps_from_shell(fence: Fence, ctx: Context) -> list[DraftStep]:
             alternatives.append(command)
             continue
         core = frameworks.core(command.words())
-        if _fold(command, core, folded):
-            ledger.note(command.lines, f"folded into the next steps: {_first_line(command.text)}")
+        folding = _fold(command, core, folded)
+        if folding:
+            ledger.note(command.lines, folding)
             continue
         gate = _no_match_gate(command, core)
         if gate is not None and not ctx.in_rollback:
@@ -138,30 +139,31 @@ def _first_line(text: str) -> str:
     return line if len(line) <= 72 else line[:69] + "..."
 
 
-def _fold(command: Command, core: list[str], folded: Folded) -> bool:
+def _fold(command: Command, core: list[str], folded: Folded) -> str | None:
+    """What a line that sets up the next commands does to them (None: it is a command of its own)."""
     words = command.words()
     if "\n" in command.text.strip() or len(segments(command.text)) != 1 or not words:
-        return False
+        return None
     if words[0] == "cd" and len(words) <= 2:
         target = words[1] if len(words) == 2 else "~"
         folded.cwd = target if folded.cwd is None or target.startswith(("/", "~")) else posixpath.join(folded.cwd, target)
-        return True
+        return f"the working directory of the next steps (cwd: {folded.cwd})"
     if words[0] in ("source", ".") and len(words) == 2 and words[1].endswith("bin/activate"):
         venv = posixpath.dirname(posixpath.dirname(words[1])) or "."
         if folded.cwd and not venv.startswith(("/", "~")):
             venv = posixpath.normpath(posixpath.join(folded.cwd, venv))
         folded.env["VIRTUAL_ENV"] = venv
         folded.env["PATH"] = Template(f"{venv}/bin:{{{{ env.PATH }}}}")
-        return True
+        return f"the environment of the next steps (VIRTUAL_ENV={venv}, PATH)"
     if words[0] == "export" and len(words) >= 2 and all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=[^$`]*", w) for w in words[1:]):
         for word in words[1:]:
             name, _, value = word.partition("=")
             folded.env[name] = value
-        return True
+        return "the environment of the next steps"
     if words[0] == "ssh" and len(words) >= 2 and not any(w.startswith("-") for w in words[1:]) and len(words) == 2:
         folded.host = words[1]
-        return True
-    return False
+        return f"runbook has no target hosts: a {TODO} on the next steps to run them on {folded.host}"
+    return None
 
 
 def _apply_folded(step: DraftStep, folded: Folded, ctx: Context) -> None:

@@ -213,6 +213,7 @@ def _hints(draft: Draft) -> None:
             about = action(issue.title) or action(issue.advice[0].split(".")[0] if issue.advice else "")
             steps = [s for s in draft.steps if about and s.action == about and s.kind != "manual"]
         if not steps:
+            draft.ledger.note(issue.lines, f"no step's output shows it: the entry is quoted in a {TODO} comment at the end")
             draft.leftovers.append(
                 f"{TODO}: a troubleshooting entry (lines {issue.lines}) runbook could not tie to a step's output; "
                 f"add it as `hints:` of the step it is about:\n{issue.title}\n{advice}"
