@@ -170,8 +170,8 @@ class StepsReader:
             ctx = Context(self.draft, self.group)
             for step in steps_from_shell(fence, ctx):
                 self._add(step)
-            self.draft.ledger.note(Lines(fence.lines.first, fence.lines.first), "the opening of a shell block")
-            self.draft.ledger.note(Lines(fence.lines.last, fence.lines.last), "the end of a shell block")
+            for lines in fence.fence_lines():
+                self.draft.ledger.note(lines, "a fence of a shell block")
         elif lang in SQL:
             self._sql(fence, label)
         elif lang in TEXT:
@@ -255,7 +255,7 @@ class StepsReader:
             step = DraftStep(lead if len(lead) > 3 else title, "command", {"run": command}, item.text_lines)
             created.insert(0, self._add_item_step(step, item))
         elif not created:
-            instruction = "\n".join([text, *(t for _, t in reader.pending)])
+            instruction = "\n".join([text, *(t for _, t in reader.pending)]).strip() or title or "Manual step"
             for lines, _ in reader.pending:
                 self.draft.ledger.note(lines, "part of the instruction of the manual step above")
             reader.pending = []
@@ -322,7 +322,7 @@ class StepsReader:
         elif block.kind == "html":
             self.draft.ledger.note(block.lines, "HTML (a comment for the checklist's authors): not part of the procedure")
         elif block.kind == "code":
-            self._fence(Fence(Lines(block.lines.first - 1, block.lines.last + 1), "", block.text), label)
+            self._fence(Fence(block.lines, "", block.text, fenced=False), label)
         else:
             self._prose(block.lines, plain(block.text))
 

@@ -42,10 +42,15 @@ class Fence:
     lines: Lines
     lang: str
     content: str
+    fenced: bool = True  # False: an indented code block (or a table cell), no fence lines around it
 
     @property
     def first_content_line(self) -> int:
-        return self.lines.first + 1
+        return self.lines.first + 1 if self.fenced else self.lines.first
+
+    def fence_lines(self) -> list[Lines]:
+        """The opening and closing fence lines."""
+        return [Lines(self.lines.first, self.lines.first), Lines(self.lines.last, self.lines.last)] if self.fenced else []
 
 
 @dataclass
@@ -173,6 +178,8 @@ def _block(tokens: list[Token], i: int) -> tuple[Block | None, int]:
     token = tokens[i]
     kind = token.type
     if kind == "paragraph_open":
+        return Paragraph(_lines(token), tokens[i + 1].content), i + 3
+    if kind == "heading_open":  # inside a list item or a quote: a line of text like any other
         return Paragraph(_lines(token), tokens[i + 1].content), i + 3
     if kind == "fence":
         return Fence(_lines(token), token.info.strip().split(" ")[0].lower() if token.info else "", token.content), i + 1

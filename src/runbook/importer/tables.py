@@ -61,7 +61,7 @@ def steps_from_table(table: Table, draft: Draft) -> list[DraftStep]:
         if _NOTHING.match(command):
             made = [DraftStep(title, "manual", {"instruction": title}, row.lines)]
         else:
-            fence = Fence(Lines(row.lines.first - 1, row.lines.first), "bash", command + "\n")
+            fence = Fence(row.lines, "bash", command + "\n", fenced=False)
             made = steps_from_shell(fence, Context(draft, None)) or [DraftStep(title, "manual", {"instruction": title}, row.lines)]
         del draft.ledger.entries[before:]  # the row is one entry, not lines of a made-up block
         step = made[-1]

@@ -48,8 +48,8 @@ def sql_block(draft: Draft, before: DraftStep | None, fence: Fence, label: str |
     for number, comment in trailing:
         step.description.append(comment)
         draft.ledger.note(Lines(number, number), "a comment after the last statement: the step's description", step)
-    draft.ledger.note(Lines(fence.lines.first, fence.lines.first), "the opening of a SQL block")
-    draft.ledger.note(Lines(fence.lines.last, fence.lines.last), "the end of a SQL block")
+    for lines in fence.fence_lines():
+        draft.ledger.note(lines, "a fence of a SQL block")
     return made
 
 
