@@ -209,6 +209,18 @@ def init(name: str, force: bool) -> None:
     _call(commands.init, name=name, force=force)
 
 
+@main.command("import")
+@click.argument("checklist", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), metavar="FILE", help="Where to write the runbook (default runbooks/NAME.yaml; - for stdout).")
+@click.option("--explain", is_flag=True, help="Also print, per range of source lines, what it became.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def import_command(checklist: Path, output: Path | None, explain: bool, force: bool) -> None:
+    """Turn a Markdown deployment checklist into a draft runbook to review."""
+    from runbook import commands
+
+    _call(_memory_limited(commands.import_checklist), checklist=checklist, output=output, explain=explain, force=force, warn=_warn)
+
+
 STATE_OPT = click.option("--state", "state_url", metavar="URL", envvar="RUNBOOK_STATE_URL", help="State store URL (default: sqlite .runbook/state.db).")
 
 

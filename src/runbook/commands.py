@@ -189,6 +189,52 @@ def init(name: str, *, directory: Path | None = None, force: bool = False, echo:
     return ExitCode.OK
 
 
+def import_checklist(
+    checklist: Path, *, output: Path | None = None, force: bool = False, explain: bool = False, echo: Echo = _echo, warn: Echo | None = None
+) -> int:
+    """A Markdown checklist -> a draft runbook in runbooks/NAME.yaml (or ``output``; ``-`` is stdout)."""
+    from runbook.errors import InvalidRunbook
+    from runbook.importer import import_checklist as translate
+    from runbook.importer import read_checklist
+    from runbook.loader import load_runbook
+
+    to_stdout = output is not None and str(output) == "-"
+    if output is not None and not to_stdout:
+        _refuse_overwrite(output, force)
+    imported = translate(read_checklist(checklist), source_name=checklist.name, name=None if output is None or to_stdout else output.stem)
+    target = Path("-") if to_stdout else output or Path("runbooks") / f"{imported.name}.yaml"
+    if not to_stdout:
+        _refuse_overwrite(target, force)
+    try:
+        loaded = load_runbook(target.resolve() if not to_stdout else Path.cwd() / "import.yaml", text=imported.yaml, display=str(target))
+    except InvalidRunbook as err:
+        # The importer writes only what the loader accepts; anything else is its bug, not the checklist's.
+        raise RuntimeError(f"the draft runbook import made does not validate:\n{err}") from err
+    summary = (
+        f"{imported.steps} steps, {imported.options} rollback options, {imported.todos} {'TODO(import)' if imported.todos else 'TODOs'} to review"
+        f"{f', {len(loaded.warnings) - imported.todos} other warning(s)' if len(loaded.warnings) > imported.todos else ''}"
+    )
+    if to_stdout:
+        echo(imported.yaml.rstrip("\n"))
+        (warn or echo)(f"imported {checklist}: {summary}")
+        if explain:
+            (warn or echo)(imported.explain)
+        return ExitCode.OK
+    _write(target, imported.yaml, what="the runbook")
+    echo(f"wrote {target}: {summary}")
+    echo(f"next: review it, then `runbook validate --strict {target}` and `runbook plan {target}`")
+    if explain:
+        echo(imported.explain)
+    return ExitCode.OK
+
+
+def _refuse_overwrite(path: Path, force: bool) -> None:
+    from runbook.errors import UsageError
+
+    if (path.exists() or path.is_symlink()) and not force:
+        raise UsageError(f"{path} already exists; nothing was written", hint="pass --force to overwrite it, or -o another file")
+
+
 # ---------------------------------------------------------------- running
 
 

@@ -87,6 +87,10 @@ class InvalidRunbook(RunbookError):
         super().__init__("\n".join(str(d) for d in diagnostics) + f"\n{len(errors)} error(s)")
 
 
+class InvalidChecklist(RunbookError):
+    """A Markdown checklist that ``runbook import`` cannot read (empty, binary, too large, no steps)."""
+
+
 class Refused(RunbookError):
     """A precondition, gate, ordering rule or lock said no."""
 

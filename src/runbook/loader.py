@@ -102,12 +102,13 @@ def find_steps_dir(runbook_path: Path) -> Path | None:
 # ---------------------------------------------------------------- entry point
 
 
-def load_runbook(path: Path, *, strict: bool = False, display: str | None = None) -> LoadedRunbook:
-    """Load and validate; raise ``InvalidRunbook`` listing every problem found."""
+def load_runbook(path: Path, *, strict: bool = False, display: str | None = None, text: str | None = None) -> LoadedRunbook:
+    """Load and validate; raise ``InvalidRunbook`` listing every problem found.
+    ``text``: validate this as the content of ``path`` (a file about to be written)."""
     budget = _SUGGESTION_BUDGET.set([MAX_SUGGESTION_COMPARISONS])
     try:
         with without_cyclic_gc():
-            return _load_runbook(path, strict=strict, display=display)
+            return _load_runbook(path, strict=strict, display=display, text=text)
     finally:
         _SUGGESTION_BUDGET.reset(budget)
 
@@ -129,13 +130,14 @@ def without_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _load_runbook(path: Path, *, strict: bool, display: str | None) -> LoadedRunbook:
+def _load_runbook(path: Path, *, strict: bool, display: str | None, text: str | None) -> LoadedRunbook:
     display = display or _display_path(path)
-    document = load_yaml(read_file(path, display), display)
+    text = read_file(path, display) if text is None else text
+    document = load_yaml(text, display)
     checker = _Checker(document.source, find_steps_dir(path))
     runbook = checker.check(document.data)
     # A definition used by several steps yields the same diagnostic in its file once per use.
-    diagnostics = list(dict.fromkeys(checker.diagnostics))
+    diagnostics = list(dict.fromkeys(checker.diagnostics)) + _import_todos(text, display)
     warnings = [d for d in diagnostics if d.severity == "warning"]
     errors = [d for d in diagnostics if d.severity == "error"]
     if strict:
@@ -144,6 +146,23 @@ def _load_runbook(path: Path, *, strict: bool, display: str | None) -> LoadedRun
     if errors or runbook is None:
         raise InvalidRunbook(sorted(errors, key=lambda d: (d.file, d.line, d.col)) + warnings)
     return LoadedRunbook(runbook, path, document.source, warnings, checker.steps_dir)
+
+
+IMPORT_TODO = "TODO(import)"
+
+
+def _import_todos(text: str, file: str) -> list[Diagnostic]:
+    """Each ``TODO(import)`` that ``runbook import`` left in a draft: a warning, so ``--strict`` refuses the draft."""
+    if IMPORT_TODO not in text:
+        return []
+    found = []
+    for number, line in enumerate(text.split("\n"), 1):
+        column = line.find(IMPORT_TODO)
+        if column >= 0:
+            note = line[column + len(IMPORT_TODO) :].lstrip(":").strip()
+            note = note if len(note) <= 100 else note[:99] + "…"
+            found.append(Diagnostic(file, number, column + 1, "", f"{IMPORT_TODO} left by runbook import, to review: {note}", "warning"))
+    return found
 
 
 def _display_path(path: Path) -> str:

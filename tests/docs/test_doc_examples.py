@@ -82,10 +82,12 @@ BLOCKS = [b for document in DOCUMENTS for b in _blocks(document) if b.lang in CH
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A scratch copy of the project's runbooks and step definitions (the examples' `uses:` need them)."""
+    """A scratch copy of the project's runbooks and step definitions (the examples' `uses:` need them),
+    and of the checklists docs/import.md imports."""
     root = tmp_path_factory.mktemp("doc-examples")
     shutil.copytree(ROOT / "runbooks", root / "runbooks")
     shutil.copytree(ROOT / "steps", root / "steps")
+    shutil.copytree(ROOT / "examples" / "checklists", root / "examples" / "checklists")
     return root
 
 

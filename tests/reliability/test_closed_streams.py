@@ -41,6 +41,7 @@ VERBS: dict[str, list[str]] = {
     "schema": ["schema"],
     "steps": ["steps"],
     "init": ["init", "other"],
+    "import": ["import", "checklist.md"],
     "run": ["run", "x.yaml"],
     "run-resume": ["run", "x.yaml", "--resume"],
     "approve": ["approve", "RUN", "b", "--by", "tester"],
@@ -72,6 +73,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A project with a run paused at its confirmation (exit 4); returns (root, run id)."""
     root = tmp_path_factory.mktemp("closed-streams")
     (root / "x.yaml").write_text(RUNBOOK)
+    (root / "checklist.md").write_text("# Release\n\n1. Run `ls -l /tmp`\n2. Tell #ops it is done\n")
     paused = _bash(root, "", ["run", "x.yaml"])
     assert paused.returncode == 4, paused.stdout + paused.stderr
     run_id = next(line.split()[2] for line in paused.stdout.splitlines() if line.startswith("▶ run "))
