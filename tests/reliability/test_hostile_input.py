@@ -44,7 +44,7 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 MARKER = "PWNED"  # every payload that would execute creates this file in its working directory
 MAX_SECONDS = 5.0  # per hostile case, a process start (~0.2 s) included; templates stop at 2 s
 MAX_RSS_MB = 250  # a runbook process needs about 40 MB
-EXIT_CODES = {0, 1, 2, 3, 4}
+EXIT_CODES = {0, 1, 2, 3, 4, 5}  # 5: a dry run that could not preview every step
 
 
 # ---------------------------------------------------------------- runners
