@@ -364,8 +364,6 @@ def rollback(
 
 def abandon(run_id: str, *, reason: str, by: str | None = None, state_url: str | None = None, echo: Echo = _echo) -> int:
     """Give up on an unfinished run: it stops owning its environment; recorded with who, when and why."""
-    from datetime import UTC, datetime
-
     from runbook.state.locks import stale_reason
     from runbook.status import EventName, RunStatus
 
@@ -376,7 +374,7 @@ def abandon(run_id: str, *, reason: str, by: str | None = None, state_url: str |
         if record.finished_at is not None:
             raise UsageError(f"run {run_id} is already finished ({record.status}); nothing to abandon")
         holder = store.lock_holder(record.runbook, record.env)
-        if holder is not None and holder.run_id == run_id and stale_reason(holder, host=store.host, now=datetime.now(UTC)) is None:
+        if holder is not None and holder.run_id == run_id and stale_reason(holder, host=store.host, now=store.database_now()) is None:
             raise Refused(f"run {run_id} is running now ({holder.describe()})", hint="stop it first (Ctrl-C where it runs), then abandon it")
         who = by or _actor()
         store.set_run_status(run_id, str(RunStatus.ABANDONED), finished=True)
