@@ -13,13 +13,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from runbook.errors import StateStoreError
 from runbook.state import SCHEMA_VERSION, StateStore
 from runbook.state.schema import metadata, schema_version
 from tests.state.store_tables import store_engine
@@ -288,3 +289,24 @@ def test_an_older_runbook_refuses_a_newer_store_with_exit_2(db_url: str, project
     assert f"it reads and writes schema version {SCHEMA_VERSION}" in out.stderr
     assert "Traceback" not in out.stderr and "upgrade runbook" in out.stderr
     assert versions(db_url) == [SCHEMA_VERSION, SCHEMA_VERSION + 1]
+
+
+def test_a_role_without_create_on_the_database_uses_a_schema_made_for_it(pg_url: str) -> None:
+    """An application role usually may not create schemas: with none made for it the open
+    fails in one line naming the permission; once its DBA created ``runbook`` for it, the
+    store is created inside it."""
+    role = f"rb_{uuid.uuid4().hex[:8]}"
+    sql(pg_url, f"CREATE ROLE {role} LOGIN")
+    as_role = sa.make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    try:
+        with pytest.raises(StateStoreError) as caught:
+            StateStore.open(as_role)
+        assert "permission denied for database" in caught.value.message and "\n" not in caught.value.message
+        assert "runbook" not in relations(pg_url)
+        sql(pg_url, f"CREATE SCHEMA runbook AUTHORIZATION {role}")
+        with StateStore.open(as_role) as store:
+            store.create_run(runbook="r", env="e", path="p", fingerprint="f", dry_run=False, actor="a", params={})
+        owners = sql(pg_url, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'runbook'")
+        assert owners == [(role,)] and tables(pg_url, "runbook") == STORE_TABLES
+    finally:
+        sql(pg_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
