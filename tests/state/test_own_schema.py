@@ -166,6 +166,7 @@ def test_schema_from_url_parameter_or_environment(pg_url: str, monkeypatch: pyte
         ("?schema=pg_temp_1", {}, "is not runbook's to use"),
         ("", {"RUNBOOK_STATE_SCHEMA": "Ops-State"}, "invalid state store schema 'Ops-State' (from $RUNBOOK_STATE_SCHEMA)"),
         ("", {"RUNBOOK_STATE_SCHEMA": "information_schema"}, "is not runbook's to use"),
+        ("?schema=a&schema=b", {}, "?schema= is given more than once"),
     ],
 )
 def test_a_schema_that_is_not_runbooks_is_refused_with_exit_2(

@@ -85,7 +85,9 @@ def locate(url: str | None, workdir: Path | None) -> Location:
         raise StateStoreError(f"unsupported state store {display}: use a sqlite:// or postgresql:// URL")
     # The driver would reject a parameter it does not know; the schema is runbook's.
     given = parsed.query.get(SCHEMA_PARAMETER)
-    schema = _schema_name(given if isinstance(given, str) else None, display)
+    if isinstance(given, tuple):
+        raise StateStoreUnusable(f"state store {display}: ?{SCHEMA_PARAMETER}= is given more than once")
+    schema = _schema_name(given, display)
     return Location(parsed.difference_update_query([SCHEMA_PARAMETER]), display, masker, schema)
 
 
