@@ -85,11 +85,20 @@ UPGRADES: dict[int, Callable[[Connection, str | None], None]] = {1: _upgrade_to_
 
 def current_version(conn: Connection, schema: str | None) -> int | None:
     """The store's schema version: None for no store, 0 if unversioned."""
-    inspector = sa.inspect(conn)
-    if inspector.has_table(schema_version.name, schema=schema):
+    if _has_table(conn, schema, schema_version.name):
         found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one()
         return 0 if found is None else int(found)
-    return 0 if inspector.has_table(runs.name, schema=schema) else None
+    return 0 if _has_table(conn, schema, runs.name) else None
+
+
+def _has_table(conn: Connection, schema: str | None, name: str) -> bool:
+    # One small catalog query: every command opens the store, and the Inspector's
+    # query costs several milliseconds to build in a fresh process.
+    if schema is None:
+        query = sa.text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name")
+        return conn.execute(query, {"name": name}).first() is not None
+    qualified = f"{quoted_schema(conn, schema)}.{conn.dialect.identifier_preparer.quote(name)}"
+    return conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": qualified}).scalar_one() is True
 
 
 def ensure_schema(reader: Engine, writer: Engine, *, schema: str | None, host: str) -> None:
