@@ -97,8 +97,14 @@ def _has_table(conn: Connection, schema: str | None, name: str) -> bool:
     if schema is None:
         query = sa.text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name")
         return conn.execute(query, {"name": name}).first() is not None
-    qualified = f"{quoted_schema(conn, schema)}.{conn.dialect.identifier_preparer.quote(name)}"
-    return conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": qualified}).scalar_one() is True
+    # pg_class read with the statement's snapshot, not to_regclass(): that goes through the
+    # backend's catalog cache, which after waiting for the advisory lock may still miss
+    # the tables another process just created (and would then be created twice).
+    query = sa.text(
+        "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = :schema AND c.relname = :name AND c.relkind IN ('r', 'p')"
+    )
+    return conn.execute(query, {"schema": schema, "name": name}).first() is not None
 
 
 def ensure_schema(reader: Engine, writer: Engine, *, schema: str | None, host: str) -> None:
