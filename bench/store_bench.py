@@ -73,6 +73,33 @@ def journal_writes(url: str, writes: int) -> tuple[float, float]:
         return event, median_ms(attempt, writes) / 2
 
 
+def bare_write_ms(url: str, writes: int) -> float:
+    """Median ms of the same commit without runbook or SQLAlchemy: one row inserted and
+    committed by the driver itself (SQLite in WAL mode with synchronous=NORMAL, as the store)."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        db = sqlite3.connect(url.removeprefix("sqlite:///") + ".floor", isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("CREATE TABLE floor (id INTEGER PRIMARY KEY, line TEXT)")
+
+        def write() -> None:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO floor (line) VALUES (?)", ("x" * 60,))
+            db.execute("COMMIT")
+
+        try:
+            return median_ms(write, writes)
+        finally:
+            db.close()
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.bench_floor (id bigserial PRIMARY KEY, line text)")
+        return median_ms(lambda: conn.execute("INSERT INTO public.bench_floor (line) VALUES (%s)", ("x" * 60,)), writes)
+
+
 def seed(url: str, count: int) -> None:
     """``count`` finished runs with their attempts and events, then one running run holding its lock."""
     location = locate(url, None)
@@ -150,10 +177,12 @@ def scratch_pg(server: str) -> Iterator[str]:
 
 def measure(url: str, args: argparse.Namespace, cwd: Path) -> dict[str, float]:
     event, attempt = journal_writes(url, args.writes)
+    bare = bare_write_ms(url, args.writes)
     seed(url, args.runs)
     return {
         "event": event,
         "attempt": attempt,
+        "bare": bare,
         "history": history_ms(url, args.repeat, 20),
         "history_all": history_ms(url, max(3, args.repeat // 3), args.runs),
         "status": status_process_s(url, args.repeat, cwd),
@@ -179,6 +208,7 @@ def main() -> None:
     rows = [
         ("journal write: one event (median ms)", "event", 1.0),
         ("journal write: attempt start or finish (median ms)", "attempt", 1.0),
+        ("  floor: the driver's own INSERT + COMMIT (median ms)", "bare", None),
         (f"history in-process, newest 20 of {args.runs:,} runs (ms)", "history", 100.0),
         (f"history in-process, all {args.runs:,} runs (ms)", "history_all", None),
         ("runbook status, whole process (s)", "status", 0.3),

@@ -81,6 +81,9 @@ class StateStore:
         self._engine = engine
         self._reader = in_schema(engine, location.schema)
         self._writer = self._reader.execution_options(**{WRITE_OPTION: True})
+        # A change of one statement on PostgreSQL runs in autocommit: one round trip instead of
+        # BEGIN, statement, COMMIT, and as durable (the statement is its own transaction).
+        self._autocommit = None if location.schema is None else self._reader.execution_options(isolation_level="AUTOCOMMIT")
         self._location = location
         self.url_for_display = location.display
         # The PostgreSQL schema holding the tables; None for SQLite.
@@ -126,6 +129,10 @@ class StateStore:
             return query(conn, *args, **kwargs)
 
     def _write(self, change: Callable[Concatenate[Connection, _P], _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """Make a change of ONE statement, committed before this returns."""
+        if self._autocommit is not None:
+            with self._autocommit.connect() as conn:
+                return change(conn, *args, **kwargs)
         with self._writer.begin() as conn:
             return change(conn, *args, **kwargs)
 
@@ -145,8 +152,7 @@ class StateStore:
             now = local_now()
             candidate = run_id or new_run_id(now)
             try:
-                with self._writer.begin() as conn:
-                    _runs.insert(conn, candidate, writer=self._me, started_at=now, actor=actor, params=params, **fields)
+                self._write(_runs.insert, candidate, writer=self._me, started_at=now, actor=actor, params=params, **fields)
                 return candidate
             except sa.exc.IntegrityError as err:
                 # A given id may already guard a lock, so it is never swapped for another.
@@ -345,8 +351,7 @@ class StateStore:
     def release_lock(self, lock: LockHandle) -> bool:
         """Release the lock if it is still ours; a lock since broken or taken over is left alone (False)."""
         self._fences.pop(lock.run_id, None)
-        with self._writer.begin() as conn:
-            return _locks.release(conn, lock)
+        return self._write(_locks.release, lock)
 
     @_guarded
     def lock_holder(self, runbook: str, env: str) -> LockRecord | None:
