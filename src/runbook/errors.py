@@ -115,3 +115,10 @@ class StateStoreError(RunbookError):
     """The state store could not be opened, read or written."""
 
     exit_code = ExitCode.STEP_FAILED
+
+
+class StateStoreUnusable(StateStoreError):
+    """This runbook cannot use the store as configured or as found (a schema name it
+    refuses, a layout newer than it understands): refused before anything is written."""
+
+    exit_code = ExitCode.INVALID

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
-from runbook.checks.base import result_text
 
 Event = dict[str, Any]
 
@@ -79,6 +78,9 @@ class ConsoleReporter:
         if e.get("applicable") is False:
             self._line(f"  [{e['step']}] {e['role']} – {e['name']}: not applicable ({e.get('detail') or 'n/a'})")
             return
+        # Imported here: its models (pydantic) would add ~35 ms to `status` and `history`, which only need SYMBOLS.
+        from runbook.checks.base import result_text
+
         mark = "✔" if e["ok"] else ("!" if e.get("on_fail") == "warn" else "✘")
         shown = result_text(e, with_expected=not e["ok"])
         detail = f" ({e['detail']})" if e.get("detail") and not e["ok"] else ""

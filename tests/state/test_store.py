@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from runbook.errors import LockHeld, StateStoreError
+from runbook.errors import LockHeld, Refused, StateStoreError
 from runbook.state import LOCK_STALE_AFTER, SCHEMA_VERSION, StateStore, new_run_id
 from runbook.state.schema import locks, metadata, runs, schema_version, step_attempts
+from tests.state.store_tables import store_engine
 
 
 @pytest.fixture
@@ -39,6 +40,12 @@ def new_run(store: StateStore, runbook: str = "deploy", env: str = "prod", *, dr
 
 def raw_engine(url: str) -> sa.Engine:
     """A plain engine for inspecting or tampering with a store behind its back."""
+    return store_engine(url)
+
+
+def legacy_engine(url: str) -> sa.Engine:
+    """A plain engine in the database's default schema (``public`` on PostgreSQL), where
+    runbook before schema version 3 kept its tables."""
     return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
 
 
@@ -245,8 +252,9 @@ def test_symlink_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pla
 
 
 def test_old_store_is_upgraded_in_place(db_url: str) -> None:
-    """A version-0 store (no kind column, checkpoints or schema_version) is upgraded, keeping its data."""
-    engine = raw_engine(db_url)
+    """A version-0 store (no kind column, checkpoints or schema_version) is upgraded, keeping its data
+    (and, on PostgreSQL, moved out of ``public``, where runbook then kept it)."""
+    engine = legacy_engine(db_url)
     metadata.create_all(engine)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE checkpoints"))
@@ -271,26 +279,34 @@ def test_old_store_is_upgraded_in_place(db_url: str) -> None:
         assert store.step_states("old-run")["migrate"].kind == "step"
         store.save_checkpoint("old-run", "migrate", {"k": 1})
         assert store.start_attempt("old-run", "migrate", fingerprint="f") == 2
+    engine.dispose()
+    engine = raw_engine(db_url)
     with engine.connect() as conn:
         assert conn.execute(sa.select(schema_version.c.version)).scalars().all() == list(range(1, SCHEMA_VERSION + 1))
-        assert "ix_runs_started" in {ix["name"] for ix in sa.inspect(conn).get_indexes("runs")}
+        schema = "runbook" if conn.dialect.name == "postgresql" else None
+        assert "ix_runs_started" in {ix["name"] for ix in sa.inspect(conn).get_indexes("runs", schema=schema)}
+        if schema is not None:
+            assert sa.inspect(conn).get_table_names(schema="public") == []
     engine.dispose()
 
 
 def test_version_1_store_gains_owner_tokens_and_its_locks_still_work(db_url: str) -> None:
     """A version-1 store (locks without owner_token, attempts without pid_started) is
     upgraded in place; a lock row it holds (NULL token) is still judged by its pid:
-    kept while that process lives, taken over once it is gone."""
-    engine = raw_engine(db_url)
+    kept while that process lives, taken over once it is gone. On PostgreSQL, where
+    such a store is in ``public``, it is not even moved while its holder lives: the
+    older runbook would lose its tables mid-run."""
+    engine = legacy_engine(db_url)
     metadata.create_all(engine)
     gone = subprocess.Popen(["true"])
     gone.wait()
+    alive = subprocess.Popen(["sleep", "60"])
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE locks DROP COLUMN owner_token"))
         conn.execute(sa.text("ALTER TABLE step_attempts DROP COLUMN pid_started"))
         conn.execute(sa.insert(schema_version).values(version=1, applied_at=now))
-        for env, pid in (("prod", os.getpid()), ("staging", gone.pid)):
+        for env, pid in (("prod", alive.pid), ("staging", gone.pid)):
             conn.execute(
                 sa.text(
                     "INSERT INTO locks (runbook, env, run_id, actor, host, pid, acquired_at, heartbeat_at)"
@@ -298,17 +314,39 @@ def test_version_1_store_gains_owner_tokens_and_its_locks_still_work(db_url: str
                 ),
                 {"env": env, "run": f"old-{env}", "host": socket.gethostname(), "pid": pid, "now": now.replace(tzinfo=None)},
             )
-    with StateStore.open(db_url) as store:
-        with pytest.raises(LockHeld, match="old-prod"):
-            store.acquire_lock("deploy", "prod", "new-prod")
-        lock = store.acquire_lock("deploy", "staging", "new-staging")
-        assert lock.previous is not None and lock.previous.run_id == "old-staging" and lock.previous.owner_token is None
-        holder = store.lock_holder("deploy", "staging")
-        assert holder is not None and holder.owner_token == lock.token
-        assert store.release_lock(lock)
-    with engine.connect() as conn:
-        assert conn.execute(sa.select(schema_version.c.version)).scalars().all() == [1, 2]
     engine.dispose()
+    try:
+        if db_url.startswith("postgresql"):
+            with pytest.raises(Refused, match=f"run old-prod .*pid {alive.pid}.* is using it") as caught:
+                StateStore.open(db_url)
+            assert not isinstance(caught.value, LockHeld)
+            assert _tables(db_url, "public") >= {"runs", "locks", "schema_version"} and _tables(db_url, "runbook") == set()
+        else:
+            with StateStore.open(db_url) as store, pytest.raises(LockHeld, match="old-prod"):
+                store.acquire_lock("deploy", "prod", "new-prod")
+    finally:
+        alive.kill()
+        alive.wait()
+    with StateStore.open(db_url) as store:
+        for env in ("prod", "staging"):
+            lock = store.acquire_lock("deploy", env, f"new-{env}")
+            assert lock.previous is not None and lock.previous.run_id == f"old-{env}" and lock.previous.owner_token is None
+            holder = store.lock_holder("deploy", env)
+            assert holder is not None and holder.owner_token == lock.token
+            assert store.release_lock(lock)
+    engine = raw_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(schema_version.c.version)).scalars().all() == [1, 2, 3]
+    engine.dispose()
+
+
+def _tables(url: str, schema: str) -> set[str]:
+    engine = legacy_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(sa.inspect(conn).get_table_names(schema=schema))
+    finally:
+        engine.dispose()
 
 
 def test_newer_store_is_refused(sqlite_url: str) -> None:
@@ -548,7 +586,7 @@ def test_pg_backend_terminated_mid_use(pg_url: str) -> None:
     with admin.connect() as blocker:
         # Park the store's write behind a table lock so it is provably mid-transaction when killed.
         blocker.execute(sa.text("BEGIN"))
-        blocker.execute(sa.text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
+        blocker.execute(sa.text("LOCK TABLE runbook.events IN ACCESS EXCLUSIVE MODE"))
         writer = threading.Thread(target=write)
         writer.start()
         with admin.connect() as ctl:

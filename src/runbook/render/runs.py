@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -103,6 +104,14 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
 
 def _cells(text: str) -> int:
     """Terminal columns of ``text``: some status symbols (⛔, ⚡) are drawn two columns wide."""
+    if text.isascii():  # nearly every cell; `history` of 10,000 runs spent most of its time here
+        return len(text)
+    return _wide_cells(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _wide_cells(text: str) -> int:
+    # The non-ASCII cells are mostly the few status labels ("✔ passed"), repeated on every row.
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 

@@ -5,7 +5,7 @@ path; only the engine and the commands that read history import it.
 """
 
 from runbook.state.locks import LOCK_STALE_AFTER, Heartbeat, LockHandle, LockRecord
-from runbook.state.schema import SCHEMA_VERSION
+from runbook.state.versions import SCHEMA_VERSION
 from runbook.state.store import (
     ATTEMPT_KINDS,
     ATTEMPT_STATUSES,

@@ -4,7 +4,7 @@ A run killed with SIGKILL (or whose machine died) never writes its end, so its
 record says ``running`` until someone resumes it. ``status``, ``history`` and
 ``show`` are read-only verbs: they do not rewrite the record, they derive what
 to show from the evidence the store already holds, the same evidence a new run
-uses to take a dead holder's lock over (``locks.stale_reason``):
+uses to take a dead holder's lock over (``locks.stale_reason``, by the store's clock):
 
 * a real run holds the (runbook, env) lock from before its status becomes
   ``running`` until after it leaves it, so a ``running`` run whose lock is
@@ -68,7 +68,8 @@ def observe(store: StateStore, run: RunRecord) -> tuple[RunRecord, ShownStatus]:
         return run, ShownStatus(run.status)
     holder = None if run.dry_run else store.lock_holder(run.runbook, run.env)
     current = store.get_run(run.run_id) or run
-    return current, shown_status(current, holder, host=store.host, now=datetime.now(UTC))
+    now = store.database_now() if holder is not None else datetime.now(UTC)  # staleness is judged by the store's clock
+    return current, shown_status(current, holder, host=store.host, now=now)
 
 
 def _same_process_alive(pid: int, run_started: datetime) -> bool:

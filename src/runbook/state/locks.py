@@ -7,9 +7,10 @@ without releasing is detected and taken over:
 
 * same host: its pid is gone, is a zombie, or now belongs to a different
   process (the start time in /proc/<pid>/stat differs from the recorded one);
-* other host: it has not heartbeaten for ``LOCK_STALE_AFTER`` seconds. This
-  compares the taker's clock with the holder's, so hosts sharing a store are
-  assumed to keep their clocks in sync (NTP) to well within that margin.
+* other host: it has not heartbeaten for ``LOCK_STALE_AFTER`` seconds. Both
+  the heartbeat and the "now" it is compared with are the store's clock
+  (PostgreSQL's ``now()``, see clock.py), never a client's: hosts whose clocks
+  disagree still agree on how long a holder has been silent.
 
 Each acquisition writes a fresh random owner token into the row and hands it
 back in a ``LockHandle``. Heartbeat, release and the ownership check match
@@ -32,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from runbook.errors import LockHeld, RunbookError, StateStoreError
+from runbook.state.clock import database_now, now_expression
 from runbook.state.schema import locks
 
 # A remote holder silent this long is presumed dead. Twelve missed beats at the
@@ -147,7 +149,10 @@ def process_gone(pid: int, started: int | None) -> bool:
 
 
 def stale_reason(holder: LockRecord, *, host: str, now: datetime) -> str | None:
-    """Why ``holder`` may be taken over, or None while it is presumed alive."""
+    """Why ``holder`` may be taken over, or None while it is presumed alive.
+
+    ``now`` must be the store's clock (``clock.database_now``), the clock its heartbeats were stamped with.
+    """
     if holder.host == host:
         if process_gone(holder.pid, holder.pid_started):
             return f"process {holder.pid} on {holder.host} is gone"
@@ -174,7 +179,6 @@ def acquire(
     run_id: str,
     actor: str,
     host: str,
-    now: datetime,
 ) -> LockHandle:
     """Take the lock inside the caller's write transaction.
 
@@ -186,6 +190,7 @@ def acquire(
     pid = os.getpid()
     started = process_start_ticks(pid)
     holder = read(conn, runbook, env, for_update=True)
+    now = now_expression(conn)
     if (
         holder is not None
         and holder.owner_token is not None
@@ -209,7 +214,7 @@ def acquire(
     if holder is None:
         conn.execute(sa.insert(locks).values(runbook=runbook, env=env, **mine))
         return handle
-    reason = stale_reason(holder, host=host, now=now)
+    reason = stale_reason(holder, host=host, now=database_now(conn))
     if reason is None:
         raise LockHeld(
             f"{runbook} in {env} is locked by {holder.describe()}",
@@ -221,11 +226,12 @@ def acquire(
     return handle
 
 
-def heartbeat(conn: Connection, handle: LockHandle, *, now: datetime) -> None:
-    """Refresh the lock; raises LockHeld (and marks the handle lost) if it is no longer ours."""
+def heartbeat(conn: Connection, handle: LockHandle) -> None:
+    """Refresh the lock (stamped with the store's clock); raises LockHeld (and marks the handle lost) if it is no longer ours."""
     if handle.lost is not None:
         raise handle.lost
-    if conn.execute(_owned(handle.runbook, handle.env, handle.token).values(heartbeat_at=now)).rowcount == 0:
+    stamp = now_expression(conn)
+    if conn.execute(_owned(handle.runbook, handle.env, handle.token).values(heartbeat_at=stamp)).rowcount == 0:
         raise handle.lose()
 
 

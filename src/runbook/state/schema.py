@@ -1,26 +1,16 @@
-"""Every table of the state store, and the in-place upgrade of older stores.
+"""Every table of the state store, as the current schema version lays it out.
 
-The layout is versioned by the ``schema_version`` table (one row per applied
-version). Opening a store brings it to ``SCHEMA_VERSION`` by applying the
-functions of ``UPGRADES`` in order, all in one transaction, so a crash midway
-leaves the store at its old version and the next open simply retries.
+Tables are defined without a schema: on PostgreSQL the engine places them in
+the store's own schema (connect.py). How older layouts are brought to this one
+is versions.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect, Engine
-
-from runbook.errors import StateStoreError
-
-SCHEMA_VERSION = 2
-
-# Arbitrary but fixed: serializes concurrent first opens on PostgreSQL, where
-# two racing CREATE TABLEs would otherwise fail on the catalog's unique keys.
-_PG_MIGRATION_LOCK_KEY = 0x72756E626F6F6B
+from sqlalchemy.engine import Dialect
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -161,79 +151,3 @@ schema_version = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("applied_at", UTCDateTime, nullable=False),
 )
-
-
-def _upgrade_to_1(conn: Connection) -> None:
-    """Version 0 is the unversioned prototype layout.
-
-    It had no ``schema_version`` or ``checkpoints`` table, no ``kind`` column
-    on ``step_attempts`` (rollback attempts were not recorded) and none of
-    the listing indexes.
-    """
-    inspector = sa.inspect(conn)
-    if "kind" not in {c["name"] for c in inspector.get_columns("step_attempts")}:
-        conn.execute(sa.text("ALTER TABLE step_attempts ADD COLUMN kind VARCHAR(20) NOT NULL DEFAULT 'step'"))
-    for table in metadata.sorted_tables:
-        if inspector.has_table(table.name):
-            for index in table.indexes:
-                index.create(conn, checkfirst=True)
-        else:
-            table.create(conn)
-
-
-def _upgrade_to_2(conn: Connection) -> None:
-    """Version 1 matched locks by run id only and did not record which process
-    (start time) ran an attempt.
-
-    A lock row left by a version-1 process keeps a NULL token: it is still
-    judged dead or alive by its pid, and taken over by matching that NULL.
-    """
-    inspector = sa.inspect(conn)
-    for table, column in ((locks, "owner_token"), (step_attempts, "pid_started")):
-        if column not in {c["name"] for c in inspector.get_columns(table.name)}:
-            type_sql = table.c[column].type.compile(dialect=conn.dialect)
-            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} {type_sql}"))
-
-
-# UPGRADES[n] brings a store from version n - 1 to version n.
-UPGRADES: dict[int, Callable[[Connection], None]] = {1: _upgrade_to_1, 2: _upgrade_to_2}
-
-
-def current_version(conn: Connection) -> int | None:
-    """The store's schema version: None for an empty database, 0 if unversioned."""
-    inspector = sa.inspect(conn)
-    if inspector.has_table(schema_version.name):
-        found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one()
-        return 0 if found is None else int(found)
-    return 0 if inspector.has_table(runs.name) else None
-
-
-def ensure_schema(reader: Engine, writer: Engine) -> None:
-    """Create the tables of an empty store, or upgrade an older one in place.
-
-    ``writer`` must open transactions that exclude other writers (BEGIN
-    IMMEDIATE on SQLite); concurrent first opens then wait for each other.
-    """
-    with reader.connect() as conn:
-        if current_version(conn) == SCHEMA_VERSION:
-            return
-    with writer.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK_KEY)))
-        version = current_version(conn)
-        if version is None:
-            metadata.create_all(conn)
-            _record_version(conn, SCHEMA_VERSION)
-            return
-        if version > SCHEMA_VERSION:
-            raise StateStoreError(
-                f"the state store has schema version {version}, newer than this runbook understands ({SCHEMA_VERSION})",
-                hint="upgrade runbook to use this state store",
-            )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            UPGRADES[target](conn)
-            _record_version(conn, target)
-
-
-def _record_version(conn: Connection, version: int) -> None:
-    conn.execute(sa.insert(schema_version).values(version=version, applied_at=datetime.now(UTC)))
