@@ -29,6 +29,7 @@ from runbook.state import LOCK_STALE_AFTER
 from runbook.state.locks import process_start_ticks
 from runbook.state.schema import events, locks, step_attempts
 from tests.reliability.conftest import Live, Proj, sqlite_state_url
+from tests.state.store_tables import store_engine
 
 HOST = socket.gethostname()
 USER = getpass.getuser()
@@ -76,7 +77,7 @@ def _url(proj: Proj) -> str:
 
 def _set_lock(proj: Proj, runbook: str, env: str, **values: object) -> None:
     """Write the lock row behind the store's back (insert or update)."""
-    engine = sa.create_engine(_url(proj))
+    engine = store_engine(_url(proj))
     try:
         with engine.begin() as conn:
             where = sa.and_(locks.c.runbook == runbook, locks.c.env == env)
@@ -90,7 +91,7 @@ def _set_lock(proj: Proj, runbook: str, env: str, **values: object) -> None:
 
 def _write(proj: Proj, statement: sa.Executable) -> None:
     """Change the store behind its back."""
-    engine = sa.create_engine(_url(proj))
+    engine = store_engine(_url(proj))
     try:
         with engine.begin() as conn:
             conn.execute(statement)

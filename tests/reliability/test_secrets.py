@@ -258,10 +258,11 @@ def _pg_dump(url: str) -> str:
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         with engine.connect() as conn:
-            tables = conn.execute(sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")).scalars().all()
+            # The store keeps its tables in schema runbook, none in public.
+            tables = conn.execute(sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = 'runbook'")).scalars().all()
             assert {"runs", "events", "step_attempts"} <= set(tables), tables
             return "\n".join(
-                str(row) for table in tables for row in conn.execute(sa.text(f'SELECT row_to_json(t)::text FROM "{table}" t')).scalars()
+                str(row) for table in tables for row in conn.execute(sa.text(f'SELECT row_to_json(t)::text FROM runbook."{table}" t')).scalars()
             )
     finally:
         engine.dispose()
