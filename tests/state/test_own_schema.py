@@ -98,8 +98,19 @@ def tables(url: str, schema: str) -> set[str]:
     return {str(name) for (name,) in sql(url, f"SELECT tablename FROM pg_tables WHERE schemaname = '{schema}'")}
 
 
+def _pg_dump_binary() -> str:
+    """The pg_dump shipped with the embedded server (16) when installed: pg_dump refuses a
+    server newer than itself, and the system's may be older (Debian 12 has 15)."""
+    try:
+        import pgserver
+    except ImportError:
+        return "pg_dump"
+    bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
+    return str(bundled) if bundled.exists() else "pg_dump"
+
+
 def pg_dump(url: str, *args: str) -> str:
-    out = subprocess.run(["pg_dump", "--no-owner", *args, libpq(url)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([_pg_dump_binary(), "--no-owner", *args, libpq(url)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     # Newer pg_dump brackets its output with a random \restrict key; the rest is deterministic.
     return "".join(line for line in out.stdout.splitlines(keepends=True) if not line.startswith(("\\restrict", "\\unrestrict")))
