@@ -27,8 +27,9 @@ from runbook.model import Runbook, parse_duration
 from runbook.reference import describe
 from runbook.steps import STEP_KINDS, get_step_kind
 
-SCHEMA_ID = "https://runbook.dev/schema/runbook.json"
-DEFINITION_SCHEMA_ID = "https://runbook.dev/schema/step-definition.json"
+# No web address is promised: a URN names the schemas (editors match files by path, not by $id).
+SCHEMA_ID = "urn:runbook:schema:runbook"
+DEFINITION_SCHEMA_ID = "urn:runbook:schema:step-definition"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 # ``90``, ``"90s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` (model.parse_duration; spaces are ignored).
@@ -90,6 +91,10 @@ def runbook_json_schema() -> dict[str, Any]:
     schema = {"$schema": DRAFT, "$id": SCHEMA_ID, "title": "runbook", **schema}
     _describe(schema)
     return schema
+
+
+def schema_document(*, definition: bool = False) -> dict[str, Any]:
+    return definition_json_schema() if definition else runbook_json_schema()
 
 
 def _shorthands(defs: dict[str, Any]) -> None:
@@ -209,10 +214,10 @@ def _accepts_any_string(node: Any) -> bool:
     return isinstance(node, dict) and (node == TEMPLATE or (node.get("type") == "string" and not any(k in node for k in _TYPED_KEYWORDS[1:])))
 
 
-def _describe(schema: dict[str, Any]) -> None:
+def _describe(schema: dict[str, Any], root: str = "Runbook") -> None:
     """Each property's description, from the format reference (``runbook.reference``)."""
     defs = schema["$defs"]
-    targets: list[tuple[str, dict[str, Any]]] = [("Runbook", schema["properties"])]
+    targets: list[tuple[str, dict[str, Any]]] = [(root, schema["properties"])]
     targets += [(name.removesuffix("Mapping"), d["properties"]) for name, d in defs.items() if "properties" in d]
     for name in STEP_KINDS:
         for variant in defs["Step"]["allOf"] + defs["StepBody"]["allOf"]:
@@ -230,5 +235,54 @@ def _describe(schema: dict[str, Any]) -> None:
             value.pop("title", None)
 
 
+# ---------------------------------------------------------------- the step definition schema (steps/NAME.yaml)
+
+
 def definition_json_schema() -> dict[str, Any]:
-    raise NotImplementedError
+    """A reusable step definition. Its ``step`` is a step whose every value may be a
+    template (``{{ params.x }}`` is filled in before the step is checked), that needs
+    no ``id`` and none of its kind's required keys (the runbook step using it gives them)."""
+    from runbook.loader import _PARAM_SPEC_KEYS, _PARAM_TYPES
+
+    defs = {name: _templated_def(definition) for name, definition in runbook_json_schema()["$defs"].items()}
+    step = defs["Step"]
+    step["required"] = []
+    for variant in step["allOf"]:
+        if "kind" in variant.get("if", {}).get("properties", {}):
+            variant["then"].pop("if", None)
+            variant["then"].pop("then", None)
+    param_keys = {
+        "type": {"enum": list(_PARAM_TYPES), "default": "string"},
+        "required": {"type": "boolean", "default": True},
+        "default": {},
+        "description": {"type": "string"},
+        "choices": {"type": "array"},
+        "secret": {"type": "boolean", "default": False},
+    }
+    assert set(param_keys) == _PARAM_SPEC_KEYS, "a parameter key the schema does not describe"
+    defs["Parameter"] = {"type": "object", "properties": param_keys, "additionalProperties": False}
+    schema = {
+        "$schema": DRAFT,
+        "$id": DEFINITION_SCHEMA_ID,
+        "title": "runbook step definition",
+        "type": "object",
+        "properties": {
+            "description": {"type": "string"},
+            "params": {"type": ["object", "null"], "additionalProperties": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/Parameter"}]}},
+            "step": {"$ref": "#/$defs/Step"},
+        },
+        "required": ["step"],
+        "additionalProperties": False,
+        "$defs": defs,
+    }
+    _describe(schema, root="Definition")
+    return schema
+
+
+def _templated_def(definition: dict[str, Any]) -> dict[str, Any]:
+    """A definition of the runbook schema whose values may all be templates."""
+    definition = copy.deepcopy(definition)
+    if "properties" in definition:
+        definition["properties"] = {key: templatable(value) for key, value in definition["properties"].items()}
+        return definition
+    return templatable(definition)
