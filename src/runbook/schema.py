@@ -23,8 +23,8 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from runbook.checks import CHECK_KINDS, get_check_kind
-from runbook.model import Runbook, parse_duration
-from runbook.reference import describe
+from runbook.model import CHECK_COMMON_KEYS, STEP_BODY_COMMON_KEYS, STEP_COMMON_KEYS, Runbook, parse_duration
+from runbook.reference import describe, plain
 from runbook.steps import STEP_KINDS, get_step_kind
 
 # No web address is promised: a URN names the schemas (editors match files by path, not by $id).
@@ -151,9 +151,11 @@ def _check(check: dict[str, Any], variants: list[dict[str, Any]]) -> None:
 
 def _step_kind_variants(defs: dict[str, Any], *, uses_allowed: bool) -> list[dict[str, Any]]:
     variants = []
+    common = STEP_COMMON_KEYS if uses_allowed else STEP_BODY_COMMON_KEYS
     for name in STEP_KINDS:
         params = _params_schema(get_step_kind(name).Params, defs)
-        then: dict[str, Any] = {"properties": params["properties"]}
+        # A common key (the http step's ``timeout``) is the step's, never the kind's.
+        then: dict[str, Any] = {"properties": {k: v for k, v in params["properties"].items() if k not in common}}
         if params.get("required"):
             # With ``uses`` the definition may give the required keys.
             required = {"required": params["required"]}
@@ -166,7 +168,7 @@ def _check_kind_variants(defs: dict[str, Any]) -> list[dict[str, Any]]:
     variants = []
     for name in CHECK_KINDS:
         params = _params_schema(get_check_kind(name).Params, defs)
-        then: dict[str, Any] = {"properties": params["properties"]}
+        then: dict[str, Any] = {"properties": {k: v for k, v in params["properties"].items() if k not in CHECK_COMMON_KEYS}}
         if params.get("required"):
             then["required"] = params["required"]
         variants.append({"if": {"required": ["check"], "properties": {"check": {"const": name}}}, "then": then})
@@ -231,7 +233,8 @@ def _describe(schema: dict[str, Any], root: str = "Runbook") -> None:
         for key, value in properties.items():
             text = describe(owner, key)
             if text:
-                value["description"] = text
+                value["description"] = plain(text)
+                value["markdownDescription"] = text  # what VS Code's YAML extension shows
             value.pop("title", None)
 
 
