@@ -156,9 +156,9 @@ def _step_kind_variants(defs: dict[str, Any], *, uses_allowed: bool) -> list[dic
         params = _params_schema(get_step_kind(name).Params, defs)
         # A common key (the http step's ``timeout``) is the step's, never the kind's.
         then: dict[str, Any] = {"properties": {k: v for k, v in params["properties"].items() if k not in common}}
-        if params.get("required"):
+        if params.get("required") or params.get("oneOf"):
             # With ``uses`` the definition may give the required keys.
-            required = {"required": params["required"]}
+            required = {key: params[key] for key in ("required", "oneOf") if params.get(key)}
             then.update({"if": {"not": {"required": ["uses"]}}, "then": required} if uses_allowed else required)
         variants.append({"if": {"required": ["kind"], "properties": {"kind": {"const": name}}}, "then": then})
     return variants
@@ -169,8 +169,7 @@ def _check_kind_variants(defs: dict[str, Any]) -> list[dict[str, Any]]:
     for name in CHECK_KINDS:
         params = _params_schema(get_check_kind(name).Params, defs)
         then: dict[str, Any] = {"properties": {k: v for k, v in params["properties"].items() if k not in CHECK_COMMON_KEYS}}
-        if params.get("required"):
-            then["required"] = params["required"]
+        then.update({key: params[key] for key in ("required", "oneOf") if params.get(key)})
         variants.append({"if": {"required": ["check"], "properties": {"check": {"const": name}}}, "then": then})
     return variants
 

@@ -57,6 +57,9 @@ CAUGHT_BY_BOTH = {
     "unknown key of a success criterion check": MANUAL + "success_criteria:\n  - description: ok\n    check: {check: value, value: 1, expect: '== 1', extra: 2}\n",
     "unknown notification channel type": MANUAL + "notifications:\n  channels: [{type: slack}]\n",
     "steps not a list": "  a: 1\n",
+    "sql and file both given": "  - id: a\n    kind: sql\n    connection: app\n    sql: select 1\n    file: x.sql\n    irreversible: true\n",
+    "neither update nor resolve": "  - id: a\n    kind: backfill\n    connection: app\n    table: t\n    key: id\n    where: x IS NULL\n    irreversible: true\n",
+    "row_count with table and query": MANUAL + "    gates:\n      - {check: row_count, connection: app, table: t, query: select 1}\n",
 }
 
 VALIDATE_ONLY = {
@@ -68,8 +71,9 @@ VALIDATE_ONLY = {
     "undefined var in a template": "  - id: a\n    kind: manual\n    instruction: '{{ vars.nobody }}'\n",
     "environment sets an undeclared var": MANUAL + "environments:\n  prod: {vars: {nobody: 1}}\n",
     "uses an unknown definition": "  - id: a\n    uses: no-such-definition\n",
-    # Rules across keys of one kind (pydantic model validators).
-    "sql and file both given": "  - id: a\n    kind: sql\n    connection: app\n    sql: select 1\n    file: x.sql\n    irreversible: true\n",
+    # Rules across keys of one kind (pydantic model validators) beyond "exactly one of".
+    "set_column missing with resolve": "  - id: a\n    kind: backfill\n    connection: app\n    table: t\n    key: id\n    where: x IS NULL\n"
+    "    resolve: SELECT id, 1, 1 FROM t WHERE id BETWEEN :lo AND :hi\n    irreversible: true\n",
     "a var default outside its choices": HEAD.replace("vars: {who: me}", "vars: {who: {default: me, choices: [you]}}") + MANUAL,
     # Values a pattern cannot judge.
     "an estimate range running backwards": MANUAL + "    estimate: 5m-1m\n",
