@@ -30,6 +30,9 @@ def describe(owner: str, key: str) -> str | None:
     ``check:KIND``); a check kind's keys share the kind's "passes when" line."""
     owner = _SAME_AS.get(owner, owner)
     text = KEYS.get(owner, {}).get(key) or _PROSE.get(owner, {}).get(key)
+    if text is None and ":" in owner:
+        # A common key, listed again beside a kind's keys.
+        text = KEYS["Step" if owner.startswith("step:") else "Check"].get(key)
     if text is None and owner.startswith("check:") and owner in KEYS:
         return f"A key of the `{owner[6:]}` check, which passes when {KEYS[owner]['']}"
     return _PREFIX.get(owner, "") + text if text else None

@@ -131,6 +131,16 @@ def _step(step: dict[str, Any], variants: list[dict[str, Any]]) -> None:
         {"if": {"not": {"required": ["uses"]}}, "then": {"not": {"required": ["with"]}}},
     ]
     step["unevaluatedProperties"] = False
+    _closed(variants, props)
+
+
+def _closed(variants: list[dict[str, Any]], common: dict[str, Any]) -> None:
+    """Each kind's keys closed with ``additionalProperties: false`` beside the common keys too:
+    draft-7 editors (VS Code's YAML extension) ignore ``unevaluatedProperties``."""
+    for variant in variants:
+        then = variant["then"]
+        then["properties"] = {**{key: {} for key in common}, **then["properties"]}
+        then["additionalProperties"] = False
 
 
 def _step_body(body: dict[str, Any], variants: list[dict[str, Any]]) -> None:
@@ -139,6 +149,7 @@ def _step_body(body: dict[str, Any], variants: list[dict[str, Any]]) -> None:
     body["properties"]["kind"] = {"type": "string", "enum": list(STEP_KINDS)}
     body["allOf"] = variants
     body["unevaluatedProperties"] = False
+    _closed(variants, body["properties"])
 
 
 def _check(check: dict[str, Any], variants: list[dict[str, Any]]) -> None:
@@ -147,6 +158,7 @@ def _check(check: dict[str, Any], variants: list[dict[str, Any]]) -> None:
     check["properties"]["check"] = {"type": "string", "enum": list(CHECK_KINDS)}
     check["allOf"] = variants
     check["unevaluatedProperties"] = False
+    _closed(variants, check["properties"])
 
 
 def _step_kind_variants(defs: dict[str, Any], *, uses_allowed: bool) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import yaml  # type: ignore[import-untyped]
 
 from runbook.errors import InvalidRunbook
 from runbook.loader import load_runbook
-from tests.schema.oracle import schema_errors
+from tests.schema.oracle import editor_errors, schema_errors
 
 HEAD = "name: broken\nconnections: {app: 'sqlite:///x.db'}\nvars: {who: me}\nsteps:\n"
 MANUAL = "  - id: a\n    kind: manual\n    instruction: do it\n"
@@ -100,6 +100,7 @@ def test_caught_by_validate_and_schema(name: str, tmp_path: Path) -> None:
     text = _text(name, CAUGHT_BY_BOTH[name])
     _validate_rejects(text, tmp_path)
     assert schema_errors(yaml.safe_load(text)), f"the schema accepts: {name}\n{text}"
+    assert editor_errors(yaml.safe_load(text)), f"the schema's draft-7 view (VS Code) accepts: {name}\n{text}"
 
 
 @pytest.mark.parametrize("name", VALIDATE_ONLY)

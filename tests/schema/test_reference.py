@@ -42,8 +42,9 @@ def test_every_property_has_a_description(name: str) -> None:
 
 
 def _kind_keys(schema: dict[str, Any], model: str, selector: str) -> dict[str, set[str]]:
+    common = set(schema["$defs"][model]["properties"])
     return {
-        variant["if"]["properties"][selector]["const"]: set(variant["then"]["properties"])
+        variant["if"]["properties"][selector]["const"]: set(variant["then"]["properties"]) - common
         for variant in schema["$defs"][model]["allOf"]
         if selector in variant.get("if", {}).get("properties", {})
     }

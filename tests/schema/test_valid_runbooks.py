@@ -18,7 +18,7 @@ import yaml  # type: ignore[import-untyped]
 from runbook.errors import RunbookError
 from runbook.loader import load_runbook
 from tests.docs.test_doc_examples import BLOCKS, _wrap
-from tests.schema.oracle import schema_errors
+from tests.schema.oracle import editor_errors, schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIPPED_DIRS = {".venv", ".runbook", "node_modules", ".git"}
@@ -60,6 +60,7 @@ def test_the_corpus_holds_the_project_runbooks() -> None:
 def test_project_runbook_is_schema_valid(path: Path) -> None:
     data = yaml.safe_load(path.read_text())
     assert schema_errors(data) == []
+    assert editor_errors(data) == []
 
 
 DOC_RUNBOOKS = [b for b in BLOCKS if b.lang == "yaml" and b.annotation in (None, "fragment")]
@@ -78,4 +79,6 @@ def test_doc_example_is_schema_valid(block, tmp_path: Path) -> None:  # type: ig
     path.parent.mkdir()
     path.write_text(text)
     load_runbook(path)  # the premise: runbook validate accepts it
-    assert schema_errors(yaml.safe_load(textwrap.dedent(text))) == []
+    data = yaml.safe_load(textwrap.dedent(text))
+    assert schema_errors(data) == []
+    assert editor_errors(data) == []
