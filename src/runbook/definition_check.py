@@ -9,6 +9,7 @@ Every problem found is reported in the definition's own file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,17 @@ from runbook.templating import TemplateFailed, analyze, is_template
 from runbook.yamlsource import SourceMap, load_yaml, read_file
 
 _STEP_ID = "definition"
+_TOP_LEVEL_STEPS = re.compile(r"^steps[ \t]*:", re.MULTILINE)
 
 
 def is_step_definition(path: Path) -> bool:
     """Whether the file is a step definition rather than a runbook: no ``steps``, and
     ``step`` or ``params`` or a place in a ``steps/`` directory."""
     try:
-        data = load_yaml(read_file(path, str(path)), str(path)).data
+        text = read_file(path, str(path))
+        if _TOP_LEVEL_STEPS.search(text):
+            return False  # a runbook, told without parsing it twice (45,000 steps take seconds)
+        data = load_yaml(text, str(path)).data
     except InvalidRunbook:
         return False  # reported as the runbook it may be meant to be
     if not isinstance(data, dict) or "steps" in data:
