@@ -139,7 +139,8 @@ def _closed(variants: list[dict[str, Any]], common: dict[str, Any]) -> None:
     draft-7 editors (VS Code's YAML extension) ignore ``unevaluatedProperties``."""
     for variant in variants:
         then = variant["then"]
-        then["properties"] = {**{key: {} for key in common}, **then["properties"]}
+        # ``true``: the common key's value is checked (and described) by the common properties.
+        then["properties"] = {**{key: True for key in common}, **then["properties"]}
         then["additionalProperties"] = False
 
 
@@ -242,6 +243,8 @@ def _describe(schema: dict[str, Any], root: str = "Runbook") -> None:
                 targets.append((f"check:{name}", variant["then"]["properties"]))
     for owner, properties in targets:
         for key, value in properties.items():
+            if value is True:
+                continue  # a common key listed again beside a kind's keys
             text = describe(owner, key)
             if text:
                 value["description"] = plain(text)

@@ -23,7 +23,7 @@ def _undescribed(node: Any, path: str) -> list[str]:
     found = []
     if isinstance(node, dict):
         for key, value in (node.get("properties") or {}).items():
-            if not (isinstance(value, dict) and value.get("description") and value.get("markdownDescription")):
+            if value is not True and not (isinstance(value, dict) and value.get("description") and value.get("markdownDescription")):
                 found.append(f"{path}/properties/{key}")
         for key, value in node.items():
             if key != "if":  # a condition's properties name keys, they do not describe them
