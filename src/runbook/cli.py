@@ -183,11 +183,12 @@ def plan(runbook_file: str, env: str | None, var_items: tuple[str, ...], fmt: st
 
 
 @main.command()
-def schema() -> None:
+@click.option("--definition", is_flag=True, help="The schema of a step definition (steps/NAME.yaml) instead.")
+def schema(definition: bool) -> None:
     """Print the JSON Schema of the runbook format (for editors and linters)."""
     from runbook import commands
 
-    _call(commands.schema)
+    _call(commands.schema, definition=definition)
 
 
 @main.command("steps")

@@ -42,6 +42,17 @@ def _load(name: str, *, strict: bool = False):  # type: ignore[no-untyped-def]
 
 
 def validate(name: str, *, strict: bool = False, echo: Echo = _echo, warn: Echo | None = None) -> int:
+    from runbook.definition_check import check_definition, is_step_definition
+    from runbook.loader import find_runbook
+
+    path = find_runbook(name)
+    if is_step_definition(path):
+        # A steps/NAME.yaml file, checked as a runbook step using it would check it.
+        warnings = check_definition(path, strict=strict)
+        for warning in warnings:
+            (warn or echo)(str(warning))
+        echo(f"{path}: valid step definition ({len(warnings)} warning(s))")
+        return ExitCode.OK
     loaded = _load(name, strict=strict)
     for warning in loaded.warnings:
         (warn or echo)(str(warning))
@@ -59,10 +70,10 @@ def plan(name: str, *, env: str | None = None, var_items: Sequence[str] = (), fm
     return ExitCode.OK
 
 
-def schema(*, echo: Echo = _echo) -> int:
-    from runbook.schema import runbook_json_schema
+def schema(*, definition: bool = False, echo: Echo = _echo) -> int:
+    from runbook.schema import schema_document
 
-    echo(json.dumps(runbook_json_schema(), indent=2))
+    echo(json.dumps(schema_document(definition=definition), indent=2))
     return ExitCode.OK
 
 

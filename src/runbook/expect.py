@@ -101,7 +101,7 @@ def literal(text: str) -> Any:
         return lowered == "true"
     try:
         return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError):  # TypeError: "{{ 1 }}" reads as an unhashable set of sets
         return text.strip()
 
 

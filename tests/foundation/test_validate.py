@@ -1033,3 +1033,21 @@ def test_keys_a_using_step_writes_itself_are_located_in_the_runbook(check, write
         """
     )
     at(only(out), 6, 13, "steps[0].needs[0]")
+
+
+def test_templated_expectation_validates(check):
+    """An ``expect:`` holding a template is checked once rendered (``{{ 1 }}`` once crashed validate: a set of sets)."""
+    outcome = check(
+        """
+        name: x
+        connections: {app: "sqlite://"}
+        steps:
+          - id: a
+            kind: manual
+            instruction: x
+            gates:
+              - {check: row_count, connection: app, table: t, expect: "{{ 1 }}"}
+        """,
+        code=0,
+    )
+    outcome.assert_clean()

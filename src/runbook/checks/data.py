@@ -164,7 +164,8 @@ class NoOrphansCheck:
 
 
 class RowCountParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # "Exactly one of" (the validator below), for `runbook schema`.
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"oneOf": [{"required": [k]} for k in ["table", "query"]]})
 
     connection: str
     table: TableName | None = None

@@ -61,7 +61,8 @@ REPORT_HEADER = ("key", "classification", "candidates")
 
 
 class BackfillParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # "Exactly one of" (the validator below), for `runbook schema`.
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"oneOf": [{"required": [k]} for k in ["update", "resolve"]]})
 
     connection: str
     table: str = Field(pattern=_TABLE_PATTERN)

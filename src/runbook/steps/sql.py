@@ -59,7 +59,8 @@ _END_OF_LOOP = re.compile(r"\s+(?:IF|LOOP|WHILE|REPEAT)\b", re.IGNORECASE)
 
 
 class SqlParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # "Exactly one of" (the validator below), for `runbook schema`.
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"oneOf": [{"required": [k]} for k in ["sql", "file"]]})
 
     connection: str
     sql: str | list[str] | None = Field(default=None, description="Statements separated by ';', or a list of single statements.")

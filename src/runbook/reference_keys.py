@@ -1,0 +1,177 @@
+"""Generated from the key tables of docs/runbook-format.md by tests/schema/reference_tables.py; do not edit."""
+
+KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: the lock key, history, `run_passed`.",
+             'description': 'Shown in plans (the text plan shows its first line).',
+             'metadata': 'Owner, risk, escalation, etc.',
+             'vars': 'Parameters of the runbook.',
+             'environments': 'Per-environment var overrides.',
+             'connections': 'Named databases for `sql`, `alembic`, `backfill` and database checks.',
+             'on_failure': 'What a failed step does when it has no `on_failure` of its own ([§6](#6-how-a-step-runs)).',
+             'steps': 'Run in the order written.',
+             'rollback': 'Named procedures for `runbook rollback RUN --option ID`.',
+             'success_criteria': 'Checked after the last step.',
+             'notifications': 'Announcements at start, end, pause, rollback.'},
+ 'Metadata': {'owner': 'text and Markdown plans',
+              'priority': 'text and Markdown plans',
+              'risk': 'text and Markdown plans',
+              'estimate': 'informational (plans sum the step estimates)',
+              'version': 'the template value `runbook.version`',
+              'tags': 'informational',
+              'escalation': '"Contact & Escalation" in the Markdown plan',
+              'links': 'informational'},
+ 'Var': {'default': 'Value when nothing else sets it.',
+         'env': "Name of an OS environment variable that overrides the default and the environment's value.",
+         'required': 'Exit 2 if the var is still `null` once resolved.',
+         'secret': 'The value is replaced by `***` in every output, log, event, plan and stored record.',
+         'description': 'Shown in the "required" error.',
+         'choices': 'The resolved value must be one of these (compared as is, or as text).'},
+ 'Environment': {'description': 'informational',
+                 'vars': 'Overrides. Every name must be a declared var (validation error otherwise).',
+                 'protected': 'A new run here must be confirmed: see below.'},
+ 'RollbackOption': {'id': 'Unique among options.',
+                    'title': 'Shown in plans.',
+                    'description': 'Markdown plan.',
+                    'use_when': 'Shown in plans ("use when: ...").',
+                    'steps': 'Same syntax as top-level steps, `uses` included. Ids must be unique within the option.'},
+ 'SuccessCriterion': {'description': 'What must be true.', 'check': 'Evaluated after the last step.'},
+ 'Notifications': {'channels': 'Where messages go.', 'messages': 'An event with no message sends nothing.'},
+ 'Channel': {'type': '`console` | `file` | `webhook`',
+             'path': '`file` (required there): appended to, relative to the working directory. Each entry starts `--- <UTC time> <title>`. Created with mode '
+                     '0600, symlinks not followed.',
+             'url': '`webhook` (required there; `http://` or `https://` unless it is a template): receives an HTTP POST of `{"text": "*title*\\nbody"}` '
+                    '(Slack-compatible).',
+             'headers': '`webhook` request headers.',
+             'timeout': '`webhook` request timeout.',
+             'retries': '`webhook` retries; the delay starts at 0.5 s and doubles.',
+             'events': 'Only these events go to this channel.'},
+ 'Step': {'id': 'Unique in the runbook. Used by `needs`, templates, `--only`, `--from`, `approve`.',
+          'kind': 'What runs.',
+          'title': 'Shown everywhere.',
+          'description': 'Informational. Not shown and not part of the fingerprint.',
+          'needs': 'These earlier steps must have **passed** in this run, else the step is refused (exit 3).',
+          'when': 'Evaluated before the step. If false, the step is recorded as `skipped`.',
+          'preconditions': "Checked before the step. A failure applies the check's `on_fail`.",
+          'gates': 'Checked after the step. A failure fails the attempt, unless the gate has `on_fail: warn`.',
+          'confirm': 'The question asked before the step runs. Without a terminal the run pauses (exit 4).',
+          'dry_run': 'What `--dry-run` does with the step.',
+          'rollback': 'How to undo the step.',
+          'irreversible': 'States that there is nothing to undo (silences the validation warning; skipped in rollbacks).',
+          'on_failure': 'What a failure of this step triggers.',
+          'timeout': 'Limit for one attempt. How it applies depends on the kind ([§12](#12-step-kinds)).',
+          'retries': 'Further attempts after a failure.',
+          'estimate': 'Summed in plans.',
+          'hints': 'Advice printed when the failure output matches.',
+          'outputs': "Extra outputs computed from the kind's (`result`).",
+          'uses': 'Take the step from `steps/NAME.yaml` ([§11](#11-reusable-step-definitions-uses-and-with)).',
+          'with': 'Parameters for `uses`. An error without `uses`.'},
+ 'Retries': {'count': 'Attempts after the first. `retries: 3` means `count: 3`.',
+             'delay': 'Wait before the first retry.',
+             'backoff': 'The delay is multiplied by this after each retry.'},
+ 'Check': {'check': 'What to check.',
+           'name': "Label in plans and output. Rendered like the check's keys: `name: a backup younger than {{ vars.backup_max_age }} exists`.",
+           'description': 'Informational; not shown.',
+           'on_fail': 'Preconditions: `halt`, `skip` or `warn` ([§6](#6-how-a-step-runs) step 5). Gates: `warn` makes a failure a warning; `halt` and `skip` '
+                      'fail the step (step 8). Success criteria: not consulted.',
+           'timeout': 'Used by the `command` check (default 60 s) and the `http` check (default 10 s). Other kinds ignore it.',
+           'recheck': 'Gates only: whether `--resume` checks the gate of a passed step again. `auto`: when the step is on the frontier (no other passed step '
+                      'needs it); `always`; `never` ([Resuming](#resuming-what-is-carried-over-and-what-is-re-verified)).'},
+ 'Definition': {'description': 'Shown by tools.',
+                'params': 'The parameters `with` may set.',
+                'step': 'The step: `kind`, its keys, and any common keys (`title`, `gates`, `dry_run`, ...). It may itself have `uses` (nesting); a cycle is '
+                        'an error.'},
+ 'Parameter': {'type': 'Checked against the `with` value.',
+               'required': 'A missing required parameter is an error.',
+               'default': 'Used when `with` does not set it. It is not type-checked.',
+               'description': 'Quoted in the "needs parameter" error.',
+               'choices': 'The `with` value must be one of these.',
+               'secret': 'Accepted; currently has no effect (mark the *var* secret instead).'},
+ 'step:command': {'run': 'A list runs as argv with no shell: each element, rendered, is exactly one argument, and nothing in it is interpreted. **Prefer it '
+                         'whenever a value is templated in.** A string runs with `/bin/sh -c`.',
+                  'cwd': 'Directory to run in, relative to the working directory.',
+                  'env': 'Added to the environment `runbook` itself runs with.'},
+ 'step:manual': {'instruction': 'What to do. It is shown as the step\'s "run" in plans and prompts.'},
+ 'step:sql': {'connection': 'A name from `connections`.',
+              'sql': 'A string is split into statements at top-level `;`. Quotes, comments, PostgreSQL dollar-quoted bodies and `BEGIN ... END` bodies of '
+                     "`CREATE TRIGGER/FUNCTION/PROCEDURE` (with MySQL's `END IF`, `END LOOP`, `END WHILE`, `END REPEAT` inside) are not cut. On MySQL and "
+                     "MariaDB `#` also starts a comment and a backslash escapes a quote in a string; the client's `DELIMITER` command is not SQL and is not "
+                     'understood. Each list item is one statement, passed through untouched.',
+              'file': "A SQL file, relative to the runbook's directory ([§2](#2-where-files-are-found)). Exactly one of `sql` and `file` is required.",
+              'transaction': '`true`: all statements in one transaction (on SQLite an explicit `BEGIN`, so DDL is atomic too; on MySQL and MariaDB DDL commits '
+                             'on its own, see below). `false`: each statement autocommits (e.g. `CREATE INDEX CONCURRENTLY`).',
+              'lock_timeout': 'PostgreSQL `lock_timeout`. MySQL and MariaDB: `lock_wait_timeout` (a DDL statement waiting behind an open transaction) and '
+                              '`innodb_lock_wait_timeout` (row locks), in whole seconds, rounded up with a note. Ignored with a note on other databases.',
+              'statement_timeout': 'PostgreSQL `statement_timeout`. MariaDB `max_statement_time` (any statement); MySQL `max_execution_time`, which stops only '
+                                   '`SELECT`s (a note says so). Ignored with a note on other databases.',
+              'params': 'Bind values for `:name` in the statements. Write `\\:` for a literal colon.'},
+ 'step:alembic': {'config': "Path of `alembic.ini`, relative to the runbook's directory ([§2](#2-where-files-are-found)). A relative `script_location` inside "
+                            "it is alembic's: relative to the working directory, unless written `%(here)s/PATH` (relative to the ini) or `package:PATH`.",
+                  'connection': 'A runbook connection whose URL is passed to `env.py` as `sqlalchemy.url` (a `postgresql://` or `postgres://` URL is rewritten '
+                                'to `postgresql+psycopg://`, `mysql://` and `mariadb://` to `mysql+pymysql://`: the drivers runbook installs). Without it, '
+                                '`env.py` connects as it is configured to.',
+                  'command': '`upgrade` | `downgrade` | `stamp` | `current`',
+                  'target': 'Required except for `current`, which takes none. A revision, `head`, `heads`, `base`, a relative revision such as `-1` (single '
+                            'target only), or a comma-separated list.'},
+ 'step:backfill': {'connection': 'string',
+                   'table': '`name` or `schema.name` (plain identifiers)',
+                   'key': 'Integer primary key column, walked in key order.',
+                   'where': "The rows still to do, e.g. `subscriber_id IS NULL`. It selects and counts the rows of each batch; the `resolve` form's writes are "
+                            'guarded by it, so a replayed batch is harmless.',
+                   'update': 'Form 1: your own `UPDATE` for the key range `:lo`..`:hi`, both ends included. It runs as written: **repeat the `where` guard in '
+                             'it** (`WHERE id BETWEEN :lo AND :hi AND customer_id IS NULL`), or a batch replayed after a crash writes its rows again.',
+                   'resolve': 'Form 2: a `SELECT` returning the columns `key`, `value` and `candidates` for the rows still to do in `:lo`..`:hi`. Exactly one '
+                              'of `update` and `resolve` is required, and the SQL must use both `:lo` and `:hi`.',
+                   'set_column': 'Required with `resolve`: the column to set to `value`.',
+                   'ambiguous': '`resolve` only (an error with `update`). For rows with `candidates > 1`, `skip` leaves them unset and `first` writes `value`.',
+                   'batch_size': 'First batch size. It must lie between `min_batch` and `max_batch`.',
+                   'min_batch': 'Lower bound of the adaptive batch size.',
+                   'max_batch': 'Upper bound.',
+                   'target_batch_time': 'The batch size moves toward this time per batch, changing by at most ×2 per batch.',
+                   'throttle': 'Pause between batches.',
+                   'max_errors': 'Failed batches tolerated. Each failure halves the batch size and retries. One more failure fails the step.',
+                   'lock_timeout': 'PostgreSQL `lock_timeout` per batch; SQLite `busy_timeout`.',
+                   'statement_timeout': 'PostgreSQL `statement_timeout` per batch.',
+                   'preview': 'Classify and report as a dry run does, in any run: nothing is written and nothing checkpointed ("the dry run first, review, '
+                              'then commit" inside one real run; see below).',
+                   'report': 'CSV of flagged rows (`key,classification,candidates`, where the classification is `ambiguous_first`, `ambiguous_skipped` or '
+                             '`unresolved`), relative to the working directory.'},
+ 'step:http': {'url': '`user:password@` in it becomes a Basic `Authorization` header, and the password is masked.',
+               'method': '`GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS` (any case)',
+               'headers': 'Values of headers whose name contains auth, token, secret, key, cookie, session, passw, signature or credential are masked in '
+                          'output.',
+               'json': 'JSON request body. `Content-Type: application/json` is added unless set.',
+               'expect_status': 'Any other status fails the step.',
+               'expect_json': 'Checked against the parsed response. A path walks objects by key and arrays by index (`items.0.id`); a missing path reads as '
+                              'null.'},
+ 'step:notify': {'message': 'The body.',
+                 'subject': "The message's title line (`title` is the step's own title).",
+                 'channels': '`events` filters do not apply here.'},
+ 'check:command': {'': 'exit status 0, the output matches `output_matches` and contains nothing matching `output_excludes` (multiline search). Timeout: check '
+                       '`timeout`, default 60 s.'},
+ 'check:sql': {'': 'the first column of the first row (null if there is no row) meets `expect`'},
+ 'check:file_exists': {'': 'a regular file matches and is at least `min_size` bytes'},
+ 'check:file_fresh': {'': 'the newest matching file is no older than `max_age`'},
+ 'check:table_exists': {'': 'the table is present (or absent with `exists: false`)'},
+ 'check:column_exists': {'': 'the column is present and, if given, its type is of the same family (`varchar` matches `VARCHAR(20)`, `character varying` and '
+                             "`text`; `integer` matches `INT4`, `BIGINT` and MySQL's `INTEGER(11)`; on MySQL `boolean` also matches `TINYINT(1)` and `json` "
+                             "MariaDB's `LONGTEXT`, the types those aliases are; character sets and collations are ignored; ...) and its nullability matches"},
+ 'check:foreign_key_exists': {'': 'a matching, *validated* foreign key exists. On PostgreSQL, a `NOT VALID` key fails both `exists: true` and `exists: '
+                                  'false`.'},
+ 'check:index_exists': {'': 'a matching, *valid* index exists (an index left invalid by a failed `CREATE INDEX CONCURRENTLY` fails). Unique and primary-key '
+                            "indexes count (MySQL's is named `PRIMARY`)."},
+ 'check:alembic_revision': {'': 'the revisions in the version table equal `current` / the script heads; or the scripts have exactly one head. A config or '
+                                "script directory that is not found is the check's error."},
+ 'check:no_long_transactions': {'': 'no other client session has a transaction open longer than `older_than` (holding a lock on one of `tables`, if given). '
+                                    'PostgreSQL: `pg_stat_activity` and `pg_locks`. MySQL and MariaDB: `information_schema.INNODB_TRX` with `PROCESSLIST`, for '
+                                    "sessions whose database is the connection's; the user needs the PROCESS privilege (without it the check errors rather "
+                                    'than pass blind). A plain `SELECT` there holds only a metadata lock, which `information_schema` does not show, so with '
+                                    '`tables` every long transaction of such a session counts. On SQLite it passes, marked not applicable.'},
+ 'check:no_nulls': {'': 'no row has `column` NULL (within `where`). On failure it shows up to 5 primary keys.'},
+ 'check:no_orphans': {'': 'every non-null `column` value exists in the parent. On failure it shows up to 5 values.'},
+ 'check:row_count': {'': "the count of rows (of the table, or of the query's result) meets `expect`"},
+ 'check:http': {'': 'the status is expected, every `expect_json` path meets its expectation, and the body matches. A 3xx in `expect_status` turns off redirect '
+                    'following. Proxies are bypassed for localhost. At most 1 MiB of the body is read. Timeout: check `timeout`, default 10 s.'},
+ 'check:run_passed': {'': 'a non-dry run of this runbook passed in `env` (among its latest 50 runs), with the same runbook fingerprint if `same_version`, and '
+                          'no longer ago than `within` if given'},
+ 'check:time_window': {'': 'now is inside `window`: `HH:MM-HH:MM`, optionally after days (`Sat,Sun 01:00-05:00`, `Mon-Fri 22:00-02:00`). The end is exclusive. '
+                           'A window may cross midnight; its days name the day it starts on.'},
+ 'check:value': {'': 'the rendered `value`, read back as a literal, meets `expect` ([§9](#9-expectations))'}}
