@@ -109,6 +109,12 @@ def _pg_dump_binary() -> str:
     return str(bundled) if bundled.exists() else "pg_dump"
 
 
+def with_query(url: str, suffix: str) -> str:
+    """``url`` + ``?schema=...``, joined with ``&`` when the URL has a query already
+    (the embedded server's URL names its socket directory in ``?host=``)."""
+    return url + ("&" + suffix[1:] if "?" in url and suffix.startswith("?") else suffix)
+
+
 def pg_dump(url: str, *args: str) -> str:
     out = subprocess.run([_pg_dump_binary(), "--no-owner", *args, libpq(url)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -156,13 +162,13 @@ def test_schema_from_url_parameter_or_environment(pg_url: str, monkeypatch: pyte
     with StateStore.open(pg_url) as default:
         assert default.schema == "runbook"
         default.create_run(**run, run_id="in-default")
-    with StateStore.open(pg_url + "?schema=ops_state") as by_url:
+    with StateStore.open(with_query(pg_url, "?schema=ops_state")) as by_url:
         assert by_url.schema == "ops_state" and by_url.list_runs() == []
         by_url.create_run(**run, run_id="in-url")
     monkeypatch.setenv("RUNBOOK_STATE_SCHEMA", "team_a")
     with StateStore.open(pg_url) as by_env:
         assert by_env.schema == "team_a" and by_env.list_runs() == []
-    with StateStore.open(pg_url + "?schema=ops_state") as url_wins:
+    with StateStore.open(with_query(pg_url, "?schema=ops_state")) as url_wins:
         assert [r.run_id for r in url_wins.list_runs()] == ["in-url"]
     for schema in ("runbook", "ops_state", "team_a"):
         assert tables(pg_url, schema) == STORE_TABLES, schema
@@ -184,7 +190,7 @@ def test_a_schema_that_is_not_runbooks_is_refused_with_exit_2(
     pg_url: str, project: Path, suffix: str, env: dict[str, str], message: str
 ) -> None:
     """``public``, system schemas and names that need quoting are refused before anything is created."""
-    out = runbook(project, "history", state=pg_url + suffix, **env)
+    out = runbook(project, "history", state=with_query(pg_url, suffix), **env)
     assert out.returncode == 2 and message in out.stderr, out.stdout + out.stderr
     assert "Traceback" not in out.stderr
     assert set(relations(pg_url)) <= {"public"} and tables(pg_url, "public") == set()
