@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -30,7 +31,11 @@ from runbook.process import group_alive
 import sqlalchemy as sa
 
 from runbook.state import StateStore
+from tests.conftest import stop_demo_server
 from tests.reliability.conftest import Live, Proj, sqlite_state_url, timing
+
+if TYPE_CHECKING:
+    from tests.conftest import SeededDemoDatabases
 
 STEPS = 20  # state-write kills: enough steps that a run outlives a few kills
 BOUNDARY_STEPS = 8  # each boundary kill is the same transition: 8 cover both kinds several times
@@ -489,9 +494,14 @@ class DemoApp:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def demo_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoApp]:
-    """The demo at v1 with 20,000 subscriptions; the backfill patched to many small batches."""
-    db_url = request.getfixturevalue("pg_url") if request.param == "postgresql" else f"sqlite:///{tmp_path / 'isp.db'}"
+def demo_app(request: pytest.FixtureRequest, tmp_path: Path, seeded_demo_databases: SeededDemoDatabases) -> Iterator[DemoApp]:
+    """The demo at v1 with 20,000 subscriptions (a fresh copy of a database seeded once per
+    session); the backfill patched to many small batches."""
+    with seeded_demo_databases.copy(request.param, tmp_path / "isp.db", rows=ROWS, seed=42) as db_url:
+        yield from _demo_app(tmp_path, db_url)
+
+
+def _demo_app(tmp_path: Path, db_url: str) -> Iterator[DemoApp]:
     for part in ("runbooks", "steps"):
         shutil.copytree(ROOT / part, tmp_path / part)
     shutil.copytree(ROOT / "examples" / "isp", tmp_path / "examples" / "isp", ignore=shutil.ignore_patterns("var", "__pycache__"))
@@ -500,13 +510,11 @@ def demo_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoApp
     assert text.count(BATCHING) == 1
     runbook.write_text(text.replace(BATCHING, PATCHED_BATCHING))
     demo = DemoApp(tmp_path, db_url)
-    demo.ispctl("init")
-    demo.ispctl("generate", "--rows", str(ROWS), "--seed", "42")
     demo.ispctl("up", "--version", "v1")
     try:
         yield demo
     finally:
-        subprocess.run([sys.executable, "examples/isp/ispctl.py", "down"], cwd=tmp_path, env=demo.env(), capture_output=True, timeout=60)
+        stop_demo_server(tmp_path / "examples" / "isp" / "var")
 
 
 def _count_updates_trigger(demo: DemoApp) -> None:
