@@ -8,7 +8,6 @@ tests never see each other's tables.
 
 from __future__ import annotations
 
-import compileall
 import os
 import shutil
 import subprocess
@@ -21,20 +20,7 @@ from pathlib import Path
 
 import pytest
 
-
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _compiled_sources() -> None:
-    """Byte-compile runbook and the demo app once, for the hundreds of processes the tests start.
-
-    Environments that set PYTHONDONTWRITEBYTECODE (CI images do) would otherwise have every
-    `python -m runbook` and `ispctl.py` compile the same sources again (~0.07 s of CPU each).
-    The caches go to the usual, git-ignored __pycache__ folders; a read-only tree is left alone.
-    """
-    for folder in (ROOT / "src" / "runbook", ROOT / "examples" / "isp"):
-        compileall.compile_dir(folder, quiet=2)
 
 
 def _admin_url() -> str:
