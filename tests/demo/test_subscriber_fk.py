@@ -101,6 +101,7 @@ def _expected_unresolved(demo: Demo) -> object:
     )
 
 
+@pytest.mark.slow
 def test_full_run_passes(demo: Demo) -> None:
     """runbook run subscriber-fk.yaml --yes carries out the whole change and every check passes."""
     result = demo.runbook("run", "subscriber-fk.yaml", "--yes")
@@ -118,6 +119,7 @@ def test_deploy_alone_on_fresh_target_is_refused(demo: Demo) -> None:
     assert demo.ispctl("status")["version"] == "v1"
 
 
+@pytest.mark.slow
 def test_code_deployed_around_the_runbook_is_caught_with_the_seed_hint(demo: Demo) -> None:
     """Deploying v2 by hand before the migration logs the seed's error; the post-deploy check catches it."""
     demo.ispctl("deploy", "--to", "v2")
@@ -129,6 +131,7 @@ def test_code_deployed_around_the_runbook_is_caught_with_the_seed_hint(demo: Dem
     assert "Code was deployed before the migration" in result.stdout
 
 
+@pytest.mark.slow
 def test_backfill_failure_midway_then_resume_finishes_every_row(demo: Demo) -> None:
     """A batch failing mid-backfill stops the run; --resume continues from the checkpoint and every row is right."""
     paused = demo.runbook("run", "subscriber-fk.yaml", "--approve", "preflight", "--var", "batch_size=100")
@@ -168,6 +171,7 @@ def test_backfill_failure_midway_then_resume_finishes_every_row(demo: Demo) -> N
     assert wrong == 0
 
 
+@pytest.mark.slow
 def test_rollback_option_1_restores_the_schema(demo: Demo) -> None:
     """After the change, rollback option revert_migration leaves the schema exactly as before it."""
     before = demo.schema()

@@ -352,6 +352,7 @@ class TestApi:
 
 
 class TestJobs:
+    @pytest.mark.slow
     def test_jobs_follow_the_deployed_version(self, seeded_isp: Isp) -> None:
         """Jobs print their JSON; under v2 unset rows are skipped as subscriber_id_not_set until backfilled."""
         isp = seeded_isp
@@ -393,6 +394,7 @@ class TestJobs:
 
 
 class TestLifecycle:
+    @pytest.mark.slow
     def test_deploy_switches_versions_and_reset_clears_everything(self, sqlite_isp: Isp) -> None:
         """deploy replaces the server on the same port (health shows the new version); reset undoes it all."""
         isp = sqlite_isp

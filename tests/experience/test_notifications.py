@@ -135,6 +135,7 @@ def test_a_receiver_that_is_down_costs_a_warning_not_the_run(scratch: Scratch) -
     assert "✔ [announce] passed" in result.stdout and "✔ [work] passed" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_slow_receiver_does_not_hold_the_run_until_it_answers(scratch: Scratch, receiver: Receiver) -> None:
     """The receiver holds every request unanswered (for minutes, until the test ends), far past the
     channel's 120 s timeout: the run still ends, having waited at most WEBHOOK_DRAIN_S for it.

@@ -86,6 +86,7 @@ def _resumable(proj: Proj, name: str) -> bool:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.slow
 def test_sigkill_at_every_step_boundary(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """8 steps, 8 SIGKILLs: each step kills the runbook process once, either before its
     side effect (the boundary right after the previous step passed) or right after it
@@ -142,6 +143,7 @@ def test_sigkill_at_every_step_boundary(backend: str, tmp_path: Path, request: p
 # ------------------------------------------------------------- inside steps
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_instants_inside_steps(proj: Proj) -> None:
     """10 steps append, then sleep a seeded random 50-250 ms; the test SIGKILLs the
     process 0-400 ms (seeded) after a step started, mostly inside a step's sleep, and resumes,
@@ -224,6 +226,7 @@ def _where_it_died(proj: Proj) -> str:
         return "after a step passed, event appended" if last.step_id in finished else "after a step passed, before its event"
 
 
+@pytest.mark.slow
 def test_sigkill_during_state_writes_never_corrupts_the_sqlite_store(sqlite_proj: Proj) -> None:
     """16 SIGKILLs at random microsecond offsets after a step's last output line (0-8 ms)
     or its 'passed' line (0-1.5 ms): the window where the engine commits the attempt's end,
@@ -552,6 +555,7 @@ def _kill_when_backfill_passes(demo: DemoApp, live: Live, run_id: str, key: int)
     return int(saved["last_key"])
 
 
+@pytest.mark.slow
 def test_sigkill_mid_backfill_then_resume_updates_every_row_once(demo_app: DemoApp) -> None:
     """subscriber-fk on 20,000 rows in 200-row batches, SIGKILLed twice while the backfill
     runs (at >= 25 % and >= 60 % of the keys), resumed each time: the final
