@@ -3,7 +3,8 @@
 PostgreSQL comes from ``RUNBOOK_TEST_PG_URL`` when set, otherwise from the
 embedded server shipped by the ``pgserver`` wheel, started once per session.
 Each test that asks for ``pg_url`` gets its own freshly created database so
-tests never see each other's tables.
+tests never see each other's tables. The demo app's seeded database is built once
+per session and copied for each test that needs it (``seeded_demo_databases``).
 """
 
 from __future__ import annotations
