@@ -3,7 +3,8 @@
 PostgreSQL comes from ``RUNBOOK_TEST_PG_URL`` when set, otherwise from the
 embedded server shipped by the ``pgserver`` wheel, started once per session.
 Each test that asks for ``pg_url`` gets its own freshly created database so
-tests never see each other's tables.
+tests never see each other's tables. The demo app's seeded database is built once
+per session and copied for each test that needs it (``seeded_demo_databases``).
 
 MariaDB (or MySQL) comes from ``RUNBOOK_TEST_MARIADB_URL`` when set, which must
 then answer, otherwise from ``mysql://root@127.0.0.1:3306`` if a server answers
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _admin_url() -> str:
@@ -69,13 +74,14 @@ def other_pg_url(pg_server_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def _fresh_database(pg_server_url: str) -> Iterator[str]:
+def _fresh_database(pg_server_url: str, template: str | None = None) -> Iterator[str]:
+    """A new database (a copy of ``template`` when given), dropped afterwards."""
     import sqlalchemy as sa
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     url = sa.engine.make_url(pg_server_url).set(database=name)
     try:
         yield url.render_as_string(hide_password=False)
@@ -149,3 +155,119 @@ def mariadb_url(mariadb_server_url: str) -> Iterator[str]:
                     pass
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
         admin.dispose()
+
+
+# ---------------------------------------------------------------- the demo app's database, seeded once
+
+ISPCTL = ROOT / "examples" / "isp" / "ispctl.py"
+
+
+class SeededDemoDatabases:
+    """The demo app's database at the state before the change (``ispctl init``) with
+    generated data (``ispctl generate --rows N --seed S``), built once per session for
+    each (backend, rows, seed) and copied for each test: every test still gets its own
+    fresh database, without paying for the migrations and the seeding again."""
+
+    def __init__(self, request: pytest.FixtureRequest, workdir: Path) -> None:
+        self._request = request
+        self._workdir = workdir
+        self._sqlite: dict[tuple[int, int], Path] = {}
+        self._postgresql: dict[tuple[int, int], str] = {}
+        self._server: str | None = None
+
+    def _seed(self, url: str, rows: int, seed: int) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNBOOK_", "ISP_"))}
+        env.update(ISP_DATABASE_URL=url, ISP_HOME=str(self._workdir / f"home-{uuid.uuid4().hex[:8]}"))
+        for args in (["init"], ["generate", "--rows", str(rows), "--seed", str(seed)]):
+            done = subprocess.run([sys.executable, str(ISPCTL), *args], env=env, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, f"ispctl {' '.join(args)}: {done.stderr}"
+
+    @contextmanager
+    def copy(self, backend: str, dest: Path, *, rows: int, seed: int) -> Iterator[str]:
+        """A fresh copy's URL: a SQLite file at ``dest``, or a new PostgreSQL database (dropped after)."""
+        key = (rows, seed)
+        if backend == "sqlite":
+            if key not in self._sqlite:
+                self._sqlite[key] = self._workdir / f"isp-{rows}-{seed}.db"
+                self._seed(f"sqlite:///{self._sqlite[key]}", rows, seed)
+            for suffix in ("", "-wal"):  # the WAL is folded in when the last connection closes; copied if not
+                if Path(f"{self._sqlite[key]}{suffix}").exists():
+                    shutil.copyfile(f"{self._sqlite[key]}{suffix}", f"{dest}{suffix}")
+            yield f"sqlite:///{dest}"
+            return
+        server = self._server = self._request.getfixturevalue("pg_server_url")
+        if key not in self._postgresql:
+            # Unique: test sessions may share one server (RUNBOOK_TEST_PG_URL).
+            self._postgresql[key] = f"tpl_isp_{rows}_{seed}_{uuid.uuid4().hex[:8]}"
+            self._create_template(server, self._postgresql[key], rows, seed)
+        with _fresh_database(server, template=self._postgresql[key]) as url:
+            yield url
+
+    def _create_template(self, server: str, name: str, rows: int, seed: int) -> None:
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        finally:
+            admin.dispose()
+        self._seed(sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False), rows, seed)
+
+    def drop_templates(self) -> None:
+        """On a server that outlives the session (RUNBOOK_TEST_PG_URL); the embedded one goes whole."""
+        if self._server is None or not _admin_url():
+            return
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(self._server, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                for name in self._postgresql.values():
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def seeded_demo_databases(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededDemoDatabases]:
+    """See SeededDemoDatabases: ``with seeded_demo_databases.copy("sqlite", path, rows=600, seed=42) as url``."""
+    databases = SeededDemoDatabases(request, tmp_path_factory.mktemp("seeded-demo"))
+    yield databases
+    databases.drop_templates()
+
+
+def stop_demo_server(home: Path) -> None:
+    """What ``ispctl down`` does (SIGTERM, then SIGKILL after 10 s), without starting a Python
+    process that imports the app to do it: teardown only, so a test's own work still goes
+    through ispctl."""
+    import signal
+    import time
+
+    try:
+        pid = int((home / "api-server.pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 10
+    while _running(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    (home / "api-server.pid").unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited server waits for init to reap it)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)  # our own child (rare): reap it
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False

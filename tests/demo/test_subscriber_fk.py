@@ -10,9 +10,15 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+
+from tests.conftest import stop_demo_server
+
+if TYPE_CHECKING:
+    from tests.conftest import SeededDemoDatabases
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 600
@@ -72,20 +78,20 @@ class Demo:
             engine.dispose()
 
 
-@pytest.fixture
-def demo(tmp_path: Path, db_url: str) -> Iterator[Demo]:
-    """The demo app at v1 on a fresh database with generated data, server running."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def demo(request: pytest.FixtureRequest, tmp_path: Path, seeded_demo_databases: SeededDemoDatabases) -> Iterator[Demo]:
+    """The demo app at v1 on a fresh database with generated data (a copy of one
+    ``ispctl init`` + ``ispctl generate`` made once per session), server running."""
     for part in ("runbooks", "steps"):
         shutil.copytree(ROOT / part, tmp_path / part)
     shutil.copytree(ROOT / "examples" / "isp", tmp_path / "examples" / "isp", ignore=shutil.ignore_patterns("var", "__pycache__"))
-    demo = Demo(tmp_path, db_url)
-    demo.ispctl("init")
-    demo.ispctl("generate", "--rows", str(ROWS), "--seed", "42")
-    demo.ispctl("up", "--version", "v1")
-    try:
-        yield demo
-    finally:
-        subprocess.run([sys.executable, "examples/isp/ispctl.py", "down"], cwd=demo.root, env=demo.env(), capture_output=True, timeout=60)
+    with seeded_demo_databases.copy(request.param, tmp_path / "test.db", rows=ROWS, seed=42) as db_url:
+        demo = Demo(tmp_path, db_url)
+        demo.ispctl("up", "--version", "v1")
+        try:
+            yield demo
+        finally:
+            stop_demo_server(demo.home)
 
 
 def _expected_unresolved(demo: Demo) -> object:
@@ -95,6 +101,7 @@ def _expected_unresolved(demo: Demo) -> object:
     )
 
 
+@pytest.mark.slow
 def test_full_run_passes(demo: Demo) -> None:
     """runbook run subscriber-fk.yaml --yes carries out the whole change and every check passes."""
     result = demo.runbook("run", "subscriber-fk.yaml", "--yes")
@@ -112,6 +119,7 @@ def test_deploy_alone_on_fresh_target_is_refused(demo: Demo) -> None:
     assert demo.ispctl("status")["version"] == "v1"
 
 
+@pytest.mark.slow
 def test_code_deployed_around_the_runbook_is_caught_with_the_seed_hint(demo: Demo) -> None:
     """Deploying v2 by hand before the migration logs the seed's error; the post-deploy check catches it."""
     demo.ispctl("deploy", "--to", "v2")
@@ -123,6 +131,7 @@ def test_code_deployed_around_the_runbook_is_caught_with_the_seed_hint(demo: Dem
     assert "Code was deployed before the migration" in result.stdout
 
 
+@pytest.mark.slow
 def test_backfill_failure_midway_then_resume_finishes_every_row(demo: Demo) -> None:
     """A batch failing mid-backfill stops the run; --resume continues from the checkpoint and every row is right."""
     paused = demo.runbook("run", "subscriber-fk.yaml", "--approve", "preflight", "--var", "batch_size=100")
@@ -162,6 +171,7 @@ def test_backfill_failure_midway_then_resume_finishes_every_row(demo: Demo) -> N
     assert wrong == 0
 
 
+@pytest.mark.slow
 def test_rollback_option_1_restores_the_schema(demo: Demo) -> None:
     """After the change, rollback option revert_migration leaves the schema exactly as before it."""
     before = demo.schema()

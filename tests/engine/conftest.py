@@ -1,4 +1,11 @@
-"""Engine tests run the real CLI in a scratch project directory."""
+"""Engine tests run the real CLI in a scratch project directory.
+
+``Project.runbook`` starts ``python -m runbook``; a test module whose tests need no
+separate process (nothing is killed, signalled, raced or timed) overrides the
+``project`` fixtures with ``in_process()`` so that its commands run through click's
+CliRunner in the test process instead: same command line, environment, working
+directory and standard input, without an interpreter start and imports per command.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import pytest
 class Project:
     root: Path
     state_url: str | None = None
+    in_process: bool = False
 
     def write(self, name: str, text: str) -> Path:
         path = self.root / "runbooks" / name
@@ -33,6 +41,8 @@ class Project:
         return env
 
     def runbook(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        if self.in_process:
+            return self._invoke(list(args), env, input)
         return subprocess.run(
             [sys.executable, "-m", "runbook", *args],
             cwd=self.root,
@@ -43,6 +53,25 @@ class Project:
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
         )
+
+    def _invoke(self, args: list[str], env: dict[str, str] | None, input: str | None) -> subprocess.CompletedProcess[str]:
+        """``runbook ARGS`` through CliRunner, with exactly the environment and working directory a process would get."""
+        from click.testing import CliRunner
+
+        from runbook.cli import main
+
+        wanted = self.env(env)
+        isolated: dict[str, str | None] = {name: None for name in os.environ if name not in wanted}
+        isolated.update(wanted)
+        previous = Path.cwd()
+        os.chdir(self.root)
+        try:
+            result = CliRunner().invoke(main, args, input=input, env=isolated, catch_exceptions=True)
+        finally:
+            os.chdir(previous)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return subprocess.CompletedProcess(["runbook", *args], result.exit_code, result.stdout, result.stderr)
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -74,6 +103,12 @@ def sqlite_project(tmp_path: Path) -> Project:
     """A scratch project with the default SQLite state store."""
     (tmp_path / "counters").mkdir()
     return Project(tmp_path)
+
+
+def in_process(project: Project) -> Project:
+    """The same project, its ``runbook`` commands run in-process (see the module's docstring)."""
+    project.in_process = True
+    return project
 
 
 def counter_step(step_id: str, extra: str = "") -> str:

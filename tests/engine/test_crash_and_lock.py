@@ -71,6 +71,7 @@ def test_sigkill_at_step_boundaries(sqlite_project: Project, boundary: int) -> N
     assert counts[boundary + 1 :] == [1] * (4 - boundary)
 
 
+@pytest.mark.slow
 def test_eight_concurrent_runs_exactly_one_proceeds(project: Project) -> None:
     """8 processes start the same runbook and env at once: one runs, the others exit 3 naming the holder."""
     # The winner holds the lock until the test releases it, so a process that starts late

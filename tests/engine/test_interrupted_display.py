@@ -55,6 +55,7 @@ def _run_id(project: Project) -> str:
     return history.stdout.splitlines()[1].split()[0]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_step_shows_interrupted(project: Project) -> None:
     """While alive the run shows running; after SIGKILL, status, show and history say interrupted."""
     project.write("k.yaml", SLOW)

@@ -5,7 +5,20 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from tests.engine.conftest import Project, counter_step
+import pytest
+
+from tests.engine.conftest import Project, counter_step, in_process
+
+
+# Nothing here is killed, signalled or raced: each command runs in-process (tests/engine/conftest.py).
+@pytest.fixture
+def project(project: Project) -> Project:
+    return in_process(project)
+
+
+@pytest.fixture
+def sqlite_project(sqlite_project: Project) -> Project:
+    return in_process(sqlite_project)
 
 PIPELINE = (
     "name: pipeline\nsteps:"

@@ -5,7 +5,20 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.engine.conftest import Project
+import pytest
+
+from tests.engine.conftest import Project, in_process
+
+
+# Nothing here is killed, signalled or raced: each command runs in-process (tests/engine/conftest.py).
+@pytest.fixture
+def project(project: Project) -> Project:
+    return in_process(project)
+
+
+@pytest.fixture
+def sqlite_project(sqlite_project: Project) -> Project:
+    return in_process(sqlite_project)
 
 CHAIN = """
 name: chain

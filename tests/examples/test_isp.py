@@ -17,10 +17,15 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
+
+from tests.conftest import stop_demo_server
+
+if TYPE_CHECKING:
+    from tests.conftest import SeededDemoDatabases
 
 ISP_DIR = Path(__file__).resolve().parents[2] / "examples" / "isp"
 ISPCTL = ISP_DIR / "ispctl.py"
@@ -108,10 +113,8 @@ def isp(db_url: str, tmp_path: Path) -> Iterator[Isp]:
     """A fresh installation on SQLite and on PostgreSQL; its API server is stopped afterwards."""
     home = tmp_path / "home"
     home.mkdir()
-    tool = Isp(db_url, home)
-    yield tool
-    if (home / "api-server.pid").exists():
-        tool.run("down")
+    yield Isp(db_url, home)
+    stop_demo_server(home)
 
 
 @pytest.fixture
@@ -119,10 +122,23 @@ def sqlite_isp(sqlite_url: str, tmp_path: Path) -> Iterator[Isp]:
     """A fresh installation on SQLite only, for behaviour that does not depend on the database."""
     home = tmp_path / "home"
     home.mkdir()
-    tool = Isp(sqlite_url, home)
-    yield tool
-    if (home / "api-server.pid").exists():
-        tool.run("down")
+    yield Isp(sqlite_url, home)
+    stop_demo_server(home)
+
+
+SEEDED_ROWS, SEEDED_SEED = 200, 11
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def seeded_isp(request: pytest.FixtureRequest, tmp_path: Path, seeded_demo_databases: SeededDemoDatabases) -> Iterator[Isp]:
+    """An installation after ``ispctl init`` and ``ispctl generate --rows 200 --seed 11``, on SQLite
+    and on PostgreSQL: a fresh copy of a database seeded once per session (the tests of init and
+    generate themselves use ``isp``)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with seeded_demo_databases.copy(request.param, tmp_path / "isp.db", rows=SEEDED_ROWS, seed=SEEDED_SEED) as url:
+        yield Isp(url, home)
+        stop_demo_server(home)
 
 
 def schema_snapshot(url: str) -> dict[str, Any]:
@@ -277,10 +293,9 @@ class TestGenerate:
 
 
 class TestApi:
-    def test_v2_on_migrated_database_creates_subscription_with_subscriber_id(self, isp: Isp) -> None:
+    def test_v2_on_migrated_database_creates_subscription_with_subscriber_id(self, seeded_isp: Isp) -> None:
         """v2 after the migration answers 201 with subscriber_id, and 422 for another customer's subscriber."""
-        isp.run("init")
-        isp.run("generate", "--rows", "100")
+        isp = seeded_isp
         isp.alembic("upgrade", "heads")
         port = isp.json("up", "--version", "v2")["port"]
         customer, subscriber, plan = customer_with_one_active_subscriber(isp)
@@ -300,10 +315,9 @@ class TestApi:
         assert f"ValueError: Subscriber {stranger} not found for customer {customer}" in log
         assert "startup self-check passed" in log and "ProgrammingError" not in log
 
-    def test_v2_before_the_migration_fails_like_the_seed(self, isp: Isp) -> None:
+    def test_v2_before_the_migration_fails_like_the_seed(self, seeded_isp: Isp) -> None:
         """v2 on the old schema logs the seed's ProgrammingError at start and per request, and answers 500."""
-        isp.run("init")
-        isp.run("generate", "--rows", "50")
+        isp = seeded_isp
         port = isp.json("up", "--version", "v2")["port"]
         assert health(port) == {"status": "ok", "version": "v2"}
         assert f"startup self-check failed: {SEED_ERROR}" in isp.log("api-server.log")
@@ -321,10 +335,9 @@ class TestApi:
         assert job.returncode == 1 and SEED_ERROR in job.stderr
         assert SEED_ERROR in isp.log("celery-worker.log")
 
-    def test_v1_works_before_and_after_the_migration(self, isp: Isp) -> None:
+    def test_v1_works_before_and_after_the_migration(self, seeded_isp: Isp) -> None:
         """v1 ignores subscriber_id and creates subscriptions on the old and the new schema."""
-        isp.run("init")
-        isp.run("generate", "--rows", "50")
+        isp = seeded_isp
         port = isp.json("up", "--version", "v1")["port"]
         customer, subscriber, plan = customer_with_one_active_subscriber(isp)
         body = {"plan_id": plan, "customer_id": customer, "subscriber_id": subscriber, "start_date": "2025-10-29"}
@@ -339,10 +352,10 @@ class TestApi:
 
 
 class TestJobs:
-    def test_jobs_follow_the_deployed_version(self, isp: Isp) -> None:
+    @pytest.mark.slow
+    def test_jobs_follow_the_deployed_version(self, seeded_isp: Isp) -> None:
         """Jobs print their JSON; under v2 unset rows are skipped as subscriber_id_not_set until backfilled."""
-        isp.run("init")
-        isp.run("generate", "--rows", "200", "--seed", "11")
+        isp = seeded_isp
         first_ten = "SELECT id FROM plan_subscriptions WHERE status = 'active' ORDER BY id LIMIT 10"
         # v1's arbitrary lookup finds somebody unless the customer has no subscriber at all.
         (without_any,) = isp.query(
@@ -381,6 +394,7 @@ class TestJobs:
 
 
 class TestLifecycle:
+    @pytest.mark.slow
     def test_deploy_switches_versions_and_reset_clears_everything(self, sqlite_isp: Isp) -> None:
         """deploy replaces the server on the same port (health shows the new version); reset undoes it all."""
         isp = sqlite_isp
@@ -403,10 +417,9 @@ class TestLifecycle:
         assert status == {**status, "version": None, "pid": None, "alive": False, "alembic_current": []}
         assert not (isp.home / "logs").exists()
 
-    def test_backup_writes_a_dump(self, isp: Isp) -> None:
+    def test_backup_writes_a_dump(self, seeded_isp: Isp) -> None:
         """backup writes <home>/backups/<dbname>-<UTC timestamp>.<ext> holding the data, and prints its path."""
-        isp.run("init")
-        isp.run("generate", "--rows", "30")
+        isp = seeded_isp
         made = isp.run("backup")
         path = Path(made.stdout.strip())
         assert path.parent == isp.home / "backups" and path.stat().st_size > 0
@@ -414,12 +427,12 @@ class TestLifecycle:
         assert re.fullmatch(rf"{re.escape(Path(database).stem)}-\d{{8}}T\d{{6}}Z\.(sqlite3|sql|json)", path.name)
         if path.suffix == ".sqlite3":
             copy = Isp(f"sqlite:///{path}", isp.home)
-            assert copy.query("SELECT COUNT(*) FROM plan_subscriptions") == [(30,)]
+            assert copy.query("SELECT COUNT(*) FROM plan_subscriptions") == [(SEEDED_ROWS,)]
         elif path.suffix == ".sql":
             assert "CREATE TABLE public.plan_subscriptions" in path.read_text()
         else:
             dump = json.loads(path.read_text())
-            assert len(dump["tables"]["plan_subscriptions"]["rows"]) == 30
+            assert len(dump["tables"]["plan_subscriptions"]["rows"]) == SEEDED_ROWS
             assert "wrote a logical dump instead" in made.stderr
 
     def test_errors_never_show_the_password(self, tmp_path: Path) -> None:

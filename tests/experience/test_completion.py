@@ -80,6 +80,7 @@ def test_step_ids_of_the_runbook_on_the_line(project: Scratch) -> None:
     assert _complete(project, "runbook run broken.yaml --from ") == []
 
 
+@pytest.mark.slow
 def test_run_ids_from_the_state_store_without_creating_one(project: Scratch) -> None:
     assert _complete(project, "runbook show ") == []
     assert not (project.root / ".runbook").exists(), "completion must not create a state store"

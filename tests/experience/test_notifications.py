@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,6 +59,7 @@ class Receiver:
 
     server: ThreadingHTTPServer
     received: list[tuple[str, str, bytes]] = field(default_factory=list)
+    answered: int = 0
     hold: bool = False
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -79,11 +79,12 @@ def receiver() -> Iterator[Receiver]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             me.received.append((self.path, self.headers.get("Content-Type", ""), body))
             if me.hold:
-                me.release.wait(60)
+                me.release.wait(300)
             self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
+            me.answered += 1
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # keep the test output to assertions
@@ -127,17 +128,20 @@ def test_a_receiver_that_is_down_costs_a_warning_not_the_run(scratch: Scratch) -
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
     _write(scratch, retries=1)
-    started = time.monotonic()
     result = scratch.runbook("run", "hooks.yaml", "--var", f"hook={closed}")
-    took = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
+    # Every sender gave up (and said so) before the run ended: none was left waiting.
     assert "webhook notification not delivered after 2 attempt(s)" in result.stdout
     assert "✔ [announce] passed" in result.stdout and "✔ [work] passed" in result.stdout
-    assert took < 2 * WEBHOOK_DRAIN_S
 
 
-def test_a_slow_receiver_delays_the_end_of_a_run_by_at_most_the_drain_time(scratch: Scratch, receiver: Receiver) -> None:
-    """Each request is held past its timeout; the run ends after at most WEBHOOK_DRAIN_S of waiting."""
+@pytest.mark.slow
+def test_a_slow_receiver_does_not_hold_the_run_until_it_answers(scratch: Scratch, receiver: Receiver) -> None:
+    """The receiver holds every request unanswered (for minutes, until the test ends), far past the
+    channel's 120 s timeout: the run still ends, having waited at most WEBHOOK_DRAIN_S for it.
+    The clock-free evidence: the run exited while no request had been answered yet. A run that
+    waited for the answers would outlive the subprocess's limit of 12x the drain time (a hang
+    guard, not a timing; bench/notify_bench.py measures the delay)."""
     receiver.hold = True
     scratch.write(
         "slow.yaml",
@@ -147,7 +151,7 @@ def test_a_slow_receiver_delays_the_end_of_a_run_by_at_most_the_drain_time(scrat
           hook: {required: true}
         notifications:
           channels:
-            - {type: webhook, url: "{{ vars.hook }}", timeout: 60s, retries: 0}
+            - {type: webhook, url: "{{ vars.hook }}", timeout: 120s, retries: 0}
           messages:
             start: starting
             success: done
@@ -157,10 +161,7 @@ def test_a_slow_receiver_delays_the_end_of_a_run_by_at_most_the_drain_time(scrat
             run: echo working
         """,
     )
-    started = time.monotonic()
-    result = scratch.runbook("run", "slow.yaml", "--var", f"hook={receiver.url}")
-    took = time.monotonic() - started
+    result = scratch.runbook("run", "slow.yaml", "--var", f"hook={receiver.url}", timeout=WEBHOOK_DRAIN_S * 12)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [body for _, _, body in receiver.received] == [b'{"text": "starting"}', b'{"text": "done"}']
-    # Interpreter start and the run itself take well under 3 s here.
-    assert took < WEBHOOK_DRAIN_S + 3, f"the run waited {took:.1f}s for a slow receiver"
+    assert receiver.answered == 0, "the run waited for the receiver's answer"

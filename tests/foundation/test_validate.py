@@ -3,7 +3,6 @@ its ``FILE:LINE:COL`` and exit code 2, and that no traceback reaches the operato
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -685,15 +684,13 @@ def _alias_bomb() -> str:
     return "name: x\nsteps: []\nmetadata:\n  links: {}\nbomb:\n" + "\n".join("  " + line for line in lines) + "\n"
 
 
-def test_alias_bomb_rejected_fast(check):
-    """A billion-laughs alias bomb is rejected in well under a second."""
-    started = time.monotonic()
+def test_alias_bomb_rejected(check):
+    """A billion-laughs alias bomb is rejected at the alias limit, never expanded
+    (bench/hostile_bench.py times the corpus's alias bombs)."""
     out = check(_alias_bomb())
-    elapsed = time.monotonic() - started
     diag = only(out)
     assert "alias bomb" in diag["message"]
     assert int(diag["line"]) >= 6
-    assert elapsed < 1.0, f"took {elapsed:.2f}s"
 
 
 def test_file_over_two_megabytes_rejected(check):

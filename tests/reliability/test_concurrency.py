@@ -106,6 +106,7 @@ def _holder_pattern(run_id: str, pid: int, host: str = HOST, actor: str = f"{USE
     )
 
 
+@pytest.mark.slow
 def test_simultaneous_start_exactly_one_runs_the_others_name_the_holder(proj: Proj) -> None:
     """8 processes, imports done, released by one gate on a fresh store (first open races
     too): exactly one runs; the 7 others exit 3 naming the holder's run id, user, host,
@@ -123,6 +124,7 @@ def test_simultaneous_start_exactly_one_runs_the_others_name_the_holder(proj: Pr
     try:
         for path in ready:
             _wait_for(path)
+        before_gate = datetime.now(UTC).replace(microsecond=0)
         (proj.root / "gate").touch()
         _wait_for(proj.root / "held.a")
         # The holder waits in its step until every other process has exited: no late starter can find the lock free.
@@ -149,7 +151,8 @@ def test_simultaneous_start_exactly_one_runs_the_others_name_the_holder(proj: Pr
         match = _holder_pattern(run.run_id, winner.pid).search(stderr)
         assert match, stderr
         since = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-        assert abs((since - run.started_at).total_seconds()) < 3
+        # The holder's lock was taken after the gate opened and no later than its run started (to the second).
+        assert before_gate <= since <= run.started_at, (before_gate, since, run.started_at)
         assert "Traceback" not in stderr
     assert not [e for e in events if e.event == "lock_taken_over"]
     assert len(list((proj.root / "counters").glob("a.*"))) == 1
@@ -457,7 +460,7 @@ def test_takeover_from_another_host_waits_for_the_recorded_deadline_or_refuses(p
     group cannot be signalled from here): its `--resume` is refused while that command's
     recorded deadline (its timeout + kill grace) is more than WAIT_LIMIT away, saying until
     when; refused when it had no timeout; once the deadline is near, it waits for it and
-    says so, then runs the step again."""
+    says so, then runs the step again (on SQLite: the waiting is the engine's, the same on either store)."""
     proj.write("r.yaml", "name: r\nsteps:\n  - id: one\n    kind: command\n    run: echo ran >> counters/one\n    irreversible: true\n")
     remote = "build-07.example.net"
     with proj.store() as store:
@@ -481,6 +484,10 @@ def test_takeover_from_another_host_waits_for_the_recorded_deadline_or_refuses(p
     unbounded = proj.runbook("run", "r.yaml", "--resume")
     assert unbounded.returncode == 3 and "which has no timeout" in unbounded.stderr, unbounded.stderr
     assert proj.count("one") == 0
+    if proj.backend == "postgresql":
+        # Waiting out the deadline is the engine's (leftovers.py), the same on either store, and
+        # costs 8 s of real time: once, on SQLite; the refusals above read PostgreSQL's records.
+        return
     _write(proj, sa.delete(events).where(events.c.event == "process_started"))
     # Far enough ahead that the new process is still short of it when it looks.
     started(datetime.now(UTC) + timedelta(seconds=8))

@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -30,9 +31,15 @@ from runbook.process import group_alive
 import sqlalchemy as sa
 
 from runbook.state import StateStore
+from tests.conftest import stop_demo_server
 from tests.reliability.conftest import Live, Proj, sqlite_state_url, timing
 
-STEPS = 20
+if TYPE_CHECKING:
+    from tests.conftest import SeededDemoDatabases
+
+STEPS = 20  # state-write kills: enough steps that a run outlives a few kills
+BOUNDARY_STEPS = 8  # each boundary kill is the same transition: 8 cover both kinds several times
+INSIDE_STEPS = 10
 SEED = int(os.environ.get("RUNBOOK_CRASH_SEED", "20251029"))
 
 
@@ -79,8 +86,9 @@ def _resumable(proj: Proj, name: str) -> bool:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.slow
 def test_sigkill_at_every_step_boundary(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    """20 steps, 20 SIGKILLs: each step kills the runbook process once, either before its
+    """8 steps, 8 SIGKILLs: each step kills the runbook process once, either before its
     side effect (the boundary right after the previous step passed) or right after it
     (the step's work is done, its success not yet recorded). Each kill is followed by
     --resume. The store shows the killed step 'running' (journalled before acting);
@@ -90,7 +98,8 @@ def test_sigkill_at_every_step_boundary(backend: str, tmp_path: Path, request: p
     (tmp_path / "counters").mkdir()
     (tmp_path / "kills").mkdir()
     rng = random.Random(SEED)
-    modes = [rng.choice(["before", "after"]) for _ in range(STEPS)]
+    modes = ["before", "after"] * (BOUNDARY_STEPS // 2)
+    rng.shuffle(modes)
     commands = []
     for i, mode in enumerate(modes):
         effect = f"echo ran >> counters/{_sid(i)}"
@@ -101,7 +110,7 @@ def test_sigkill_at_every_step_boundary(backend: str, tmp_path: Path, request: p
 
     started = time.monotonic()
     live = proj.spawn("run", "chain.yaml")
-    for i in range(STEPS):
+    for i in range(BOUNDARY_STEPS):
         assert live.wait() == -9, live.stdout[-2000:] + live.stderr
         assert "Traceback" not in live.stderr
         with proj.store() as store:
@@ -110,39 +119,40 @@ def test_sigkill_at_every_step_boundary(backend: str, tmp_path: Path, request: p
             states = store.step_states(run.run_id)
         assert states[_sid(i)].status == "running"  # journalled before the command ran
         assert all(states[_sid(j)].status == "passed" for j in range(i))
-        assert all(_sid(j) not in states for j in range(i + 1, STEPS))
+        assert all(_sid(j) not in states for j in range(i + 1, BOUNDARY_STEPS))
         assert [proj.count(_sid(j)) for j in range(i)] == expected[:i]
         assert proj.count(_sid(i)) == (0 if modes[i] == "before" else 1)
-        assert all(proj.count(_sid(j)) == 0 for j in range(i + 1, STEPS))
+        assert all(proj.count(_sid(j)) == 0 for j in range(i + 1, BOUNDARY_STEPS))
         live = proj.spawn("run", "chain.yaml", "--resume")
     assert live.wait() == 0, live.stdout[-3000:] + live.stderr
-    timing(f"{STEPS} boundary kills + resumes ({backend})", time.monotonic() - started)
+    timing(f"{BOUNDARY_STEPS} boundary kills + resumes ({backend})", time.monotonic() - started)
 
-    assert [proj.count(_sid(i)) for i in range(STEPS)] == expected
+    assert [proj.count(_sid(i)) for i in range(BOUNDARY_STEPS)] == expected
     with proj.store() as store:
         run = store.latest_run("chain", "default")
         assert run is not None
-        assert set(assert_attempt_history(store, run.run_id, STEPS).values()) == {2}
+        assert set(assert_attempt_history(store, run.run_id, BOUNDARY_STEPS).values()) == {2}
         events = store.events(run.run_id)
         assert store.lock_holder("chain", "default") is None
-    assert len([e for e in events if e.event == "step_recovered"]) == STEPS
+    assert len([e for e in events if e.event == "step_recovered"]) == BOUNDARY_STEPS
     # every resume found the dead process's lock and took it over (same host, pid gone)
     takeovers = [e for e in events if e.event == "lock_taken_over"]
-    assert len(takeovers) == STEPS and all("is gone" in e.detail["reason"] for e in takeovers)
+    assert len(takeovers) == BOUNDARY_STEPS and all("is gone" in e.detail["reason"] for e in takeovers)
 
 
 # ------------------------------------------------------------- inside steps
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_instants_inside_steps(proj: Proj) -> None:
-    """Steps append, then sleep a seeded random 50-250 ms; the test SIGKILLs the
+    """10 steps append, then sleep a seeded random 50-250 ms; the test SIGKILLs the
     process 0-400 ms (seeded) after a step started, mostly inside a step's sleep, and resumes,
     until the run passes. A step attempted once ran exactly once; a step that was
     interrupted ran at least once and at most once per attempt."""
     rng = random.Random(SEED + 1)
-    commands = [f"echo ran >> counters/{_sid(i)}; sleep {rng.uniform(0.05, 0.25):.3f}" for i in range(STEPS)]
+    commands = [f"echo ran >> counters/{_sid(i)}; sleep {rng.uniform(0.05, 0.25):.3f}" for i in range(INSIDE_STEPS)]
     proj.write("inside.yaml", _runbook("inside", commands))
-    kills, max_kills = 0, 8
+    kills, max_kills = 0, 5
     started = time.monotonic()
     live = proj.spawn("run", "inside.yaml")
     while True:
@@ -160,10 +170,10 @@ def test_sigkill_at_random_instants_inside_steps(proj: Proj) -> None:
     with proj.store() as store:
         run = store.latest_run("inside", "default")
         assert run is not None
-        attempts = assert_attempt_history(store, run.run_id, STEPS)
+        attempts = assert_attempt_history(store, run.run_id, INSIDE_STEPS)
     interrupted = sum(n - 1 for n in attempts.values())
     assert kills >= max_kills - 2 and interrupted >= max_kills // 2, (kills, attempts)
-    for i in range(STEPS):
+    for i in range(INSIDE_STEPS):
         n, count = attempts[_sid(i)], proj.count(_sid(i))
         assert (count == 1) if n == 1 else (1 <= count <= n), (_sid(i), n, count)
 
@@ -216,8 +226,9 @@ def _where_it_died(proj: Proj) -> str:
         return "after a step passed, event appended" if last.step_id in finished else "after a step passed, before its event"
 
 
+@pytest.mark.slow
 def test_sigkill_during_state_writes_never_corrupts_the_sqlite_store(sqlite_proj: Proj) -> None:
-    """30 SIGKILLs at random microsecond offsets after a step's last output line (0-8 ms)
+    """16 SIGKILLs at random microsecond offsets after a step's last output line (0-8 ms)
     or its 'passed' line (0-1.5 ms): the window where the engine commits the attempt's end,
     appends events and journals the next step. After every kill the crash image passes
     PRAGMA integrity_check and opens as a store; every --resume completes. WAL commits
@@ -226,7 +237,7 @@ def test_sigkill_during_state_writes_never_corrupts_the_sqlite_store(sqlite_proj
     rng = random.Random(SEED + 2)
     commands = [f"echo ran >> counters/{{{{ run.id }}}}.{_sid(i)} && echo done-{_sid(i)}" for i in range(STEPS)]
     proj.write("w.yaml", _runbook("w", commands))
-    kills, target = 0, 30
+    kills, target = 0, 16
     offsets: list[int] = []
     landed: dict[str, int] = {}
     started = time.monotonic()
@@ -486,9 +497,14 @@ class DemoApp:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def demo_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoApp]:
-    """The demo at v1 with 20,000 subscriptions; the backfill patched to many small batches."""
-    db_url = request.getfixturevalue("pg_url") if request.param == "postgresql" else f"sqlite:///{tmp_path / 'isp.db'}"
+def demo_app(request: pytest.FixtureRequest, tmp_path: Path, seeded_demo_databases: SeededDemoDatabases) -> Iterator[DemoApp]:
+    """The demo at v1 with 20,000 subscriptions (a fresh copy of a database seeded once per
+    session); the backfill patched to many small batches."""
+    with seeded_demo_databases.copy(request.param, tmp_path / "isp.db", rows=ROWS, seed=42) as db_url:
+        yield from _demo_app(tmp_path, db_url)
+
+
+def _demo_app(tmp_path: Path, db_url: str) -> Iterator[DemoApp]:
     for part in ("runbooks", "steps"):
         shutil.copytree(ROOT / part, tmp_path / part)
     shutil.copytree(ROOT / "examples" / "isp", tmp_path / "examples" / "isp", ignore=shutil.ignore_patterns("var", "__pycache__"))
@@ -497,13 +513,11 @@ def demo_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoApp
     assert text.count(BATCHING) == 1
     runbook.write_text(text.replace(BATCHING, PATCHED_BATCHING))
     demo = DemoApp(tmp_path, db_url)
-    demo.ispctl("init")
-    demo.ispctl("generate", "--rows", str(ROWS), "--seed", "42")
     demo.ispctl("up", "--version", "v1")
     try:
         yield demo
     finally:
-        subprocess.run([sys.executable, "examples/isp/ispctl.py", "down"], cwd=tmp_path, env=demo.env(), capture_output=True, timeout=60)
+        stop_demo_server(tmp_path / "examples" / "isp" / "var")
 
 
 def _count_updates_trigger(demo: DemoApp) -> None:
@@ -541,6 +555,7 @@ def _kill_when_backfill_passes(demo: DemoApp, live: Live, run_id: str, key: int)
     return int(saved["last_key"])
 
 
+@pytest.mark.slow
 def test_sigkill_mid_backfill_then_resume_updates_every_row_once(demo_app: DemoApp) -> None:
     """subscriber-fk on 20,000 rows in 200-row batches, SIGKILLed twice while the backfill
     runs (at >= 25 % and >= 60 % of the keys), resumed each time: the final

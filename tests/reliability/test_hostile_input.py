@@ -1,10 +1,10 @@
 """Hostile input: malicious runbook files, template payloads, shell metacharacters
-and planted symlinks. Each is refused (or, for shell values, neutralised) fast,
-in bounded memory, with a message saying where and what, and never a traceback.
+and planted symlinks. Each is refused (or, for shell values, neutralised) in bounded
+memory, with a message saying where and what, and never a traceback.
 
-The corpus lives in ``corpus/`` (the large files are generated here). Set
-``RUNBOOK_HOSTILE_REPORT=FILE`` to append one JSON line per corpus case (case,
-expected, observed, seconds, memory): ``docs/reliability.md`` tabulates it.
+The corpus lives in ``corpus/`` (the large files are generated here). How fast each
+case is refused is measured by ``bench/hostile_bench.py`` (no clock here: a loaded
+2-core machine flakes wall-clock bounds); ``docs/reliability.md`` tabulates both.
 
 Two runners: ``_process`` is a real ``python -m runbook`` that reports its own
 peak RSS, for what needs a process (huge and deep files, symlinked state);
@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,7 +41,6 @@ from tests.foundation.test_fuzz import NASTY_STRINGS, SHELL_META
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 MARKER = "PWNED"  # every payload that would execute creates this file in its working directory
-MAX_SECONDS = 5.0  # per hostile case, a process start (~0.2 s) included; templates stop at 2 s
 MAX_RSS_MB = 250  # a runbook process needs about 40 MB
 EXIT_CODES = {0, 1, 2, 3, 4, 5}  # 5: a dry run that could not preview every step
 
@@ -55,7 +53,6 @@ class Outcome:
     code: int
     stdout: str
     stderr: str
-    seconds: float
     rss_mb: float = 0.0
 
     @property
@@ -87,10 +84,9 @@ runpy.run_module("runbook", run_name="__main__", alter_sys=True)
 
 
 def _process(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Outcome:
-    """``python -m runbook ARGS`` with its wall time and peak RSS."""
+    """``python -m runbook ARGS`` with its peak RSS."""
     with tempfile.TemporaryDirectory() as scratch:
         peak = Path(scratch) / "peak"
-        started = time.monotonic()
         try:
             proc = subprocess.run(
                 [sys.executable, "-c", _MEASURED, str(peak), *args],
@@ -102,9 +98,8 @@ def _process(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: 
             )
         except subprocess.TimeoutExpired as err:
             raise AssertionError(f"runbook {' '.join(args)} still running after {timeout}s") from err
-        seconds = time.monotonic() - started
         rss_kb = int(peak.read_text()) if peak.exists() else 0
-        return Outcome(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"), seconds, rss_kb / 1024)
+        return Outcome(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"), rss_kb / 1024)
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, measure: bool = False) -> Outcome:
@@ -112,15 +107,13 @@ def _cli(*args: str, env: dict[str, str] | None = None, measure: bool = False) -
     memory Python allocated meanwhile (tracemalloc), as ``rss_mb``."""
     if measure:
         tracemalloc.start()
-    started = time.monotonic()
     try:
         result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=True)
-        seconds = time.monotonic() - started
         peak = tracemalloc.get_traced_memory()[1] if measure else 0
     finally:
         if measure:
             tracemalloc.stop()
-    outcome = Outcome(result.exit_code, result.stdout, result.stderr, seconds, peak / 2**20)
+    outcome = Outcome(result.exit_code, result.stdout, result.stderr, peak / 2**20)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"exception escaped the CLI: {result.exception!r}\n{outcome.output}")
     return outcome
@@ -142,25 +135,11 @@ def _no_runbook_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
-REPORT = os.environ.get("RUNBOOK_HOSTILE_REPORT")  # read at import: the fixture above clears RUNBOOK_*
-
-
-def _observe(case: str, expected: str, outcome: Outcome) -> None:
-    """One line for the docs table, when RUNBOOK_HOSTILE_REPORT names a file."""
-    if not REPORT:
-        return
-    first = next((line for line in outcome.output.splitlines() if line.strip()), "")
-    with open(REPORT, "a", encoding="utf-8") as f:
-        record = {"case": case, "expected": expected, "exit": outcome.code, "message": first[:200]}
-        f.write(json.dumps({**record, "seconds": round(outcome.seconds, 2), "rss_mb": round(outcome.rss_mb)}) + "\n")
-
-
 def _refused(outcome: Outcome, message: str, *, code: int = 2, where: Path | None = None) -> None:
-    """Exit ``code``, ``message`` in the output, no traceback, in time and memory, no payload ran."""
+    """Exit ``code``, ``message`` in the output, no traceback, in bounded memory, no payload ran."""
     outcome.assert_clean()
     assert outcome.code == code, (outcome.code, outcome.output)
     assert message in outcome.output, outcome.output
-    assert outcome.seconds < MAX_SECONDS, f"took {outcome.seconds:.2f}s"
     assert outcome.rss_mb < MAX_RSS_MB, f"peak RSS {outcome.rss_mb:.0f} MB"
     if where is not None:
         assert not (where / MARKER).exists(), "a payload ran"
@@ -215,7 +194,6 @@ def test_corpus_file_is_refused(tmp_path: Path, name: str) -> None:
     shutil.copy(CORPUS / name, tmp_path / name)
     with _inside(tmp_path):
         outcome = _cli("plan", name, measure=True)
-    _observe(name, "exit 2: " + CORPUS_CASES[name], outcome)
     _refused(outcome, CORPUS_CASES[name], where=tmp_path)
     assert outcome.rss_mb < 64, f"{outcome.rss_mb:.0f} MB of Python allocations"
     assert name in outcome.stderr or "steps[0] (a)" in outcome.stderr, "the message says where"
@@ -243,13 +221,10 @@ def _hundred_megabytes(path: Path) -> Path:
 
 @pytest.mark.parametrize("command", ["validate", "plan", "run"])
 def test_hundred_megabyte_file_refused_by_size(tmp_path: Path, command: str) -> None:
-    """A 100 MB file is refused by its size, in a fraction of a second and without memory growth."""
+    """A 100 MB file is refused by its size, without memory growth (bench/hostile_bench.py times it)."""
     _hundred_megabytes(tmp_path / "big.yaml")
     outcome = _process(command, "big.yaml", cwd=tmp_path)
-    if command == "plan":
-        _observe("100 MB file (sparse)", "exit 2: refused by size", outcome)
     _refused(outcome, "big.yaml:1:1: <root>: file is 104,857,600 bytes; the limit is 2,097,152")
-    assert outcome.seconds < 2.0
 
 
 def test_hundred_megabyte_file_is_never_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -287,7 +262,6 @@ def test_deep_and_expanding_documents_refused(tmp_path: Path, case: str, text: s
     """Deep nesting stops at the parser's or our depth limit; a big aliased string at the expansion limit."""
     (tmp_path / "deep.yaml").write_text(text)
     outcome = _process("run", "deep.yaml", cwd=tmp_path)
-    _observe(case, "exit 2: nesting / expansion limit", outcome)
     _refused(outcome, "deep.yaml:")
     assert any(word in outcome.stderr for word in ("nesting", "deeper than", "expands to more than")), outcome.stderr
 
@@ -298,7 +272,6 @@ def test_fifo_and_device_are_not_runbooks(tmp_path: Path) -> None:
     (tmp_path / "zero.yaml").symlink_to("/dev/zero")
     for name in ("pipe.yaml", "zero.yaml"):
         outcome = _process("validate", name, cwd=tmp_path, timeout=10)
-        _observe(f"runbook path is a {'FIFO' if name == 'pipe.yaml' else 'link to /dev/zero'}", "exit 2: not found", outcome)
         _refused(outcome, f"runbook {name!r} not found")
 
 
@@ -442,7 +415,7 @@ PLACES = [
 @pytest.mark.parametrize("place", PLACES)
 @pytest.mark.parametrize("payload", list(PAYLOADS))
 def test_template_payload_refused_in_every_place(tmp_path: Path, payload: str, place: str) -> None:
-    """Every payload, wherever a template may stand, is refused in seconds with a message naming
+    """Every payload, wherever a template may stand, is refused with a message naming
     the payload's problem (and where), exit 2 for plans or a failed run; nothing escapes the sandbox."""
     doc, args, codes = _place(place, PAYLOADS[payload])
     (tmp_path / "rb.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -455,7 +428,6 @@ def test_template_payload_refused_in_every_place(tmp_path: Path, payload: str, p
     assert any(m in outcome.output for m in PAYLOAD_MESSAGES[payload]), outcome.output
     if place == "notification" and outcome.code == 0:  # a notification problem is a warning, never a failed run
         assert "notification 'start' not sent" in outcome.output
-    assert outcome.seconds < MAX_SECONDS, f"{outcome.seconds:.2f}s"
     assert not (tmp_path / MARKER).exists()
 
 
@@ -736,7 +708,6 @@ def test_state_dir_symlink_refused(tmp_path: Path) -> None:
     root, outside = _project(tmp_path)
     (root / ".runbook").symlink_to(outside)
     outcome = _process("run", "r.yaml", cwd=root)
-    _observe(".runbook is a symlink", "refused, nothing written through it", outcome)
     _refused(outcome, "it is a symlink", code=1)
     assert "hint: remove it" in outcome.output
     assert not (root / "counter").exists()
@@ -751,7 +722,6 @@ def test_state_file_symlinks_are_never_written_through(tmp_path: Path, name: str
     (root / ".runbook").mkdir(mode=0o700)
     (root / ".runbook" / name).symlink_to(outside / "precious")
     outcome = _process("run", "r.yaml", cwd=root)
-    _observe(f".runbook/{name} is a symlink", "target never written", outcome)
     outcome.assert_clean()
     if name == "state.db":
         _refused(outcome, "refusing to use", code=1)
@@ -773,7 +743,6 @@ def test_logs_dir_symlink_is_never_written_through(request: pytest.FixtureReques
         (root / ".runbook").symlink_to(outside)
         env = {"RUNBOOK_STATE_URL": request.getfixturevalue("pg_url")}
     outcome = _process("run", "r.yaml", cwd=root, env=env)
-    _observe(f".runbook{'/logs' if backend == 'sqlite' else ''} is a symlink ({backend} store)", "refused, nothing written through it", outcome)
     outcome.assert_clean()
     _untouched(outside)
     assert "symlink" in outcome.output
@@ -787,7 +756,6 @@ def test_run_log_dir_symlink_on_resume_is_never_written_through(tmp_path: Path) 
     shutil.rmtree(run_dir)
     run_dir.symlink_to(outside)
     outcome = _process("run", "r.yaml", "--resume", "--var", "code=0", "--accept-changes", cwd=root)
-    _observe(".runbook/logs/<run> is a symlink (resume)", "refused, nothing written through it", outcome)
     _untouched(outside)
 
 
@@ -802,7 +770,6 @@ def _plant_log_link(tmp_path: Path) -> tuple[Path, Path, Outcome]:
 def test_log_file_symlink_is_never_written_through(tmp_path: Path) -> None:
     """A planted link at the next attempt's log path: the step is refused, the target is untouched."""
     root, outside, outcome = _plant_log_link(tmp_path)
-    _observe(".runbook/logs/<run>/<step>.<n>.log is a symlink", "refused (exit 3), target untouched", outcome)
     outcome.assert_clean()
     assert outcome.code == 3, outcome.output
     _untouched(outside)
@@ -858,7 +825,7 @@ def harmless_runbooks(draw: st.DrawFn) -> dict[str, Any]:
 @settings(FUZZ, max_examples=150)
 @given(argv=st.one_of(st.lists(tokens, max_size=6), st.tuples(st.sampled_from(COMMANDS), st.lists(tokens, max_size=6)).map(lambda t: [t[0], *t[1]])))
 def test_random_command_lines_exit_cleanly(tmp_path: Path, argv: list[str]) -> None:
-    """Any command line, against a project holding a runbook and a recorded run, exits 0-4, never a traceback."""
+    """Any command line, against a project holding a runbook and a recorded run, exits 0-5, never a traceback."""
     project = tmp_path / "project"
     if not project.exists():
         project.mkdir()
@@ -875,7 +842,7 @@ def test_random_command_lines_exit_cleanly(tmp_path: Path, argv: list[str]) -> N
 @settings(FUZZ, max_examples=80)
 @given(doc=harmless_runbooks(), dry_run=st.booleans(), extra=st.lists(st.sampled_from(["--yes", "--var", "v=a b", "--only", "s1", "--from", "s0", "--resume"]), max_size=3))
 def test_runs_of_generated_runbooks_exit_cleanly(doc: dict[str, Any], dry_run: bool, extra: list[str]) -> None:
-    """``run`` (and ``run --dry-run``) of generated runbooks of harmless commands exits 0-4, never a traceback."""
+    """``run`` (and ``run --dry-run``) of generated runbooks of harmless commands exits 0-5 (5: a dry run could not preview a step), never a traceback."""
     with tempfile.TemporaryDirectory() as name, _inside(Path(name)) as directory:
         (directory / "fuzz.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
         outcome = _cli("run", "fuzz.yaml", *(["--dry-run"] if dry_run else []), *extra)

@@ -280,6 +280,7 @@ def _assert_nowhere(where: dict[str, str], secrets: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.slow
 def test_secrets_never_leave_the_process_unmasked(tmp_path: Path, role_url: str, echo_server: str, backend: str) -> None:
     """Run, fail three ways, pause, approve, resume, report, show: no secret anywhere, in no spelling."""
     session = _session(tmp_path, role_url, echo_server, role_url if backend == "postgresql" else None)

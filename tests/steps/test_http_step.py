@@ -175,9 +175,8 @@ def test_connection_refused_never_shows_the_password(ctx: StepContext) -> None:
 
 def test_step_timeout_bounds_the_request(server: str, ctx: StepContext) -> None:
     ctx.timeout = 0.3
-    started = time.monotonic()
     outcome, _ = run(ctx, url=f"{server}/slow")
-    assert time.monotonic() - started < 1.5
+    # /slow answers 200 after 2 s: a failed, timed-out outcome means the timeout ended the request.
     assert not outcome.ok and outcome.timed_out
     assert outcome.error == f"GET {server}/slow: timed out after 0.3s"
 
