@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 
 class BatchFailed(Exception):
-    """A mistake in the step's SQL or data that retrying cannot fix; the batch was rolled back."""
+    """A mistake in the step's SQL or data that retrying cannot fix; the batch was rolled back.
+
+    ``diagnose``, when given, says what exactly went wrong by looking again once the batch is
+    rolled back (inside the batch, its own writes hide the rows that were wrong)."""
+
+    def __init__(self, message: str, diagnose: Callable[[sa.Connection], str] | None = None) -> None:
+        super().__init__(message)
+        self.diagnose = diagnose
+
+    def explain(self, conn: sa.Connection) -> str:
+        if self.diagnose is None:
+            return str(self)
+        with conn.begin() as looking:
+            try:
+                return self.diagnose(conn)
+            finally:
+                looking.rollback()
 
 
 def retryable(err: BaseException) -> bool:

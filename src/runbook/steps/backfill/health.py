@@ -89,31 +89,34 @@ class Health:
         """Returns the seconds waited (0 when healthy at once); raises ``HealthFailed``.
         Returns early, unhealthy, when ``stop()`` says the step must end."""
         self.last_batches, self.checked = batches, True
-        reason = self.unhealthy()
+        found = self.unhealthy()
         self.last_at = time.monotonic()
-        if reason is None:
+        if found is None:
             return 0.0
-        started, delay, said, last_line = time.monotonic(), BACKOFF_FIRST_S, reason, time.monotonic()
+        label, reason = found
+        started = last_line = time.monotonic()
+        delay = min(BACKOFF_FIRST_S, self.p.max_pause)
         self.ctx.output(f"pausing after batch {batches}: {reason}; re-checking in {format_duration(delay)}")
         waiting(reason)
         while True:
             if not self._sleep(delay, stop):
                 return time.monotonic() - started
-            reason = self.unhealthy()
+            found = self.unhealthy()
             waited = time.monotonic() - started
             self.last_at = time.monotonic()
-            if reason is None:
+            if found is None:
                 self.ctx.output(f"resuming after a pause of {format_duration(round(waited, 1))}: every pause_when check is clear")
                 return waited
             if waited >= self.p.max_pause:
                 raise HealthFailed(
-                    f"paused {format_duration(round(waited))} (max_pause {format_duration(self.p.max_pause)}) and still {reason}"
+                    f"paused {format_duration(round(waited))} (max_pause {format_duration(self.p.max_pause)}) and still {found[1]}"
                 )
             delay = min(delay * 2, BACKOFF_MAX_S, max(self.p.max_pause - waited, 0.05))
-            if reason != said or time.monotonic() - last_line >= WAIT_LINE_EVERY_S:
-                said, last_line = reason, time.monotonic()
-                self.ctx.output(f"still pausing ({format_duration(round(waited))}): {reason}")
-                waiting(reason)
+            # A line when another check holds now, else every WAIT_LINE_EVERY_S: the ages in the text change at each look.
+            if found[0] != label or time.monotonic() - last_line >= WAIT_LINE_EVERY_S:
+                label, last_line = found[0], time.monotonic()
+                self.ctx.output(f"still pausing ({format_duration(round(waited))}): {found[1]}")
+                waiting(found[1])
 
     def _sleep(self, seconds: float, stop: Callable[[], bool]) -> bool:
         """Sleep, waking early for a stop request; False when the step must end."""
@@ -129,12 +132,12 @@ class Health:
 
     # ------------------------------------------------------------ checks
 
-    def unhealthy(self) -> str | None:
-        """Why the backfill must wait now, or None."""
+    def unhealthy(self) -> tuple[str, str] | None:
+        """The check that holds now and why the backfill must wait, or None."""
         for check in self.checks:
             reason = self._evaluate(check)
             if reason is not None:
-                return reason
+                return check.label, reason
         return None
 
     def _evaluate(self, check: PauseCheck) -> str | None:

@@ -87,7 +87,7 @@ class ResolveForm:
         rows = conn.execute(self.statement, {**bounds, "_rb_first": self.first}).all()
         todo, distinct, outside, written = (int(v) for v in rows[0][:4])
         if distinct != todo or outside:
-            raise BatchFailed(self._diagnose(conn, bounds))
+            raise BatchFailed("resolve returned a key twice, NULL or outside the batch", lambda c: self._diagnose(c, bounds))
         n = len(self.key.columns)
         details = [
             (tuple(r[4 : 4 + n]), int(r[4 + n] or 0), bool(r[5 + n]), bool(r[6 + n])) for r in rows if r[4] is not None

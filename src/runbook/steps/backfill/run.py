@@ -146,7 +146,7 @@ class Backfill:
             try:
                 batch = self._batch(conn, pos)
             except BatchFailed as err:
-                return self._finish(pos, f"{self._where(pos)}: {err}; {self._nothing_written(pos)}")
+                return self._finish(pos, f"{self._where(pos)}: {err.explain(conn)}; {self._nothing_written(pos)}")
             except sa.exc.SQLAlchemyError as err:
                 reason = describe_db_error(err, self.ctx.masker)
                 if not retryable(err):
