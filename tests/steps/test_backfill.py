@@ -511,7 +511,8 @@ def test_concurrent_writers_lose_no_update(pg_url: str, tmp_path: Path) -> None:
             key = 3 * rng.randint(front // 3 + 1, front // 3 + 20)
             n += 1
             with engine.begin() as conn:
-                if n % 5 == 0:
+                # New rows only once the backfill has started (its first checkpoint): they come after its max_key.
+                if n % 5 == 0 and checkpoints.data is not None:
                     new_key = 100_000 + n
                     conn.execute(plan_subscriptions.insert().values(id=new_key, customer_id="c-one", subscriber_id=None))
                     inserted.append(new_key)

@@ -16,6 +16,7 @@ from runbook.steps.backfill.params import BackfillParams
 from runbook.steps.backfill.progress import BatchTimes, Tally
 
 SAMPLE_KEYS = 10
+_PLAIN = (str, int)
 
 
 def header(key: list[str]) -> tuple[str, ...]:
@@ -50,9 +51,12 @@ def report_file(
 def write_rows(report: TextIO, rows: list[tuple[KeyValue, str, int | None]]) -> None:
     if not rows:
         return
-    csv.writer(report).writerows(
-        (*encode(key), classification, "" if candidates is None else candidates) for key, classification, candidates in rows
-    )
+    if all(type(v) in _PLAIN for v in rows[0][0]):
+        # Keys of text and integers (the usual) are written as they are: a batch may flag thousands of rows.
+        lines = [(*key, classification, "" if n is None else n) for key, classification, n in rows]
+    else:
+        lines = [(*encode(key), classification, "" if n is None else n) for key, classification, n in rows]
+    csv.writer(report).writerows(lines)
     # Flushed, not fsynced: the checkpoint saved next records this length, and only an
     # OS crash could leave the file shorter, which a resume notices and reports.
     report.flush()
@@ -66,9 +70,14 @@ class Samples:
 
     def add(self, rows: list[tuple[KeyValue, str, int | None]], show: Callable[[KeyValue], str]) -> None:
         for key, classification, _ in rows:
+            if self.full():
+                return
             bucket = self.keys["unresolved" if classification == "unresolved" else "ambiguous"]
             if len(bucket) < SAMPLE_KEYS:
                 bucket.append(show(key))
+
+    def full(self) -> bool:
+        return all(len(bucket) >= SAMPLE_KEYS for bucket in self.keys.values())
 
 
 def summary(

@@ -23,8 +23,11 @@ from runbook.steps.backfill.walk import Span, Walk
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-# (key, candidates, taken, written) of the rows other than plain single-candidate writes.
+# (key, candidates, taken, written) of the flagged rows: all but those with one candidate and a value.
 Detail = tuple[KeyValue, int, bool, bool]
+# What a batch's statements tell: the flagged rows, the rows to do, the rows written, and the
+# single-candidate rows the guard refused to write (someone set them after the SELECT).
+Outcome = tuple[list[Detail], int, int, int]
 
 
 class ResolveForm:
@@ -60,9 +63,8 @@ class ResolveForm:
 
     def run(self, conn: sa.Connection, span: Span) -> Batch:
         runner = self._run_pg if self.walk.pg else self._run_local
-        details, todo, written = runner(conn, span)
+        details, todo, written, refused = runner(conn, span)
         batch = Batch(span.lo, span.hi, span.rows, updated=written)
-        refused = 0
         for key, candidates, take, was_written in details:
             if take and not was_written:
                 # The guard refused it: someone set the row after the SELECT (or the
@@ -80,19 +82,20 @@ class ResolveForm:
 
     # ------------------------------------------------------------ PostgreSQL
 
-    def _run_pg(self, conn: sa.Connection, span: Span) -> tuple[list[Detail], int, int]:
+    def _run_pg(self, conn: sa.Connection, span: Span) -> Outcome:
         """The SELECT, the guarded UPDATE and the tally as one statement: the resolved
         values never travel to the client and back, only the rows worth reporting do."""
         bounds = self.walk.bounds(span.lo, span.hi)
         rows = conn.execute(self.statement, {**bounds, "_rb_first": self.first}).all()
-        todo, distinct, outside, written = (int(v) for v in rows[0][:4])
+        todo, distinct, outside, written, single = (int(v) for v in rows[0][:5])
         if distinct != todo or outside:
             raise BatchFailed("resolve returned a key twice, NULL or outside the batch", lambda c: self._diagnose(c, bounds))
         n = len(self.key.columns)
         details = [
-            (tuple(r[4 : 4 + n]), int(r[4 + n] or 0), bool(r[5 + n]), bool(r[6 + n])) for r in rows if r[4] is not None
+            (tuple(r[5 : 5 + n]), int(r[5 + n] or 0), bool(r[6 + n]), bool(r[7 + n])) for r in rows if r[5] is not None
         ]
-        return details, todo, written
+        written_flagged = sum(1 for d in details if d[3])
+        return details, todo, written, single - (written - written_flagged)
 
     def _diagnose(self, conn: sa.Connection, bounds: dict[str, Any]) -> str:
         """Which key the resolve SELECT returned twice, NULL or outside the batch."""
@@ -101,7 +104,7 @@ class ResolveForm:
 
     # ------------------------------------------------------------ elsewhere
 
-    def _run_local(self, conn: sa.Connection, span: Span) -> tuple[list[Detail], int, int]:
+    def _run_local(self, conn: sa.Connection, span: Span) -> Outcome:
         """SELECT, classify here, write with one executemany."""
         bounds = self.walk.bounds(span.lo, span.hi)
         result = conn.execute(self.user, bounds)
@@ -122,8 +125,9 @@ class ResolveForm:
         if not all(_within(span, k) for k in keys) or len(set(keys)) != len(keys):
             raise BatchFailed(self._bad_keys(keys, bounds))
         written = self._write_local(conn, bounds, writes) if self.write else set(writes)
-        details = [(key, c, take, key in written) for key, c, take in seen if not (c == 1 and key in written)]
-        return details, len(seen), len(written)
+        details = [(key, c, take, key in written) for key, c, take in seen if not (c == 1 and take)]
+        refused = sum(1 for key, c, take in seen if c == 1 and take and key not in written)
+        return details, len(seen), len(written), refused
 
     def _write_local(self, conn: sa.Connection, bounds: dict[str, Any], writes: dict[KeyValue, Any]) -> set[KeyValue]:
         if not writes:
@@ -182,8 +186,14 @@ def pg_statement(p: BackfillParams, key: Key, walk: Walk, sql: str, *, write: bo
     """PostgreSQL: the resolve SELECT, the guarded UPDATE and the tally as one statement.
 
     One row of counts always comes back (todo, distinct keys, keys outside the
-    batch, written), joined to the rows worth reporting: all but the plain
-    single-candidate writes. ``_rb_take`` must say what ``ResolveForm._run_local`` says.
+    batch, written, single-candidate rows taken), joined to the flagged rows:
+    all but those with one candidate and a value. ``_rb_take`` must say what
+    ``ResolveForm._run_local`` says.
+
+    Cheap per row, since the author's SELECT is most of the cost: distinct keys
+    are counted by hashing (``count(DISTINCT ...)`` sorts, and sorting text keys
+    under a libc collation calls strcoll every comparison), and only the few
+    flagged rows are joined to what was written.
     """
     q, t = walk.quote, walk.table_sql
     n = len(key.columns)
@@ -210,8 +220,8 @@ def pg_statement(p: BackfillParams, key: Key, walk: Walk, sql: str, *, write: bo
         written = "(SELECT count(*) FROM _rb_w)"
         details = (
             f"SELECT {picked}, r._rb_candidates, r._rb_take, w._rb_k0 IS NOT NULL AS _rb_written"
-            f" FROM _rb_r r LEFT JOIN _rb_w w ON {' AND '.join(f'w.{k} = r.{k}' for k in rk)}"
-            " WHERE NOT (r._rb_candidates = 1 AND w._rb_k0 IS NOT NULL)"
+            " FROM (SELECT * FROM _rb_r WHERE NOT (_rb_candidates = 1 AND _rb_take)) r"
+            f" LEFT JOIN _rb_w w ON {' AND '.join(f'w.{k} = r.{k}' for k in rk)}"
         )
         ctes = f", _rb_w AS ({change})"
     else:
@@ -228,8 +238,8 @@ def pg_statement(p: BackfillParams, key: Key, walk: Walk, sql: str, *, write: bo
         '  ("value" IS NOT NULL AND (candidates = 1 OR (candidates > 1 AND :_rb_first))) AS _rb_take FROM _rb_q)'
         f"{ctes}"
         " SELECT n.*, d.* FROM"
-        f" (SELECT count(*) AS todo, count(DISTINCT {row(rk)}) AS keys,"
+        f" (SELECT count(*) AS todo, (SELECT count(*) FROM (SELECT DISTINCT {', '.join(rk)} FROM _rb_r) _rb_d) AS keys,"
         f"  count(*) FILTER (WHERE NOT ({in_batch(rk)})) AS outside,"
-        f"  {written} AS written FROM _rb_r) n"
+        f"  {written} AS written, count(*) FILTER (WHERE _rb_candidates = 1 AND _rb_take) AS single FROM _rb_r) n"
         f" LEFT JOIN ({details}) d ON true"
     )
