@@ -4,8 +4,10 @@
 
 Every backfill is measured as a whole ``runbook run`` process (start-up,
 state store, journal and checkpoints included) against one plain ``UPDATE``
-of the same rows on an identical table: the same rows, indexes and foreign
-keys, freshly copied, vacuumed and checkpointed before each timed run.
+of the same rows on an identical table, run as a whole ``psql -c`` process
+(or on a fresh connection when psql is not installed): the same rows,
+indexes and foreign keys, freshly copied, vacuumed and checkpointed before
+each timed run.
 
 Uses ``RUNBOOK_BENCH_PG_URL`` when set (a database named ``backfill_bench``
 is created and dropped there; server settings are left alone), otherwise the
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -291,11 +294,17 @@ def scalar(engine: sa.Engine, query: str) -> int:
         return int(conn.exec_driver_sql(query).scalar_one())
 
 
-def plain_update(engine: sa.Engine, contender: Contender) -> float:
+def plain_update(engine: sa.Engine, url: str, contender: Contender) -> float:
+    """One plain UPDATE, as a whole ``psql -c`` process when psql is installed (else a fresh connection here)."""
     reset(engine, contender.table)
+    psql = shutil.which("psql")
     started = time.perf_counter()
-    with engine.begin() as conn:
-        conn.exec_driver_sql(contender.plain)
+    if psql:
+        libpq = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", libpq, "-c", contender.plain], check=True, capture_output=True)
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(contender.plain)
     elapsed = time.perf_counter() - started
     if contender.table == "plan_subscriptions":
         with engine.begin() as conn:
@@ -397,7 +406,7 @@ def main() -> None:
         # Interleaved, best of --repeat: a shared machine's load comes and goes.
         for _ in range(args.repeat):
             for contender in timed:
-                contender.plains.append(plain_update(engine, contender))
+                contender.plains.append(plain_update(engine, url, contender))
                 contender.runs.append(backfill(engine, url, contender))
         join = timed[1]
         loop_s, loop_rows = per_row_loop(engine, rows)
