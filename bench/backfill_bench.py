@@ -10,9 +10,14 @@ indexes and foreign keys, freshly copied, vacuumed and checkpointed before
 each timed run.
 
 Uses ``RUNBOOK_BENCH_PG_URL`` when set (a database named ``backfill_bench``
-is created and dropped there; server settings are left alone), otherwise the
-embedded server of the ``pgserver`` wheel in a temporary directory, with
-max_wal_size raised to 4GB so that no checkpoint falls inside a timed run.
+is created and dropped there; server settings are left alone); else, with
+``--pg-bin /usr/lib/postgresql/15/bin``, a private cluster of the machine's
+PostgreSQL in a temporary directory; else the embedded server of the
+``pgserver`` wheel. Both private servers get max_wal_size 4GB, so that no
+checkpoint falls inside a timed run (on a shared server every other tenant's
+DROP DATABASE forces one, and a batch just after a checkpoint writes a full
+image of every index page it touches: on the machine's shared server the
+join-resolve form's batches took up to 3 s).
 
 Contenders, each against its own plain UPDATE:
 
@@ -181,11 +186,15 @@ def timed_run(url: str, step: dict[str, Any], *, dry_run: bool = False) -> Run:
 
 
 @contextmanager
-def server() -> Iterator[tuple[str, bool]]:
-    """The admin URL of the PostgreSQL to use, and whether it is the embedded one."""
+def server(pg_bin: str | None) -> Iterator[tuple[str, str]]:
+    """The admin URL of the PostgreSQL to use, and what it is."""
     url = os.environ.get("RUNBOOK_BENCH_PG_URL")
     if url:
-        yield url.replace("postgresql://", "postgresql+psycopg://", 1), False
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1), "RUNBOOK_BENCH_PG_URL"
+        return
+    if pg_bin:
+        with private_cluster(Path(pg_bin)) as url:
+            yield url, f"a private cluster of {pg_bin}"
         return
     import pgserver
 
@@ -198,9 +207,45 @@ def server() -> Iterator[tuple[str, bool]]:
                 conn.exec_driver_sql("ALTER SYSTEM SET max_wal_size = '4GB'")
                 conn.exec_driver_sql("SELECT pg_reload_conf()")
             admin.dispose()
-            yield url, True
+            yield url, "embedded (pgserver)"
         finally:
             pg.cleanup()
+
+
+@contextmanager
+def private_cluster(bin_dir: Path) -> Iterator[str]:
+    """A cluster of its own, from the machine's PostgreSQL binaries, in a temporary directory:
+    no other tenant's CHECKPOINT (every DROP DATABASE forces one) lands in a timed run, and
+    max_wal_size is 4GB so that none of its own does either. Run as the postgres user when
+    this is root (initdb refuses root)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    datadir = Path(tempfile.mkdtemp(prefix="backfill-bench-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(datadir, user.pw_uid, user.pw_gid)
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    pgdata = datadir / "data"
+
+    def ctl(*args: str) -> None:
+        subprocess.run([*as_postgres, *args], check=True, capture_output=True)
+
+    try:
+        ctl(str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--no-sync")
+        options = f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={datadir} -c max_wal_size=4GB"
+        ctl(str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-o", options, "-l", str(datadir / "log"), "-w", "start")
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            ctl(str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(datadir, ignore_errors=True)
 
 
 @contextmanager
@@ -388,10 +433,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each timed contender; the fastest counts (default 3)")
+    parser.add_argument(
+        "--pg-bin", help="run a private cluster of these PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin"
+    )
     args = parser.parse_args()
     rows: int = args.rows
     timed = contenders()
-    with server() as (admin_url, embedded), bench_database(admin_url) as url:
+    with server(args.pg_bin) as (admin_url, where), bench_database(admin_url) as url:
         engine = sa.create_engine(url)
         started = time.perf_counter()
         generate(engine, rows)
@@ -399,8 +447,8 @@ def main() -> None:
         wal = scalar_text(engine, "SHOW max_wal_size")
         load = os.getloadavg()
         print(
-            f"generated {rows:,} rows per table in {time.perf_counter() - started:.1f}s (PostgreSQL {version}"
-            f"{', embedded' if embedded else ''}, max_wal_size {wal}, {os.cpu_count()} CPUs,"
+            f"generated {rows:,} rows per table in {time.perf_counter() - started:.1f}s (PostgreSQL {version},"
+            f" {where}, max_wal_size {wal}, {os.cpu_count()} CPUs,"
             f" load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})"
         )
         # Interleaved, best of --repeat: a shared machine's load comes and goes.

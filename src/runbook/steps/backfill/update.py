@@ -2,12 +2,13 @@
 
 Counting what it did needs the rows that matched ``where`` before and still
 match it after. On PostgreSQL the UPDATE runs inside a statement that returns
-only the count of changed rows and the keys still matching (``RETURNING``
-evaluates ``where`` on the new rows): one round trip, no extra scan of the
-batch, about 8 % more work than the bare UPDATE. Where
-that cannot be used (SQLite, an UPDATE with its own RETURNING or whose FROM
-makes the names in ``where`` ambiguous), the rows matching ``where`` are
-counted before and listed after, two index range scans of the batch.
+only the count of changed rows (its guard makes them the rows that matched
+``where``) and the keys still matching (``RETURNING`` evaluates ``where`` on
+the new rows): one round trip, no extra scan of the batch, about 8 % more work
+than the bare UPDATE. Where that cannot be used (SQLite, an UPDATE that does
+not start with UPDATE or has its own RETURNING, or whose FROM makes the names
+in ``where`` ambiguous), the rows matching ``where`` are counted before and
+listed after, two index range scans of the batch.
 """
 
 from __future__ import annotations
