@@ -23,10 +23,12 @@ from runbook.steps.backfill.walk import Span, Walk
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-# (key, candidates, taken, written) of the flagged rows: all but those with one candidate and a value.
-Detail = tuple[KeyValue, int, bool, bool]
-# What a batch's statements tell: the flagged rows, the rows to do, the rows written, and the
-# single-candidate rows the guard refused to write (someone set them after the SELECT).
+# (key, candidates, written) of the rows to report: those not taken (several candidates
+# under ``skip``, or none), and those written with several candidates (``first``).
+Detail = tuple[KeyValue, int, bool]
+# What a batch's statements tell: the rows to report, the rows to do, the rows written, and
+# the rows taken but refused by the guard (someone set them after the SELECT, or the SELECT
+# disagrees with ``where``: theirs, not ours to count or report).
 Outcome = tuple[list[Detail], int, int, int]
 
 
@@ -65,12 +67,8 @@ class ResolveForm:
         runner = self._run_pg if self.walk.pg else self._run_local
         details, todo, written, refused = runner(conn, span)
         batch = Batch(span.lo, span.hi, span.rows, updated=written)
-        for key, candidates, take, was_written in details:
-            if take and not was_written:
-                # The guard refused it: someone set the row after the SELECT (or the
-                # SELECT disagrees with ``where``). Theirs, not ours to count or report.
-                refused += 1
-            elif candidates > 1:
+        for key, candidates, was_written in details:
+            if candidates > 1:
                 batch.ambiguous += 1
                 batch.updated_ambiguous += was_written
                 batch.flagged.append((key, "ambiguous_first" if was_written else "ambiguous_skipped", candidates))
@@ -87,15 +85,12 @@ class ResolveForm:
         values never travel to the client and back, only the rows worth reporting do."""
         bounds = self.walk.bounds(span.lo, span.hi)
         rows = conn.execute(self.statement, {**bounds, "_rb_first": self.first}).all()
-        todo, distinct, outside, written, single = (int(v) for v in rows[0][:5])
+        todo, distinct, outside, written, taken = (int(v) for v in rows[0][:5])
         if distinct != todo or outside:
             raise BatchFailed("resolve returned a key twice, NULL or outside the batch", lambda c: self._diagnose(c, bounds))
         n = len(self.key.columns)
-        details = [
-            (tuple(r[5 : 5 + n]), int(r[5 + n] or 0), bool(r[6 + n]), bool(r[7 + n])) for r in rows if r[5] is not None
-        ]
-        written_flagged = sum(1 for d in details if d[3])
-        return details, todo, written, single - (written - written_flagged)
+        details = [(tuple(r[5 : 5 + n]), int(r[5 + n] or 0), bool(r[6 + n])) for r in rows if r[5] is not None]
+        return details, todo, written, taken - written
 
     def _diagnose(self, conn: sa.Connection, bounds: dict[str, Any]) -> str:
         """Which key the resolve SELECT returned twice, NULL or outside the batch."""
@@ -125,8 +120,8 @@ class ResolveForm:
         if not all(_within(span, k) for k in keys) or len(set(keys)) != len(keys):
             raise BatchFailed(self._bad_keys(keys, bounds))
         written = self._write_local(conn, bounds, writes) if self.write else set(writes)
-        details = [(key, c, take, key in written) for key, c, take in seen if not (c == 1 and take)]
-        refused = sum(1 for key, c, take in seen if c == 1 and take and key not in written)
+        details = [(key, c, key in written) for key, c, take in seen if not take or (c > 1 and key in written)]
+        refused = sum(1 for key, _, take in seen if take and key not in written)
         return details, len(seen), len(written), refused
 
     def _write_local(self, conn: sa.Connection, bounds: dict[str, Any], writes: dict[KeyValue, Any]) -> set[KeyValue]:
@@ -186,14 +181,20 @@ def pg_statement(p: BackfillParams, key: Key, walk: Walk, sql: str, *, write: bo
     """PostgreSQL: the resolve SELECT, the guarded UPDATE and the tally as one statement.
 
     One row of counts always comes back (todo, distinct keys, keys outside the
-    batch, written, single-candidate rows taken), joined to the flagged rows:
-    all but those with one candidate and a value. ``_rb_take`` must say what
-    ``ResolveForm._run_local`` says.
+    batch, written, taken), joined to the rows to report: those not taken, and
+    those written with several candidates (which the UPDATE returns). The
+    resolved values never travel to the client and back. ``_rb_take`` must say
+    what ``ResolveForm._run_local`` says.
 
-    Cheap per row, since the author's SELECT is most of the cost: distinct keys
-    are counted by hashing (``count(DISTINCT ...)`` sorts, and sorting text keys
-    under a libc collation calls strcoll every comparison), and only the few
-    flagged rows are joined to what was written.
+    Cheap and safe per row, since the author's SELECT is most of the cost:
+    distinct keys are counted by hashing (``count(DISTINCT ...)`` sorts, and
+    sorting text keys under a libc collation calls strcoll every comparison);
+    nothing is joined but the UPDATE to the resolved rows. That join's bounds
+    are sub-selects, which the planner cannot see into: it estimates the range
+    as a fixed share of the table. With the values themselves it would
+    estimate a range of text or UUID keys (long shared prefixes) at one row,
+    nest a loop over the resolved rows inside a loop over the batch, and take
+    seconds per batch.
     """
     q, t = walk.quote, walk.table_sql
     n = len(key.columns)
@@ -204,33 +205,32 @@ def pg_statement(p: BackfillParams, key: Key, walk: Walk, sql: str, *, write: bo
     def row(cols: list[str]) -> str:
         return cols[0] if n == 1 else f"({', '.join(cols)})"
 
-    def in_batch(cols: list[str]) -> str:
-        return f"{row(cols)} >= {row([':' + b for b in lo])} AND {row(cols)} <= {row([':' + b for b in hi])}"
+    def in_batch(cols: list[str], bounds: list[list[str]]) -> str:
+        return f"{row(cols)} >= {row(bounds[0])} AND {row(cols)} <= {row(bounds[1])}"
 
-    table_keys = [f"{t}.{q(c)}" for c in key.columns]
-    picked = ", ".join(f"r.{k}" for k in rk)
+    binds = [[f":{b}" for b in lo], [f":{b}" for b in hi]]
+    hidden = [[f"(SELECT :{b})" for b in lo], [f"(SELECT :{b})" for b in hi]]
+    picked = ", ".join(rk)
     if write:
-        # The key range keeps the planner on the key's index; without it, it hashes the whole table, per batch.
+        table_keys = [f"{t}.{q(c)}" for c in key.columns]
         change = (
             f"UPDATE {t} SET {q(p.set_column or '')} = _rb_r._rb_value FROM _rb_r"
             f" WHERE {' AND '.join(f'{tk} = _rb_r.{k}' for tk, k in zip(table_keys, rk, strict=True))}"
-            f" AND _rb_r._rb_take AND {in_batch(table_keys)} AND ({p.where})"
-            f" RETURNING {', '.join(f'{tk} AS {k}' for tk, k in zip(table_keys, rk, strict=True))}"
-        )
-        written = "(SELECT count(*) FROM _rb_w)"
-        details = (
-            f"SELECT {picked}, r._rb_candidates, r._rb_take, w._rb_k0 IS NOT NULL AS _rb_written"
-            " FROM (SELECT * FROM _rb_r WHERE NOT (_rb_candidates = 1 AND _rb_take)) r"
-            f" LEFT JOIN _rb_w w ON {' AND '.join(f'w.{k} = r.{k}' for k in rk)}"
+            # The range keeps the planner on the key's index; hidden, as said above.
+            f" AND _rb_r._rb_take AND {in_batch(table_keys, hidden)} AND ({p.where})"
+            f" RETURNING {', '.join(f'{tk} AS {k}' for tk, k in zip(table_keys, rk, strict=True))},"
+            " _rb_r._rb_candidates AS _rb_candidates"
         )
         ctes = f", _rb_w AS ({change})"
-    else:
-        written = "count(*) FILTER (WHERE _rb_take)"
+        written = "(SELECT count(*) FROM _rb_w)"
         details = (
-            f"SELECT {picked}, r._rb_candidates, r._rb_take, r._rb_take AS _rb_written"
-            " FROM _rb_r r WHERE NOT (r._rb_candidates = 1 AND r._rb_take)"
+            f"SELECT {picked}, _rb_candidates, false AS _rb_written FROM _rb_r WHERE NOT _rb_take"
+            f" UNION ALL SELECT {picked}, _rb_candidates, true FROM _rb_w WHERE _rb_candidates > 1"
         )
+    else:
         ctes = ""
+        written = "count(*) FILTER (WHERE _rb_take)"
+        details = f"SELECT {picked}, _rb_candidates, _rb_take FROM _rb_r WHERE NOT _rb_take OR _rb_candidates > 1"
     keys = ", ".join(f"{s} AS {k}" for s, k in zip(source, rk, strict=True))
     return (
         f"WITH _rb_q AS ({sql}),"
@@ -238,8 +238,8 @@ def pg_statement(p: BackfillParams, key: Key, walk: Walk, sql: str, *, write: bo
         '  ("value" IS NOT NULL AND (candidates = 1 OR (candidates > 1 AND :_rb_first))) AS _rb_take FROM _rb_q)'
         f"{ctes}"
         " SELECT n.*, d.* FROM"
-        f" (SELECT count(*) AS todo, (SELECT count(*) FROM (SELECT DISTINCT {', '.join(rk)} FROM _rb_r) _rb_d) AS keys,"
-        f"  count(*) FILTER (WHERE NOT ({in_batch(rk)})) AS outside,"
-        f"  {written} AS written, count(*) FILTER (WHERE _rb_candidates = 1 AND _rb_take) AS single FROM _rb_r) n"
+        f" (SELECT count(*) AS todo, (SELECT count(*) FROM (SELECT DISTINCT {picked} FROM _rb_r) _rb_d) AS keys,"
+        f"  count(*) FILTER (WHERE NOT ({in_batch(rk, binds)})) AS outside,"
+        f"  {written} AS written, count(*) FILTER (WHERE _rb_take) AS taken FROM _rb_r) n"
         f" LEFT JOIN ({details}) d ON true"
     )

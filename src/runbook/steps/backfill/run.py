@@ -16,6 +16,7 @@ rewritten with a value.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -40,6 +41,13 @@ if TYPE_CHECKING:
 
 
 class Backfill:
+    # Set up in run(), once the database has said what the key is.
+    key: Key
+    walk: Walk
+    form: ResolveForm | UpdateForm
+    progress: Progress
+    health: Health
+
     def __init__(self, params: BackfillParams, ctx: StepContext, engine: sa.Engine) -> None:
         self.p, self.ctx, self.engine = params, ctx, engine
         self.pg = engine.dialect.name == "postgresql"
@@ -62,7 +70,7 @@ class Backfill:
             finally:
                 conn.rollback()
             self.walk = Walk(self.key, self.engine.dialect)
-            self.form: ResolveForm | UpdateForm = (
+            self.form = (
                 ResolveForm(self.p, self.key, self.walk, write=self.write)
                 if self.p.resolve is not None
                 else UpdateForm(self.p.update or "", self.p.where, self.key, self.walk, write=self.write)
@@ -237,7 +245,7 @@ class Backfill:
             return outcome
         return None
 
-    def _waiting(self, pos: Position) -> Any:
+    def _waiting(self, pos: Position) -> Callable[[str], None]:
         def waiting(reason: str) -> None:
             self.ctx.progress({**self.progress.event(pos.tally.total), "waiting": reason})
 
