@@ -1,17 +1,38 @@
-"""Benchmark of ``kind: backfill`` against the alternatives, on a real PostgreSQL.
+"""Benchmark of ``kind: backfill`` against one plain UPDATE, on a real PostgreSQL.
 
     python bench/backfill_bench.py [--rows 1000000] [--repeat 3]
 
-Uses ``RUNBOOK_BENCH_PG_URL`` when set (a database named ``backfill_bench`` is
-created and dropped there), otherwise starts the embedded server of the
-``pgserver`` wheel in a temporary directory, with max_wal_size raised to 4GB
-(see ``server``). The schema mirrors the seed's ``plan_subscriptions`` after
-migration ee4f9c4fb5b3: a nullable ``subscriber_id`` with its index and
-foreign key. Every contender starts from the same freshly copied, vacuumed,
-checkpointed table and must leave the same result: ambiguous customers get
-their oldest live active subscriber (``ambiguous: first``), customers without
-one stay NULL. The timed contenders run ``--repeat`` times, interleaved, and
-the fastest run of each counts: on a shared machine the load comes and goes.
+Every backfill is measured as a whole ``runbook run`` process (start-up,
+state store, journal and checkpoints included) against one plain ``UPDATE``
+of the same rows on an identical table, run as a whole ``psql -c`` process
+(or on a fresh connection when psql is not installed): the same rows,
+indexes and foreign keys, freshly copied, vacuumed and checkpointed before
+each timed run.
+
+Uses ``RUNBOOK_BENCH_PG_URL`` when set (a database named ``backfill_bench``
+is created and dropped there; server settings are left alone); else, with
+``--pg-bin /usr/lib/postgresql/15/bin``, a private cluster of the machine's
+PostgreSQL in a temporary directory; else the embedded server of the
+``pgserver`` wheel. Both private servers get max_wal_size 4GB, so that no
+checkpoint falls inside a timed run (on a shared server every other tenant's
+DROP DATABASE forces one, and a batch just after a checkpoint writes a full
+image of every index page it touches: on the machine's shared server the
+join-resolve form's batches took up to 3 s).
+
+Contenders, each against its own plain UPDATE:
+
+* cheap update: ``SET y = x * 2`` over an integer key (update form);
+* join-resolve: the demo's rule (``resolve`` form, ``ambiguous: first``) over
+  ``plan_subscriptions`` with the demo's time-ordered UUID text ids, against
+  ``UPDATE ... FROM (SELECT DISTINCT ON ...)``;
+* UUID key: ``SET y = x * 2`` over a random ``uuid`` primary key;
+* the per-row loop the seed replaces (a SELECT and an UPDATE per row, commit
+  every 100), on a tenth of the rows, extrapolated;
+* a dry run of the join-resolve form (classification only);
+* SIGKILL at ~40 % of the join-resolve run, then ``--resume``.
+
+The timed contenders run ``--repeat`` times, interleaved, and the fastest run
+of each counts: on a shared machine the load comes and goes.
 """
 
 from __future__ import annotations
@@ -19,25 +40,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from runbook.connections import Connections
-from runbook.masking import Masker
-from runbook.steps.backfill import KIND, BackfillParams
-from runbook.steps.base import StepContext, StepOutcome
-
 DATABASE = "backfill_bench"
-TARGETS = {"ratio": 1.25, "max_batch_ms": 150.0, "loop_speedup": 6.0, "dry_rows_per_s": 100_000.0}
+TARGETS = {
+    "cheap update": 1.25,
+    "join-resolve": 1.25,
+    "uuid key": 1.35,
+    "max_batch_ms": 150.0,
+    "loop_speedup": 6.0,
+    "dry_rows_per_s": 250_000.0,
+}
 # The rule of examples/isp/sql/resolve_subscriber.sql.
 RESOLVE = """
 SELECT ps.id AS "key",
@@ -50,14 +75,6 @@ SELECT ps.id AS "key",
  WHERE ps.subscriber_id IS NULL AND ps.id BETWEEN :lo AND :hi
  ORDER BY ps.id
 """
-UPDATE = """
-UPDATE plan_subscriptions
-   SET subscriber_id = (SELECT s.id FROM subscribers s
-                         WHERE s.customer_id = plan_subscriptions.customer_id
-                           AND s.deleted_at IS NULL AND s.status = 'active'
-                         ORDER BY s.created_at, s.id LIMIT 1)
- WHERE id BETWEEN :lo AND :hi AND subscriber_id IS NULL
-"""
 ONE_SHOT = """
 UPDATE plan_subscriptions ps
    SET subscriber_id = r.id
@@ -67,77 +84,117 @@ UPDATE plan_subscriptions ps
          ORDER BY customer_id, created_at, id) r
  WHERE r.customer_id = ps.customer_id AND ps.subscriber_id IS NULL
 """
-PARAMS = {"connection": "db", "table": "plan_subscriptions", "key": "id", "where": "subscriber_id IS NULL"}
-RESOLVE_PARAMS = {**PARAMS, "resolve": RESOLVE, "set_column": "subscriber_id", "ambiguous": "first"}
 
 
-class FileCheckpoints:
-    """Checkpoints in a JSON file, replaced atomically and fsynced: the cost of a durable store."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> dict[str, Any] | None:
-        return json.loads(self.path.read_text()) if self.path.exists() else None
-
-    def save(self, data: dict[str, Any]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+@dataclass
+class Contender:
+    label: str
+    table: str
+    plain: str
+    step: dict[str, Any]
+    # Rows whose result differs from what the plain UPDATE leaves (run after the backfill).
+    check: str
+    runs: list[Run] = field(default_factory=list)
+    plains: list[float] = field(default_factory=list)
 
 
-def run_kind(
-    url: str,
-    workdir: Path,
-    checkpoint: Path,
-    params: dict[str, Any],
-    *,
-    dry_run: bool = False,
-    on_batch: Callable[[float], None] | None = None,
-) -> tuple[StepOutcome, float]:
-    """Run the kind as the engine would; ``on_batch`` gets the time between progress events."""
-    last = [time.perf_counter()]
+@dataclass
+class Run:
+    seconds: float
+    outputs: dict[str, Any]
 
-    def progress(_event: dict[str, Any]) -> None:
-        now = time.perf_counter()
-        if on_batch is not None:
-            on_batch(now - last[0])
-        last[0] = now
 
-    masker = Masker()
-    connections = Connections({"db": url}, masker)
-    ctx = StepContext(
-        run_id="bench",
-        step_id="backfill",
-        workdir=workdir,
-        env={},
-        masker=masker,
-        connections=connections,
-        output=lambda _line: None,
-        checkpoints=FileCheckpoints(checkpoint),
-        dry_run=dry_run,
-        progress=progress,
+def contenders() -> list[Contender]:
+    cheap_check = "SELECT count(*) FROM {t} WHERE y IS DISTINCT FROM x * 2"
+    return [
+        Contender(
+            "cheap update",
+            "cheap",
+            "UPDATE cheap SET y = x * 2 WHERE y IS NULL",
+            {"table": "cheap", "key": "id", "where": "y IS NULL",
+             "update": "UPDATE cheap SET y = x * 2 WHERE id BETWEEN :lo AND :hi AND y IS NULL"},
+            cheap_check.format(t="cheap"),
+        ),
+        Contender(
+            "join-resolve",
+            "plan_subscriptions",
+            ONE_SHOT,
+            {"table": "plan_subscriptions", "key": "id", "where": "subscriber_id IS NULL", "resolve": RESOLVE,
+             "set_column": "subscriber_id", "ambiguous": "first"},
+            "SELECT count(*) FROM plan_subscriptions p FULL JOIN expected e USING (id)"
+            " WHERE p.subscriber_id IS DISTINCT FROM e.subscriber_id OR p.id IS NULL OR e.id IS NULL",
+        ),
+        Contender(
+            "uuid key",
+            "uuids",
+            "UPDATE uuids SET y = x * 2 WHERE y IS NULL",
+            {"table": "uuids", "key": "id", "where": "y IS NULL",
+             "update": "UPDATE uuids SET y = x * 2 WHERE id BETWEEN :lo AND :hi AND y IS NULL"},
+            cheap_check.format(t="uuids"),
+        ),
+    ]
+
+
+# ---------------------------------------------------------------- runbook runs
+
+
+def runbook_file(workdir: Path, url: str, step: dict[str, Any], *, dry_run: bool = False) -> Path:
+    body = {"id": "fill", "kind": "backfill", "connection": "db", **step}
+    body["dry_run" if dry_run else "irreversible"] = "safe" if dry_run else True
+    text = json.dumps({"name": "bench", "connections": {"db": url}, "steps": [body]}, indent=2)
+    path = workdir / "bench.yaml"
+    path.write_text(text)  # JSON is YAML
+    return path
+
+
+def runbook(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runbook", *args], cwd=workdir, env=_env(), capture_output=True, text=True, timeout=3600,
+        stdin=subprocess.DEVNULL,
     )
-    started = last[0] = time.perf_counter()
-    try:
-        outcome = KIND.run(BackfillParams(**params), ctx)
-    finally:
-        connections.dispose()
-    return outcome, time.perf_counter() - started
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_")}
+    # Compiled modules cached as on an operator's machine (this image sets PYTHONDONTWRITEBYTECODE).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def step_outputs(workdir: Path) -> dict[str, Any]:
+    from runbook.state import StateStore
+
+    with StateStore.open(None, workdir=workdir) as store:
+        run = store.latest_run("bench", "default", dry_run=None)
+        assert run is not None
+        return dict(store.step_states(run.run_id)["fill"].outputs or {})
+
+
+def timed_run(url: str, step: dict[str, Any], *, dry_run: bool = False) -> Run:
+    with tempfile.TemporaryDirectory(prefix="backfill-bench-run-") as tmp:
+        workdir = Path(tmp)
+        path = runbook_file(workdir, url, step, dry_run=dry_run)
+        started = time.perf_counter()
+        done = runbook(workdir, "run", path.name, "--yes", *(["--dry-run"] if dry_run else []))
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"runbook run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+        return Run(elapsed, step_outputs(workdir))
 
 
 # ---------------------------------------------------------------- database
 
 
 @contextmanager
-def server() -> Iterator[str]:
-    """The admin URL of the PostgreSQL to use."""
+def server(pg_bin: str | None) -> Iterator[tuple[str, str]]:
+    """The admin URL of the PostgreSQL to use, and what it is."""
     url = os.environ.get("RUNBOOK_BENCH_PG_URL")
     if url:
-        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1), "RUNBOOK_BENCH_PG_URL"
+        return
+    if pg_bin:
+        with private_cluster(Path(pg_bin)) as url:
+            yield url, f"a private cluster of {pg_bin}"
         return
     import pgserver
 
@@ -145,17 +202,50 @@ def server() -> Iterator[str]:
         pg = pgserver.get_server(datadir, cleanup_mode="stop")
         try:
             url = pg.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-            # The default 1GB lets a checkpoint start inside whichever timed run happens
-            # to cross it (a run writes ~600MB of WAL per million rows); with 4GB the
-            # CHECKPOINT in reset() is the only one, so every contender starts alike.
             admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
                 conn.exec_driver_sql("ALTER SYSTEM SET max_wal_size = '4GB'")
                 conn.exec_driver_sql("SELECT pg_reload_conf()")
             admin.dispose()
-            yield url
+            yield url, "embedded (pgserver)"
         finally:
             pg.cleanup()
+
+
+@contextmanager
+def private_cluster(bin_dir: Path) -> Iterator[str]:
+    """A cluster of its own, from the machine's PostgreSQL binaries, in a temporary directory:
+    no other tenant's CHECKPOINT (every DROP DATABASE forces one) lands in a timed run, and
+    max_wal_size is 4GB so that none of its own does either. Run as the postgres user when
+    this is root (initdb refuses root)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    datadir = Path(tempfile.mkdtemp(prefix="backfill-bench-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(datadir, user.pw_uid, user.pw_gid)
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    pgdata = datadir / "data"
+
+    def ctl(*args: str) -> None:
+        subprocess.run([*as_postgres, *args], check=True, capture_output=True)
+
+    try:
+        ctl(str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--no-sync")
+        options = f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={datadir} -c max_wal_size=4GB"
+        ctl(str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-o", options, "-l", str(datadir / "log"), "-w", "start")
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            ctl(str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(datadir, ignore_errors=True)
 
 
 @contextmanager
@@ -172,23 +262,37 @@ def bench_database(admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def uuid_text(expr: str) -> str:
+    """SQL for a time-ordered UUID string (the demo's layout) from the integer ``expr``."""
+    return (
+        f"(lpad(to_hex({expr}), 12, '0') || '7' || substr(md5({expr}::text), 1, 19))"
+    )
+
+
+def formatted(raw: str) -> str:
+    return f"substr({raw}, 1, 8) || '-' || substr({raw}, 9, 4) || '-' || substr({raw}, 13, 4) || '-' || substr({raw}, 17, 4) || '-' || substr({raw}, 21, 12)"
+
+
 def generate(engine: sa.Engine, rows: int) -> None:
-    """rows subscriptions over rows/2 customers. Per 20 customers: 16 with one active
-    subscriber, 2 with two (ambiguous), 1 with none, 1 with a soft-deleted older one
-    next to a live one."""
+    """Seeds: cheap and uuids (x, y NULL); plan_subscriptions over rows/2 customers. Per 20
+    customers: 16 with one active subscriber, 2 with two (ambiguous), 1 with none, 1 with a
+    soft-deleted older one next to a live one."""
     customers = max(1, rows // 2)
+    ps_id = formatted(uuid_text("g"))
     with engine.begin() as conn:
         conn.exec_driver_sql(
+            "CREATE TABLE cheap_seed (id bigint PRIMARY KEY, x integer NOT NULL, y integer);"
+            f"INSERT INTO cheap_seed SELECT g, mod(g, 100000), NULL FROM generate_series(1, {rows}) g;"
+            "CREATE TABLE uuids_seed (id uuid PRIMARY KEY, x integer NOT NULL, y integer);"
+            f"INSERT INTO uuids_seed SELECT gen_random_uuid(), mod(g, 100000), NULL FROM generate_series(1, {rows}) g;"
             "CREATE TABLE customers (id varchar(36) PRIMARY KEY, name varchar(200) NOT NULL);"
             "CREATE TABLE subscribers (id varchar(36) PRIMARY KEY, customer_id varchar(36) NOT NULL REFERENCES customers(id),"
             " status varchar(20) NOT NULL, created_at timestamptz NOT NULL, deleted_at timestamptz);"
-            "CREATE TABLE ps_seed (id integer PRIMARY KEY, customer_id varchar(36) NOT NULL REFERENCES customers(id),"
+            "CREATE TABLE plan_subscriptions_seed (id varchar(36) PRIMARY KEY, customer_id varchar(36) NOT NULL REFERENCES customers(id),"
             " plan_id varchar(36) NOT NULL, status varchar(20) NOT NULL, start_date timestamptz NOT NULL,"
             " created_at timestamptz NOT NULL, subscriber_id varchar(36));"
         )
-        conn.exec_driver_sql(
-            f"INSERT INTO customers SELECT 'c' || g, 'customer ' || g FROM generate_series(0, {customers - 1}) g"
-        )
+        conn.exec_driver_sql(f"INSERT INTO customers SELECT 'c' || g, 'customer ' || g FROM generate_series(0, {customers - 1}) g")
         # Suffix a: the oldest live one (none for g % 20 = 18); b: a second live one
         # (ambiguous); z: an even older one, soft-deleted, which must be ignored.
         conn.exec_driver_sql(
@@ -201,109 +305,125 @@ def generate(engine: sa.Engine, rows: int) -> None:
         )
         conn.exec_driver_sql("CREATE INDEX ix_subscribers_customer_id ON subscribers (customer_id)")
         conn.exec_driver_sql(
-            "INSERT INTO ps_seed SELECT g, 'c' || mod(g, "
-            f"{customers}), 'plan-' || mod(g, 7), 'active', now() - interval '30 days', now() - interval '30 days', NULL"
-            f" FROM generate_series(1, {rows}) g"
+            f"INSERT INTO plan_subscriptions_seed SELECT {ps_id}, 'c' || mod(g, {customers}), 'plan-' || mod(g, 7), 'active',"
+            f" now() - interval '30 days', now() - interval '30 days', NULL FROM generate_series(1, {rows}) g"
         )
         conn.exec_driver_sql("ANALYZE customers; ANALYZE subscribers")
 
 
-def reset(engine: sa.Engine) -> None:
-    """A fresh plan_subscriptions from the seed: same rows, indexes and FK, vacuumed, checkpointed."""
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "DROP TABLE IF EXISTS plan_subscriptions;"
-            "CREATE TABLE plan_subscriptions (LIKE ps_seed INCLUDING ALL);"
-            "INSERT INTO plan_subscriptions SELECT * FROM ps_seed;"
+def reset(engine: sa.Engine, table: str) -> None:
+    """A fresh ``table`` from its seed: same rows, indexes and FK, vacuumed, checkpointed."""
+    extra = ""
+    if table == "plan_subscriptions":
+        extra = (
             "CREATE INDEX ix_plan_subscriptions_customer_id ON plan_subscriptions (customer_id);"
             "CREATE INDEX ix_plan_subscriptions_subscriber_id ON plan_subscriptions (subscriber_id);"
             "ALTER TABLE plan_subscriptions ADD CONSTRAINT fk_plan_subscriptions_subscriber_id"
-            " FOREIGN KEY (subscriber_id) REFERENCES subscribers (id)"
+            " FOREIGN KEY (subscriber_id) REFERENCES subscribers (id);"
+        )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (LIKE {table}_seed INCLUDING ALL);"
+            f" INSERT INTO {table} SELECT * FROM {table}_seed; {extra}"
         )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE plan_subscriptions")
+        conn.exec_driver_sql(f"VACUUM ANALYZE {table}")
         try:
             conn.exec_driver_sql("CHECKPOINT")
         except sa.exc.DBAPIError:
             pass  # not a superuser on an external server: the table is still fresh
 
 
-def differences(engine: sa.Engine) -> int:
-    """Rows whose subscriber_id differs from the one-shot result."""
+def scalar(engine: sa.Engine, query: str) -> int:
     with engine.connect() as conn:
-        return int(
-            conn.exec_driver_sql(
-                "SELECT count(*) FROM plan_subscriptions p FULL JOIN expected e USING (id)"
-                " WHERE p.subscriber_id IS DISTINCT FROM e.subscriber_id OR p.id IS NULL OR e.id IS NULL"
-            ).scalar_one()
-        )
+        return int(conn.exec_driver_sql(query).scalar_one())
 
 
-# ---------------------------------------------------------------- contenders
-
-
-def one_shot(engine: sa.Engine) -> float:
-    reset(engine)
+def plain_update(engine: sa.Engine, url: str, contender: Contender) -> float:
+    """One plain UPDATE, as a whole ``psql -c`` process when psql is installed (else a fresh connection here)."""
+    reset(engine, contender.table)
+    psql = shutil.which("psql")
     started = time.perf_counter()
-    with engine.begin() as conn:
-        conn.exec_driver_sql(ONE_SHOT)
+    if psql:
+        libpq = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", libpq, "-c", contender.plain], check=True, capture_output=True)
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(contender.plain)
     elapsed = time.perf_counter() - started
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "DROP TABLE IF EXISTS expected; CREATE TABLE expected AS SELECT id, subscriber_id FROM plan_subscriptions"
-        )
+    if contender.table == "plan_subscriptions":
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS expected; CREATE TABLE expected AS SELECT id, subscriber_id FROM plan_subscriptions")
     return elapsed
+
+
+def backfill(engine: sa.Engine, url: str, contender: Contender) -> Run:
+    reset(engine, contender.table)
+    run = timed_run(url, contender.step)
+    wrong = scalar(engine, contender.check)
+    if wrong:
+        raise SystemExit(f"{contender.label}: {wrong:,} rows differ from the plain UPDATE's result")
+    return run
 
 
 def per_row_loop(engine: sa.Engine, rows: int) -> tuple[float, int]:
     """The script the seed replaces: per subscription a SELECT and an UPDATE, commit every 100.
     Run on the first tenth of the keys; returns (seconds, rows)."""
-    reset(engine)
+    reset(engine, "plan_subscriptions")
     sample = max(1, rows // 10)
+    with engine.connect() as conn:
+        keys = [r[0] for r in conn.exec_driver_sql(f"SELECT id FROM plan_subscriptions ORDER BY id LIMIT {sample}")]
     resolve = sa.text(RESOLVE)
     update = sa.text("UPDATE plan_subscriptions SET subscriber_id = :v WHERE id = :k AND subscriber_id IS NULL")
     started = time.perf_counter()
     with engine.connect() as conn:
-        for key in range(1, sample + 1):
+        for n, key in enumerate(keys, 1):
             row = conn.execute(resolve, {"lo": key, "hi": key}).one_or_none()
             if row is not None and row.value is not None:
                 conn.execute(update, {"v": row.value, "k": key})
-            if key % 100 == 0:
+            if n % 100 == 0:
                 conn.commit()
         conn.commit()
-    return time.perf_counter() - started, sample
+    return time.perf_counter() - started, len(keys)
 
 
-def kill_and_resume(url: str, engine: sa.Engine, workdir: Path) -> dict[str, Any]:
-    """A child process runs the backfill and is SIGKILLed at ~40%; a second run resumes it."""
-    reset(engine)
-    checkpoint = workdir / "kill.json"
-    checkpoint.unlink(missing_ok=True)
-    with engine.connect() as conn:
-        max_key = conn.exec_driver_sql("SELECT max(id) FROM plan_subscriptions").scalar_one()
-    child = subprocess.Popen([sys.executable, __file__, "--child", url, str(checkpoint), str(workdir)])
-    killed_at = None
-    while child.poll() is None:
-        saved = FileCheckpoints(checkpoint).load() if checkpoint.exists() else None
-        if saved and saved["last_key"] >= 0.4 * max_key:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-            killed_at = FileCheckpoints(checkpoint).load()
-            break
-        time.sleep(0.005)
-    outcome, elapsed = run_kind(url, workdir, checkpoint, RESOLVE_PARAMS)
+def kill_and_resume(url: str, engine: sa.Engine, step: dict[str, Any]) -> dict[str, Any]:
+    """``runbook run`` SIGKILLed once its checkpoint counts ~40 % of the rows; ``--resume`` finishes."""
+    from runbook.state import StateStore
+
+    reset(engine, "plan_subscriptions")
+    rows = scalar(engine, "SELECT count(*) FROM plan_subscriptions")
+    with tempfile.TemporaryDirectory(prefix="backfill-bench-kill-") as tmp:
+        workdir = Path(tmp)
+        path = runbook_file(workdir, url, step)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "runbook", "run", path.name, "--yes"], cwd=workdir, env=_env(),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )
+        killed_at = None
+        while child.poll() is None and killed_at is None:
+            time.sleep(0.01)
+            if not (workdir / ".runbook" / "state.db").exists():
+                continue
+            with StateStore.open(None, workdir=workdir) as store:
+                run = store.latest_run("bench", "default")
+                saved = store.load_checkpoint(run.run_id, "fill") if run is not None else None
+            if saved and saved["total"] >= 0.4 * rows:
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+                killed_at = saved["total"]
+        started = time.perf_counter()
+        resumed = runbook(workdir, "run", path.name, "--resume", "--yes")
+        elapsed = time.perf_counter() - started
+        outputs = step_outputs(workdir) if resumed.returncode == 0 else {}
     return {
-        "killed_after": None if killed_at is None else killed_at["last_key"],
-        "max_key": max_key,
-        "resume_ok": outcome.ok,
+        "killed_after": killed_at,
+        "rows": rows,
+        "resume_ok": resumed.returncode == 0,
         "resume_s": elapsed,
-        "differences": differences(engine),
-        "total": outcome.outputs.get("total"),
+        "differences": scalar(engine, contenders()[1].check),
+        "total": outputs.get("total"),
     }
-
-
-def child(url: str, checkpoint: str, workdir: str) -> None:
-    run_kind(url, Path(workdir), Path(checkpoint), RESOLVE_PARAMS)
 
 
 # ---------------------------------------------------------------- main
@@ -313,112 +433,93 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each timed contender; the fastest counts (default 3)")
-    parser.add_argument("--child", nargs=3, metavar=("URL", "CHECKPOINT", "WORKDIR"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--pg-bin", help="run a private cluster of these PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin"
+    )
     args = parser.parse_args()
-    if args.child:
-        child(*args.child)
-        return
     rows: int = args.rows
-    contenders = {"backfill resolve": RESOLVE_PARAMS, "backfill update": {**PARAMS, "update": UPDATE}}
-    shots: list[float] = []
-    runs: dict[str, list[tuple[float, StepOutcome, list[float]]]] = {label: [] for label in contenders}
-    with server() as admin_url, bench_database(admin_url) as url, tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+    timed = contenders()
+    with server(args.pg_bin) as (admin_url, where), bench_database(admin_url) as url:
         engine = sa.create_engine(url)
         started = time.perf_counter()
         generate(engine, rows)
         version = ".".join(str(v) for v in engine.dialect.server_version_info or ())
-        took = time.perf_counter() - started
-        print(f"generated {rows:,} plan_subscriptions in {took:.1f}s (PostgreSQL {version}, {os.cpu_count()} CPUs)")
+        wal = scalar_text(engine, "SHOW max_wal_size")
+        load = os.getloadavg()
+        print(
+            f"generated {rows:,} rows per table in {time.perf_counter() - started:.1f}s (PostgreSQL {version},"
+            f" {where}, max_wal_size {wal}, {os.cpu_count()} CPUs,"
+            f" load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})"
+        )
         # Interleaved, best of --repeat: a shared machine's load comes and goes.
         for _ in range(args.repeat):
-            shots.append(one_shot(engine))
-            for label, params in contenders.items():
-                reset(engine)
-                cycles: list[float] = []
-                outcome, elapsed = run_kind(url, workdir, workdir / f"{label}.json", params, on_batch=cycles.append)
-                (workdir / f"{label}.json").unlink(missing_ok=True)
-                if not outcome.ok:
-                    raise SystemExit(f"{label} failed: {outcome.error}")
-                diff = differences(engine)
-                if diff:
-                    raise SystemExit(f"{label}: {diff:,} rows differ from the one-shot UPDATE")
-                runs[label].append((elapsed, outcome, cycles))
+            for contender in timed:
+                contender.plains.append(plain_update(engine, url, contender))
+                contender.runs.append(backfill(engine, url, contender))
+        join = timed[1]
         loop_s, loop_rows = per_row_loop(engine, rows)
-        reset(engine)
-        dry, dry_s = run_kind(url, workdir, workdir / "dry.json", RESOLVE_PARAMS, dry_run=True)
-        kill = kill_and_resume(url, engine, workdir)
+        reset(engine, "plan_subscriptions")
+        dry = timed_run(url, join.step, dry_run=True)
+        kill = kill_and_resume(url, engine, join.step)
         engine.dispose()
+        load = os.getloadavg()
 
-    shot_s = min(shots)
-    best = {label: min(r, key=lambda run: run[0]) for label, r in runs.items()}
-    resolve_s, resolve_outcome, _ = best["backfill resolve"]
+    print(f"(load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})\n")
+    print(f"{'':16}{'plain UPDATE':>14}{'runbook run':>13}{'ratio':>8}  batches  batch time p50 / p99 / max")
+    checks: list[tuple[str, bool, str]] = []
+    best: dict[str, Run] = {}
+    for contender in timed:
+        plain = min(contender.plains)
+        run = min(contender.runs, key=lambda r: r.seconds)
+        best[contender.label] = run
+        out = run.outputs
+        ratio = run.seconds / plain
+        print(
+            f"{contender.label:16}{plain:>13.2f}s{run.seconds:>12.2f}s{ratio:>7.2f}x  {out['batches']:>7}"
+            f"  {out['batch_ms_p50']:.0f} / {out['batch_ms_p99']:.0f} / {out['max_batch_ms']:.0f} ms"
+        )
+        print(
+            f"{'':16}runs: plain {_seconds(contender.plains)}; runbook "
+            + ", ".join(f"{r.seconds:.2f}s (p50 {r.outputs['batch_ms_p50']:.0f}, p99 {r.outputs['batch_ms_p99']:.0f},"
+                        f" max {r.outputs['max_batch_ms']:.0f} ms)" for r in contender.runs)
+        )
+        checks.append((f"{contender.label} <= {TARGETS[contender.label]}x", ratio <= TARGETS[contender.label], f"{ratio:.2f}x"))
+    join_run = best["join-resolve"]
+    checks.append(
+        ("join-resolve longest batch <= 150 ms", join_run.outputs["max_batch_ms"] <= TARGETS["max_batch_ms"],
+         f"{join_run.outputs['max_batch_ms']:.0f} ms")
+    )
     loop_total_s = loop_s * rows / loop_rows
-    dry_rate = dry.outputs["total"] / dry_s
-    print()
-    print(f"{'':34}{'wall':>10}{'vs one-shot':>13}  notes")
-    print(f"{'single UPDATE ... FROM':34}{shot_s:>9.2f}s{1.0:>12.2f}x  one transaction holding every row lock to the end")
-    print(f"{'':58}runs: {_seconds(shots)}")
-    for label, (elapsed, outcome, cycles) in best.items():
-        out = outcome.outputs
-        print(
-            f"{label:34}{elapsed:>9.2f}s{elapsed / shot_s:>12.2f}x  {out['batches']} batches,"
-            f" cycle p50 {_pct(cycles, 50):.0f} ms, p95 {_pct(cycles, 95):.0f} ms, longest batch {out['max_batch_ms']:.0f} ms"
-        )
-        print(
-            f"{'':58}updated {out['updated']:,}, ambiguous {out['ambiguous']:,}, unresolved {out['unresolved']:,},"
-            f" errors {out['errors']}"
-        )
-        print(
-            f"{'':58}runs (wall/longest batch): "
-            + ", ".join(f"{r[0]:.2f}s/{r[1].outputs['max_batch_ms']:.0f}ms" for r in runs[label])
-        )
+    speedup = loop_total_s / join_run.seconds
+    print(f"{'per-row loop':16}{'':14}{loop_total_s:>12.2f}s{'':8}  {loop_rows:,} rows in {loop_s:.2f}s, extrapolated;"
+          f" the join-resolve backfill is {speedup:.1f}x faster")
+    checks.append(("backfill >= 6x faster than the per-row loop", speedup >= TARGETS["loop_speedup"], f"{speedup:.1f}x"))
+    dry_rate = dry.outputs["total"] / dry.seconds
+    print(f"{'dry run':16}{'':14}{dry.seconds:>12.2f}s{'':8}  {dry_rate:,.0f} rows/s classified, {dry.outputs['batches']} batches,"
+          f" batch time p50 {dry.outputs['batch_ms_p50']:.0f} / p99 {dry.outputs['batch_ms_p99']:.0f} / max {dry.outputs['max_batch_ms']:.0f} ms")
+    checks.append(("dry-run classification >= 250,000 rows/s", dry_rate >= TARGETS["dry_rows_per_s"], f"{dry_rate:,.0f} rows/s"))
     print(
-        f"{'per-row loop (1/10 sample, x10)':34}{loop_total_s:>9.2f}s{loop_total_s / shot_s:>12.2f}x  "
-        f"{loop_rows:,} rows in {loop_s:.2f}s, extrapolated; backfill resolve is {loop_total_s / resolve_s:.1f}x faster"
+        f"{'kill + resume':16}{'':14}{kill['resume_s']:>12.2f}s{'':8}  killed after {kill['killed_after'] or 0:,} of {kill['rows']:,} rows,"
+        f" resume ok={kill['resume_ok']}, rows checked {kill['total'] or 0:,}, rows differing from the plain UPDATE: {kill['differences']}"
     )
-    print(f"{'dry run (classification only)':34}{dry_s:>9.2f}s{'':>13}  {dry_rate:,.0f} rows/s, {dry.outputs['batches']} batches")
-    print(
-        f"{'kill at ~40% + resume':34}{kill['resume_s']:>9.2f}s{'':>13}  killed after id {kill['killed_after'] or 0:,}"
-        f" of {kill['max_key']:,}, resume ok={kill['resume_ok']}, rows checked {kill['total']:,},"
-        f" rows differing from one-shot: {kill['differences']}"
+    checks.append(
+        ("kill + resume equals the plain UPDATE", kill["killed_after"] is not None and kill["resume_ok"] and kill["differences"] == 0,
+         f"{kill['differences']} differing rows")
     )
     print()
-    checks = [
-        ("backfill resolve <= 1.25x one-shot", resolve_s / shot_s <= TARGETS["ratio"], f"{resolve_s / shot_s:.2f}x"),
-        (
-            "longest batch <= 150 ms",
-            resolve_outcome.outputs["max_batch_ms"] <= TARGETS["max_batch_ms"],
-            f"{resolve_outcome.outputs['max_batch_ms']:.0f} ms",
-        ),
-        (
-            "backfill >= 6x faster than per-row loop",
-            loop_total_s / resolve_s >= TARGETS["loop_speedup"],
-            f"{loop_total_s / resolve_s:.1f}x",
-        ),
-        ("dry run >= 100k rows/s", dry_rate >= TARGETS["dry_rows_per_s"], f"{dry_rate:,.0f} rows/s"),
-        (
-            "kill + resume equals one-shot",
-            kill["killed_after"] is not None and kill["resume_ok"] and kill["differences"] == 0,
-            f"{kill['differences']} differing rows",
-        ),
-    ]
     for name, ok, observed in checks:
         print(f"  [{'PASS' if ok else 'MISS'}] {name}: {observed}")
     if not all(ok for _, ok, _ in checks):
         sys.exit(1)
 
 
+def scalar_text(engine: sa.Engine, query: str) -> str:
+    with engine.connect() as conn:
+        return str(conn.exec_driver_sql(query).scalar_one())
+
+
 def _seconds(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}s" for v in values)
-
-
-def _pct(values: list[float], pct: int) -> float:
-    """Percentile of batch cycle times in ms (batch plus its checkpoint save, as seen from outside)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return 1000 * ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 if __name__ == "__main__":

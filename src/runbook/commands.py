@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -376,14 +376,17 @@ def _replayed_values(record: RunRecord, given: dict[str, str]) -> dict[str, str]
     return {**{str(k): str(v) for k, v in recorded.items()}, **given}
 
 
-def _check_values(record: RunRecord, built: Plan, given: dict[str, str], accept_changes: bool) -> None:
-    """A resume runs with exactly the values its run started with, or refuses."""
+def _check_values(
+    record: RunRecord, built: Plan, given: dict[str, str], accept_changes: bool, may_differ: Collection[str] = ()
+) -> None:
+    """A resume runs with exactly the values its run started with, or refuses; names in
+    ``may_differ`` are exempt."""
     from runbook.engine import values
 
     params = record.params if isinstance(record.params, dict) else {}
     if "values" not in params:
         return
-    differs = values.changes(params["values"], built.resolved, given, record.run_id)
+    differs = [name for name in values.changes(params["values"], built.resolved, given, record.run_id) if name not in may_differ]
     if differs and not accept_changes:
         raise values.refuse_changes(differs, record.run_id, built.resolved.masker)
 
@@ -414,7 +417,9 @@ def rollback(
             raise UsageError(f"run {run_id} is itself a rollback (of run {parent})", hint=f"runbook rollback {parent}")
         given = parse_var_overrides(list(var_items))
         built = build_plan(_runbook_of(record), None if record.env == "default" else record.env, _replayed_values(record, given))
-        _check_values(record, built, given, accept_changes=False)
+        # A named option is new work the operator asks for now: what they pass with --var
+        # parameterizes it (fix_data's ids). Undoing the run's steps keeps the run's values.
+        _check_values(record, built, given, accept_changes=False, may_differ=given if option else ())
         interactive = _terminal_to_ask()
         supervisor = ProcessSupervisor()
         prompt: Prompt | None = make_prompt(supervisor) if interactive else None

@@ -136,12 +136,12 @@ def test_backfill_failure_midway_then_resume_finishes_every_row(demo: Demo) -> N
     """A batch failing mid-backfill stops the run; --resume continues from the checkpoint and every row is right."""
     paused = demo.runbook("run", "subscriber-fk.yaml", "--approve", "preflight", "--var", "batch_size=100")
     assert paused.returncode == 4, paused.stdout[-3000:]  # migrated, previewed, waiting to commit the backfill
-    failing_id = ROWS // 2
+    failing_id = demo.scalar(f"SELECT id FROM plan_subscriptions ORDER BY id LIMIT 1 OFFSET {ROWS // 2}")
     engine = sa.create_engine(demo.db_url)
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
             conn.execute(sa.text(
-                f"CREATE TRIGGER inject BEFORE UPDATE OF subscriber_id ON plan_subscriptions WHEN NEW.id = {failing_id} "
+                f"CREATE TRIGGER inject BEFORE UPDATE OF subscriber_id ON plan_subscriptions WHEN NEW.id = '{failing_id}' "
                 "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
             ))
         else:
@@ -151,12 +151,12 @@ def test_backfill_failure_midway_then_resume_finishes_every_row(demo: Demo) -> N
             ))
             conn.execute(sa.text(
                 f"CREATE TRIGGER inject BEFORE UPDATE OF subscriber_id ON plan_subscriptions "
-                f"FOR EACH ROW WHEN (NEW.id = {failing_id}) EXECUTE FUNCTION inject()"
+                f"FOR EACH ROW WHEN (NEW.id = '{failing_id}') EXECUTE FUNCTION inject()"
             ))
     failed = demo.runbook("run", "subscriber-fk.yaml", "--resume", "--approve", "backfill")
     assert failed.returncode == 1, failed.stdout[-3000:]
     assert "injected failure" in failed.stdout
-    done_before = demo.scalar(f"SELECT COUNT(*) FROM plan_subscriptions WHERE subscriber_id IS NOT NULL AND id < {failing_id}")
+    done_before = demo.scalar(f"SELECT COUNT(*) FROM plan_subscriptions WHERE subscriber_id IS NOT NULL AND id < '{failing_id}'")
     assert done_before and int(done_before) > 0  # committed batches stay committed
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TRIGGER inject" + ("" if engine.dialect.name == "sqlite" else " ON plan_subscriptions")))
@@ -164,7 +164,7 @@ def test_backfill_failure_midway_then_resume_finishes_every_row(demo: Demo) -> N
     resumed = demo.runbook("run", "subscriber-fk.yaml", "--resume", "--yes")
     assert resumed.returncode == 0, resumed.stdout[-4000:]
     wrong = demo.scalar(
-        "SELECT COUNT(*) FROM plan_subscriptions ps WHERE ps.id <= " + str(ROWS) + " AND COALESCE(ps.subscriber_id, '-') <> COALESCE(("
+        "SELECT COUNT(*) FROM plan_subscriptions ps WHERE COALESCE(ps.subscriber_id, '-') <> COALESCE(("
         "SELECT s.id FROM subscribers s WHERE s.customer_id = ps.customer_id AND s.deleted_at IS NULL AND s.status = 'active' "
         "ORDER BY s.created_at, s.id LIMIT 1), '-')"
     )
@@ -182,3 +182,34 @@ def test_rollback_option_1_restores_the_schema(demo: Demo) -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     assert demo.schema() == before
     assert demo.ispctl("status")["version"] == "v1"
+
+
+def test_rollback_option_fix_data_takes_string_ids_bound_safely(demo: Demo) -> None:
+    """Option 3 re-resolves the subscriptions named by --var fix_subscription_ids (UUID strings);
+    a value written to break out of a quoted list matches nothing and changes nothing."""
+    assert demo.runbook("run", "subscriber-fk.yaml", "--yes").returncode == 0
+    resolved = "SELECT id, subscriber_id FROM plan_subscriptions WHERE subscriber_id IS NOT NULL ORDER BY id"
+    engine = sa.create_engine(demo.db_url)
+    with engine.begin() as conn:
+        first, second, third = conn.execute(sa.text(resolved + " LIMIT 3")).all()
+        conn.execute(sa.text("UPDATE plan_subscriptions SET subscriber_id = NULL WHERE id IN (:a, :b, :c)"),
+                     {"a": first.id, "b": second.id, "c": third.id})
+        before = conn.execute(sa.text("SELECT id, subscriber_id FROM plan_subscriptions ORDER BY id")).all()
+    run_id = demo.runbook("history", "--limit", "1").stdout.splitlines()[1].split()[0]
+
+    hostile = f"{first.id}') OR ('1' = '1, x' OR 1=1 --"
+    result = demo.runbook("rollback", run_id, "--option", "fix_data", "--var", f"fix_subscription_ids={hostile}", "--yes")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT id, subscriber_id FROM plan_subscriptions ORDER BY id")).all() == before
+
+    result = demo.runbook("rollback", run_id, "--option", "fix_data", "--var", f"fix_subscription_ids={first.id}, {second.id}", "--yes")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    with engine.connect() as conn:
+        fixed = dict(conn.execute(sa.text("SELECT id, subscriber_id FROM plan_subscriptions WHERE id IN (:a, :b, :c)"),
+                                  {"a": first.id, "b": second.id, "c": third.id}).all())
+        changed = conn.execute(sa.text("SELECT id, subscriber_id FROM plan_subscriptions ORDER BY id")).all()
+    engine.dispose()
+    assert fixed[first.id] is not None and fixed[second.id] is not None and fixed[third.id] is None
+    assert {r.id for r in changed} == {r.id for r in before}
+    assert [r for r in changed if r not in before] == [r for r in changed if r.id in (first.id, second.id)]

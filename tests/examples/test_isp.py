@@ -31,6 +31,8 @@ ISP_DIR = Path(__file__).resolve().parents[2] / "examples" / "isp"
 ISPCTL = ISP_DIR / "ispctl.py"
 ALEMBIC_INI = ISP_DIR / "alembic.ini"
 RESOLVE_SQL = (ISP_DIR / "sql" / "resolve_subscriber.sql").read_text()
+# Bounds around every id: plan_subscriptions ids are UUID strings.
+ALL_IDS = {"lo": "00000000-0000-0000-0000-000000000000", "hi": "ffffffff-ffff-ffff-ffff-ffffffffffff"}
 SUBSCRIPTIONS_PATH = "/api/v1/services/internet-plans/subscriptions"
 SEED_UPGRADE_LINES = [
     "INFO  [alembic.runtime.migration] Running upgrade c64d9a16fa9d -> ee4f9c4fb5b3, "
@@ -197,7 +199,7 @@ def customer_with_one_active_subscriber(isp: Isp) -> tuple[str, str, str]:
 
 def backfill(isp: Isp) -> None:
     """What the runbook's backfill does with resolve_subscriber.sql: set every resolvable row."""
-    rows = isp.query(RESOLVE_SQL, lo=1, hi=10**9)
+    rows = isp.query(RESOLVE_SQL, **ALL_IDS)
     updates = [{"k": row.key, "v": row.value} for row in rows if row.value is not None]
     isp.execute("UPDATE plan_subscriptions SET subscriber_id = :v WHERE id = :k", updates)
 
@@ -264,8 +266,8 @@ class TestGenerate:
         assert twin.json("generate", "--rows", "300", "--seed", "7") == summary
         for installation in (isp, twin):
             installation.alembic("upgrade", "heads")  # the resolve SQL reads subscriber_id
-        resolved = isp.query(RESOLVE_SQL, lo=1, hi=300)
-        assert resolved == twin.query(RESOLVE_SQL, lo=1, hi=300)
+        resolved = isp.query(RESOLVE_SQL, **ALL_IDS)
+        assert resolved == twin.query(RESOLVE_SQL, **ALL_IDS)
         subscribers = (
             "SELECT id, customer_id, status, CASE WHEN deleted_at IS NULL THEN 0 ELSE 1 END AS deleted"
             " FROM subscribers ORDER BY id"

@@ -445,7 +445,7 @@ ROWS = 20_000
 BATCHING = '    batch_size: "{{ vars.batch_size }}"\n'
 PATCHED_BATCHING = BATCHING + "    max_batch: 200\n    throttle: 5ms\n"
 RESOLVED_WRONG = (
-    "SELECT COUNT(*) FROM plan_subscriptions ps WHERE ps.id <= {rows} AND COALESCE(ps.subscriber_id, '-') <> COALESCE(("
+    "SELECT COUNT(*) FROM plan_subscriptions ps WHERE ps.id <= '{max_key}' AND COALESCE(ps.subscriber_id, '-') <> COALESCE(("
     "SELECT s.id FROM subscribers s WHERE s.customer_id = ps.customer_id AND s.deleted_at IS NULL AND s.status = 'active' "
     "ORDER BY s.created_at, s.id LIMIT 1), '-')"
 )
@@ -524,13 +524,13 @@ def _count_updates_trigger(demo: DemoApp) -> None:
     """Every committed UPDATE of plan_subscriptions.subscriber_id adds a row to update_audit."""
     if demo.db_url.startswith("sqlite"):
         demo.execute(
-            "CREATE TABLE update_audit (id INTEGER NOT NULL)",
+            "CREATE TABLE update_audit (id VARCHAR(36) NOT NULL)",
             "CREATE TRIGGER count_updates AFTER UPDATE OF subscriber_id ON plan_subscriptions"
             " BEGIN INSERT INTO update_audit (id) VALUES (NEW.id); END",
         )
     else:
         demo.execute(
-            "CREATE TABLE update_audit (id INTEGER NOT NULL)",
+            "CREATE TABLE update_audit (id VARCHAR(36) NOT NULL)",
             "CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS"
             " $$ BEGIN INSERT INTO update_audit (id) VALUES (NEW.id); RETURN NEW; END $$",
             "CREATE TRIGGER count_updates AFTER UPDATE OF subscriber_id ON plan_subscriptions"
@@ -538,27 +538,28 @@ def _count_updates_trigger(demo: DemoApp) -> None:
         )
 
 
-def _kill_when_backfill_passes(demo: DemoApp, live: Live, run_id: str, key: int) -> int:
-    """SIGKILL the run once the backfill's checkpoint is past ``key``; returns the checkpointed key."""
+def _kill_when_backfill_passes(demo: DemoApp, live: Live, run_id: str, rows: int) -> int:
+    """SIGKILL the run once the backfill's checkpoint counts ``rows`` done; returns the rows it counts.
+    (The keys are UUID strings: how far the walk got is the rows done, not a key.)"""
     deadline = time.monotonic() + 120
     with StateStore.open(sqlite_state_url(demo.root)) as store:
         while True:
             assert live.proc.poll() is None, "the run ended before the backfill got that far:\n" + live.stdout[-3000:]
             saved = store.load_checkpoint(run_id, "backfill")
-            if saved is not None and saved["last_key"] >= key:
+            if saved is not None and saved["total"] >= rows:
                 break
             assert time.monotonic() < deadline, "the backfill never got that far"
             time.sleep(0.005)
         assert live.kill() == -9
         saved = store.load_checkpoint(run_id, "backfill")
     assert saved is not None
-    return int(saved["last_key"])
+    return int(saved["total"])
 
 
 @pytest.mark.slow
 def test_sigkill_mid_backfill_then_resume_updates_every_row_once(demo_app: DemoApp) -> None:
     """subscriber-fk on 20,000 rows in 200-row batches, SIGKILLed twice while the backfill
-    runs (at >= 25 % and >= 60 % of the keys), resumed each time: the final
+    runs (at >= 25 % and >= 60 % of the rows), resumed each time: the final
     plan_subscriptions equals the resolve rule applied in one shot, and a trigger
     counting committed updates per row shows no row was updated twice."""
     demo = demo_app
@@ -582,13 +583,16 @@ def test_sigkill_mid_backfill_then_resume_updates_every_row_once(demo_app: DemoA
     assert "resuming after id" in resumed.stdout
     timing(f"mid-backfill crash x2 on {ROWS:,} rows ({demo.db_url.split(':')[0]})", time.monotonic() - started)
 
-    assert demo.scalar(RESOLVED_WRONG.format(rows=ROWS)) == 0
-    assert demo.scalar("SELECT COUNT(*) FROM (SELECT id FROM update_audit GROUP BY id HAVING COUNT(*) > 1) twice") == 0
-    written = demo.scalar("SELECT COUNT(*) FROM update_audit")
-    assert written == demo.scalar(f"SELECT COUNT(*) FROM plan_subscriptions WHERE id <= {ROWS} AND subscriber_id IS NOT NULL")
     with StateStore.open(sqlite_state_url(demo.root)) as store:
         outputs = store.step_states(run.run_id)["backfill"].outputs or {}
         backfills = [a for a in store.attempts(run.run_id, "backfill") if a.kind == "step"]
+    # Rows after the backfill's max_key were created by the new code (the smoke test's POST).
+    max_key = outputs["max_key"]
+    assert demo.scalar(RESOLVED_WRONG.format(max_key=max_key)) == 0
+    assert demo.scalar("SELECT COUNT(*) FROM (SELECT id FROM update_audit GROUP BY id HAVING COUNT(*) > 1) twice") == 0
+    written = demo.scalar("SELECT COUNT(*) FROM update_audit")
+    assert written == demo.scalar(f"SELECT COUNT(*) FROM plan_subscriptions WHERE id <= '{max_key}' AND subscriber_id IS NOT NULL")
+    assert demo.scalar(f"SELECT COUNT(*) FROM plan_subscriptions WHERE id <= '{max_key}'") == ROWS
     assert [a.status for a in backfills] == ["awaiting_approval", "interrupted", "interrupted", "passed"]
     # A kill between a batch's commit and its checkpoint replays that batch: its rows no
     # longer match `where`, so they count as already set rather than updated, never twice.

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -282,7 +283,8 @@ def test_resolve_skip_leaves_ambiguous_unset(db_url: str, tmp_path: Path) -> Non
     assert (
         outcome.summary is not None and "Backfill Summary" in outcome.summary and "Errors:                  0" in outcome.summary
     )
-    assert any(line.startswith("batch 1: 25 rows (25/300, ") for line in lines)
+    # The total starts as the database's estimate (never a count(*) scan) and is exact at the end.
+    assert any(re.match(r"batch 1: 25 rows \(25/~?[\d,]+, ", line) for line in lines), lines
     assert events[-1]["done"] == 300 and events[-1]["total"] == 300 and events[-1]["rate"] > 0
 
 
@@ -407,9 +409,9 @@ def test_resume_from_checkpoint_processes_each_row_once(db_url: str, tmp_path: P
     with pytest.raises(SimulatedCrash):
         run_backfill(db_url, tmp_path, checkpoints, update=UPDATE, batch_size=30, min_batch=30, max_batch=30)
     mid = checkpoints.load()
-    assert mid is not None and mid["last_key"] == 3 * 120 and mid["batches"] == 4
+    assert mid is not None and mid["last_key"] == [3 * 120] and mid["batches"] == 4
     touched_mid = table(db_url)
-    assert all(t == 0 for k, (_, t) in touched_mid.items() if k > mid["last_key"])
+    assert all(t == 0 for k, (_, t) in touched_mid.items() if k > mid["last_key"][0])
 
     lines: list[str] = []
     outcome = run_backfill(db_url, tmp_path, checkpoints, update=UPDATE, batch_size=30, min_batch=30, max_batch=30, lines=lines)
@@ -457,7 +459,7 @@ def test_sigkill_mid_backfill_then_resume(db_url: str, tmp_path: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and child.poll() is None:
         saved = FileCheckpoints(checkpoint).load() if checkpoint.exists() else None
-        if saved and saved["last_key"] >= 3 * 300:
+        if saved and saved["last_key"][0] >= 3 * 300:
             break
         time.sleep(0.002)
     assert child.poll() is None, f"the child ended before it could be killed: {child.communicate()}"
@@ -465,7 +467,7 @@ def test_sigkill_mid_backfill_then_resume(db_url: str, tmp_path: Path) -> None:
     child.send_signal(signal.SIGKILL)
     child.wait()
     killed_at = FileCheckpoints(checkpoint).load()
-    assert killed_at is not None and killed_at["last_key"] < 3 * 900
+    assert killed_at is not None and killed_at["last_key"][0] < 3 * 900
 
     resumed = run_backfill(db_url, tmp_path, FileCheckpoints(checkpoint), **params)
 
@@ -505,11 +507,12 @@ def test_concurrent_writers_lose_no_update(pg_url: str, tmp_path: Path) -> None:
         rng = random.Random(7)
         n = 0
         while not done.is_set():
-            front = (checkpoints.data or {}).get("last_key", 0)
+            front = ((checkpoints.data or {}).get("last_key") or [0])[0]
             key = 3 * rng.randint(front // 3 + 1, front // 3 + 20)
             n += 1
             with engine.begin() as conn:
-                if n % 5 == 0:
+                # New rows only once the backfill has started (its first checkpoint): they come after its max_key.
+                if n % 5 == 0 and checkpoints.data is not None:
                     new_key = 100_000 + n
                     conn.execute(plan_subscriptions.insert().values(id=new_key, customer_id="c-one", subscriber_id=None))
                     inserted.append(new_key)

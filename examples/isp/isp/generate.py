@@ -4,7 +4,7 @@ Customers are drawn in blocks of 50 whose case mix is fixed (``CASE_BLOCK``)
 and whose order is shuffled by the seeded RNG, so every run with the same
 ``--rows`` and ``--seed`` writes the same rows (ids included) on SQLite and
 PostgreSQL, and every case appears once at least 50 customers exist.
-plan_subscriptions ids are 1..rows; other ids are time-ordered UUID strings.
+Ids are time-ordered UUID strings (plan_subscriptions too, as in the source system).
 
 Cases, by what the resolution rule (README) makes of them:
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select, text
+from sqlalchemy import Connection, Table, func, insert, select
 
 from isp.errors import IspError
 from isp.models import Customer, InternetPlan, PlanSubscription, Subscriber, UsageRecord
@@ -160,11 +160,12 @@ class _Builder:
         self.cases[case]["subscriptions"] += count
         for _ in range(count):
             self.subscriptions += 1
+            subscription_id = self.uuid()
             plan = rng.choice(plans)
             created = joined + timedelta(days=rng.randrange(1, 400))
             chunk.subscriptions.append(
                 {
-                    "id": self.subscriptions,
+                    "id": subscription_id,
                     "customer_id": customer_id,
                     "plan_id": plan["id"],
                     "status": "cancelled" if rng.random() < CANCELLED_RATE else "active",
@@ -177,7 +178,7 @@ class _Builder:
             ceiling = int(1.2 * cap * GB) if cap else 2000 * GB
             chunk.usage.append(
                 {
-                    "subscription_id": self.subscriptions,
+                    "subscription_id": subscription_id,
                     "bytes": rng.randrange(ceiling),
                     "recorded_at": created + timedelta(days=30),
                 }
@@ -229,7 +230,6 @@ def generate(settings: Settings, rows: int, seed: int) -> dict[str, Any]:
                 _bulk_insert(conn, Subscriber.__table__, chunk.subscribers)
                 _bulk_insert(conn, PlanSubscription.__table__, chunk.subscriptions)
                 _bulk_insert(conn, UsageRecord.__table__, chunk.usage)
-            _advance_sequence(conn)
     finally:
         engine.dispose()
     resolution = {"resolved": 0, "ambiguous": 0, "unresolved": 0}
@@ -261,14 +261,3 @@ def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
         for row in rows:
             copy.write_row([row[column] for column in columns])
 
-
-def _advance_sequence(conn: Connection) -> None:
-    # Explicit ids do not move PostgreSQL's serial sequence; without this the
-    # API's next INSERT would collide with id 1. SQLite continues from max(id).
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text(
-                "SELECT setval(pg_get_serial_sequence('plan_subscriptions', 'id'),"
-                " (SELECT max(id) FROM plan_subscriptions))"
-            )
-        )

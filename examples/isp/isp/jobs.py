@@ -44,7 +44,7 @@ def _bill(log: logging.Logger, sub: JobSubscription, subscriber_id: str, plan: R
     over_gb = 0 if plan.data_cap_gb is None else max(0, -(-(used - plan.data_cap_gb * GB) // GB))
     amount = plan.monthly_price_cents + over_gb * OVERAGE_CENTS_PER_GB
     log.info(
-        "billed subscription_id=%d subscriber_id=%s bytes=%d amount_cents=%d", sub.id, subscriber_id, used, amount
+        "billed subscription_id=%s subscriber_id=%s bytes=%d amount_cents=%d", sub.id, subscriber_id, used, amount
     )
     return 0
 
@@ -53,7 +53,7 @@ def _monitor(log: logging.Logger, sub: JobSubscription, subscriber_id: str, plan
     if plan.data_cap_gb is None or used < ALERT_AT * plan.data_cap_gb * GB:
         return 0
     log.warning(
-        "data_cap_alert subscription_id=%d subscriber_id=%s used_percent=%d",
+        "data_cap_alert subscription_id=%s subscriber_id=%s used_percent=%d",
         sub.id,
         subscriber_id,
         used * 100 // (plan.data_cap_gb * GB),
@@ -89,11 +89,11 @@ def run_task(settings: Settings, name: str, limit: int) -> dict[str, Any]:
                 try:
                     subscriber_id = release.subscriber_for(conn, sub)
                 except SkipSubscription as skip:
-                    log.warning("%s subscription_id=%d customer_id=%s", skip.reason, sub.id, sub.customer_id)
+                    log.warning("%s subscription_id=%s customer_id=%s", skip.reason, sub.id, sub.customer_id)
                     counts["skipped"] += 1
                     continue
                 except SubscriptionFailed as failure:
-                    log.error("%s subscription_id=%d subscriber_id=%s", failure.reason, sub.id, sub.subscriber_id)
+                    log.error("%s subscription_id=%s subscriber_id=%s", failure.reason, sub.id, sub.subscriber_id)
                     counts["failed"] += 1
                     continue
                 counts["metric"] += task.handle(log, sub, subscriber_id, plans[sub.plan_id], used.get(sub.id, 0))
@@ -107,7 +107,7 @@ def run_task(settings: Settings, name: str, limit: int) -> dict[str, Any]:
     return summary
 
 
-def _bytes_used(conn: Connection, subscription_ids: Iterable[int]) -> dict[int, int]:
+def _bytes_used(conn: Connection, subscription_ids: Iterable[str]) -> dict[str, int]:
     ids = list(subscription_ids)
     if not ids:
         return {}

@@ -70,8 +70,9 @@ class InternetPlan(Base):
 class PlanSubscription(Base):
     __tablename__ = "plan_subscriptions"
 
-    # An integer key, so that the backfill can walk keyset batches (id BETWEEN lo AND hi).
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # A time-ordered UUID string, as the source system's ids ('subscription-id-1', "abc-123")
+    # are strings; the backfill walks it in keyset batches like any ordered unique key.
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
     plan_id: Mapped[str] = mapped_column(ForeignKey("internet_plans.id"))
     status: Mapped[str] = mapped_column(String(20))
@@ -85,6 +86,6 @@ class UsageRecord(Base):
     __tablename__ = "usage_records"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    subscription_id: Mapped[int] = mapped_column(ForeignKey("plan_subscriptions.id"), index=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("plan_subscriptions.id"), index=True)
     bytes: Mapped[int] = mapped_column(BigInteger)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

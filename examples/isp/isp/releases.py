@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Select, select
 
+from isp.ids import new_id
 from isp.models import Customer, InternetPlan, PlanSubscription, Subscriber
 
 SUBSCRIPTIONS = PlanSubscription.__table__
@@ -68,7 +69,7 @@ class SubscriptionRequest:
 class JobSubscription:
     """A subscription as the billing and monitoring jobs see it."""
 
-    id: int
+    id: str
     customer_id: str
     plan_id: str
     subscriber_id: str | None
@@ -181,8 +182,9 @@ def _check_customer_and_plan(conn: Connection, request: SubscriptionRequest) -> 
         raise ValueError(f"Plan {request.plan_id} not found")
 
 
-def _insert(conn: Connection, request: SubscriptionRequest, subscriber_id: str | None) -> int:
+def _insert(conn: Connection, request: SubscriptionRequest, subscriber_id: str | None) -> str:
     values: dict[str, Any] = {
+        "id": new_id(),
         "customer_id": request.customer_id,
         "plan_id": request.plan_id,
         "status": "active",
@@ -192,11 +194,11 @@ def _insert(conn: Connection, request: SubscriptionRequest, subscriber_id: str |
     # Only v2 names the column at all, so v1's INSERT works on either schema.
     if subscriber_id is not None:
         values["subscriber_id"] = subscriber_id
-    result = conn.execute(SUBSCRIPTIONS.insert().values(values))
-    return int(result.inserted_primary_key[0])
+    conn.execute(SUBSCRIPTIONS.insert().values(values))
+    return str(values["id"])
 
 
-def _fetch(conn: Connection, subscription_id: int, columns: tuple[Any, ...]) -> dict[str, Any]:
+def _fetch(conn: Connection, subscription_id: str, columns: tuple[Any, ...]) -> dict[str, Any]:
     row = conn.execute(select(*columns).where(PlanSubscription.id == subscription_id)).one()
     return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in row._mapping.items()}
 

@@ -152,6 +152,8 @@ class StepRunner:
         text = "\n".join(outcome.tail) + "\n" + (outcome.error or "")
         hints = [{"pattern": p, "advice": a.strip()} for p, a in planned.step.hints.items() if _matches(p, text)]
         self.journal.emit(EventName.FAILURE_HELP, step=planned.id, tail=outcome.tail[-20:], hints=hints, error=outcome.error)
+        if outcome.refused:
+            raise Stop(RunStatus.REFUSED, ExitCode.REFUSED, step=planned.id, reason=outcome.error)
         raise Stop(RunStatus.FAILED, ExitCode.STEP_FAILED, step=planned.id, reason=outcome.error)
 
     # ------------------------------------------------------------ attempts
@@ -168,6 +170,9 @@ class StepRunner:
             outcome = self._attempt(planned, body, mode, step_id)
             if outcome.ok:
                 return None
+            if outcome.refused:
+                # Refused before it acted (a backfill's key has no index): retrying changes nothing.
+                return outcome
             if try_no < attempts:
                 self.journal.notice(f"retrying {step_id} in {delay:g}s (attempt {try_no + 1} of {attempts})")
                 self.pause(delay)
@@ -212,7 +217,7 @@ class StepRunner:
         if outcome.ok:
             status = {"step": StepStatus.PASSED, "dry_run": StepStatus.DRY_RUN, "rollback": StepStatus.ROLLED_BACK}[mode]
         else:
-            status = StepStatus.FAILED
+            status = StepStatus.REFUSED if outcome.refused and mode == "step" else StepStatus.FAILED
         outputs = self.journal.finish_attempt(
             step_id, attempt, status, outputs=outcome.outputs, error=outcome.error, checks=checks, log_path=str(log_path)
         )

@@ -64,6 +64,8 @@ class StepOutcome:
     summary: str | None = None
     timed_out: bool = False
     interrupted: bool = False
+    # Refused before acting (nothing was changed): the run stops with exit 3, no retries.
+    refused: bool = False
 
 
 class StepKind(Protocol):

@@ -29,7 +29,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "plan_subscriptions",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("id", sa.String(36), nullable=False),
         sa.Column("customer_id", sa.String(36), nullable=False),
         sa.Column("plan_id", sa.String(36), nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
@@ -43,7 +43,7 @@ def upgrade() -> None:
     op.create_table(
         "usage_records",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("subscription_id", sa.Integer(), nullable=False),
+        sa.Column("subscription_id", sa.String(36), nullable=False),
         sa.Column("bytes", sa.BigInteger(), nullable=False),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_usage_records"),
