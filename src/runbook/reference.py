@@ -18,6 +18,16 @@ _PROSE: dict[str, dict[str, str]] = {
     },
     "Estimate": {"low": "Lower bound, in seconds.", "high": "Upper bound, in seconds."},
     "Message": {"title": "The message's title line (template).", "body": "The message text (template)."},
+    # The backfill's health checks (§12.5, "Health-aware throttling").
+    "PauseCheck": {
+        "replication_lag": "Pause while a replica replays more than this behind (a duration).",
+        "transactions_older_than": "Pause while a transaction open longer than this holds a lock on the table (a duration).",
+        "sql": "A query whose first value is compared with `is`.",
+        "is": "Pause while the `sql` value satisfies this, e.g. `> 5`.",
+        "name": "How the progress line names this condition.",
+        "connection": "Where to evaluate it; the step's connection by default.",
+    },
+    "Every": {"seconds": "Evaluate the health checks every this many seconds.", "batches": "Evaluate them every this many batches."},
 }
 # A table whose last column says where a key is used rather than what it means.
 _PREFIX = {"Metadata": "Used by: "}

@@ -113,13 +113,14 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
                             'target only), or a comma-separated list.'},
  'step:backfill': {'connection': 'string',
                    'table': '`name` or `schema.name` (plain identifiers)',
-                   'key': 'Integer primary key column, walked in key order.',
+                   'key': 'The key walked in key order: the primary key or a unique index on exactly these columns, in this order, none of them nullable. '
+                          'Anything else is refused before any write (exit 3), naming the index that is missing.',
                    'where': "The rows still to do, e.g. `subscriber_id IS NULL`. It selects and counts the rows of each batch; the `resolve` form's writes are "
                             'guarded by it, so a replayed batch is harmless.',
-                   'update': 'Form 1: your own `UPDATE` for the key range `:lo`..`:hi`, both ends included. It runs as written: **repeat the `where` guard in '
-                             'it** (`WHERE id BETWEEN :lo AND :hi AND customer_id IS NULL`), or a batch replayed after a crash writes its rows again.',
-                   'resolve': 'Form 2: a `SELECT` returning the columns `key`, `value` and `candidates` for the rows still to do in `:lo`..`:hi`. Exactly one '
-                              'of `update` and `resolve` is required, and the SQL must use both `:lo` and `:hi`.',
+                   'update': "Form 1: your own `UPDATE` for the batch's key range, both ends included (`:lo`..`:hi`). It runs as written: **repeat the `where` "
+                             'guard in it** (`WHERE id BETWEEN :lo AND :hi AND customer_id IS NULL`), or a batch replayed after a crash writes its rows again.',
+                   'resolve': "Form 2: a `SELECT` returning the key, `value` and `candidates` for the rows still to do in the batch's range. Exactly one of "
+                              '`update` and `resolve` is required.',
                    'set_column': 'Required with `resolve`: the column to set to `value`.',
                    'ambiguous': '`resolve` only (an error with `update`). For rows with `candidates > 1`, `skip` leaves them unset and `first` writes `value`.',
                    'batch_size': 'First batch size. It must lie between `min_batch` and `max_batch`.',
@@ -127,13 +128,18 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
                    'max_batch': 'Upper bound.',
                    'target_batch_time': 'The batch size moves toward this time per batch, changing by at most ×2 per batch.',
                    'throttle': 'Pause between batches.',
-                   'max_errors': 'Failed batches tolerated. Each failure halves the batch size and retries. One more failure fails the step.',
+                   'max_errors': 'Failed batches tolerated (lock or statement timeouts, deadlocks, a dropped connection). Each failure halves the batch size '
+                                 'and retries. One more failure fails the step. Errors that a retry would repeat (a wrong type, a constraint violation, an SQL '
+                                 'error) fail the step at once.',
                    'lock_timeout': 'PostgreSQL `lock_timeout` per batch; SQLite `busy_timeout`.',
                    'statement_timeout': 'PostgreSQL `statement_timeout` per batch.',
+                   'pause_when': 'Wait instead of hurting the database while any of them holds; see below.',
+                   'health_every': 'How often `pause_when` is evaluated (also once before the first batch).',
+                   'max_pause': 'A single wait longer than this fails the step; a resume continues after the last committed batch.',
                    'preview': 'Classify and report as a dry run does, in any run: nothing is written and nothing checkpointed ("the dry run first, review, '
                               'then commit" inside one real run; see below).',
-                   'report': 'CSV of flagged rows (`key,classification,candidates`, where the classification is `ambiguous_first`, `ambiguous_skipped` or '
-                             '`unresolved`), relative to the working directory.'},
+                   'report': 'CSV of flagged rows (`key,classification,candidates`, with one column per key column for a key of several, where the '
+                             'classification is `ambiguous_first`, `ambiguous_skipped` or `unresolved`), relative to the working directory.'},
  'step:http': {'url': '`user:password@` in it becomes a Basic `Authorization` header, and the password is masked.',
                'method': '`GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS` (any case)',
                'headers': 'Values of headers whose name contains auth, token, secret, key, cookie, session, passw, signature or credential are masked in '

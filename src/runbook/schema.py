@@ -191,6 +191,8 @@ def _params_schema(params_model: type[BaseModel], defs: dict[str, Any]) -> dict[
     """A kind's keys; each may hold a template where its value is checked once rendered."""
     params = _model_schema(params_model)
     for def_name, definition in params.pop("$defs", {}).items():
+        if isinstance(definition.get("properties"), dict):  # a kind's nested keys (pause_when items) may be templates too
+            definition = {**definition, "properties": {key: templatable(value) for key, value in definition["properties"].items()}}
         defs.setdefault(def_name, definition)
     params["properties"] = {key: templatable(value) for key, value in params.get("properties", {}).items()}
     return params

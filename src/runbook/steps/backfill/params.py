@@ -80,7 +80,8 @@ class BackfillParams(BaseModel):
 
     connection: str
     table: str = Field(pattern=TABLE_PATTERN)
-    key: Annotated[list[ColumnName], BeforeValidator(_key_list)] = Field(
+    # json_schema_input_type: the editor schema describes the key as written (one column or a list).
+    key: Annotated[list[ColumnName], BeforeValidator(_key_list, json_schema_input_type=ColumnName | list[ColumnName])] = Field(
         description="Ordered unique key walked in keyset batches: one column or a list, e.g. [tenant_id, id]."
     )
     where: str = Field(description="SQL predicate for the rows still to do, e.g. 'subscriber_id IS NULL'.")
@@ -101,7 +102,7 @@ class BackfillParams(BaseModel):
     # and report as a dry run does, whatever mode the run is in.
     preview: bool = False
     pause_when: list[PauseCheck] = Field(default_factory=list)
-    health_every: Annotated[Every, BeforeValidator(_parse_every)] = Every(seconds=10.0)
+    health_every: Annotated[Every, BeforeValidator(_parse_every, json_schema_input_type=str | float | Every)] = Every(seconds=10.0)
     max_pause: Duration = 900.0
 
     @model_validator(mode="after")
