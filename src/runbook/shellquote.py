@@ -111,9 +111,9 @@ class _Slot:
     delimiter: nodes.Const
 
 
-class _ShellScanner:
-    """Follows a shell string far enough to know how the text at the current
-    point is read, or stops (``poison``) at the first thing it is not sure of."""
+class _ScannerState:
+    """What the scanner knows at a point of a shell string, captured and restored
+    around Jinja's branches and loops, and the primitives that read or stop it."""
 
     def __init__(self, mode: str = "word") -> None:
         self.mode = mode  # word | single | double | comment | heredoc
@@ -147,6 +147,47 @@ class _ShellScanner:
         if _key(a) != _key(b):
             return None
         return a if a["word_start"] == b["word_start"] else {**a, "word_start": None}
+
+    def _stop(self, why: str) -> int:
+        self.poison = f"after {why} (line {self.line_no} of the string)"
+        return _MORE
+
+    def _need(self, buffer: str, i: int, count: int) -> bool:
+        """Whether fewer than ``count`` characters are left at ``i`` and more text may follow."""
+        return not self.final and len(buffer) - i < count
+
+    def _track_parameter(self, c: str) -> None:
+        if self.parameter == "one" or (self.parameter == "name" and c not in _NAME_CHARS):
+            self.parameter = ""
+
+    def _end_heredoc_line(self) -> None:
+        """A here-document line ended: check its values against the delimiter, or close it."""
+        assert self.heredoc is not None
+        heredoc, line = self.heredoc, self.line
+        self.line_no += 1
+        self.line, self.parameter = "", ""
+        if "\0" in line:
+            # A value has no line break, but with the text around it (or alone) it may spell
+            # the delimiter: unless the line holds a character the delimiter lacks, check it.
+            if not _cannot_be_delimiter(line, heredoc):
+                for slot in self.slots:
+                    slot.delimiter.value = heredoc.delimiter
+            self.slots = []
+        elif (line.lstrip("\t") if heredoc.strip_tabs else line) == heredoc.delimiter:
+            self.heredoc = None
+            if self.pending:
+                self.heredoc, self.pending = self.pending[0], self.pending[1:]
+            else:
+                self.mode, self.word, self.word_start = "word", "", True
+
+    def finish(self) -> None:
+        """The end of the string: a here-document line still open has no line after it to end."""
+        self.slots = []
+
+
+class _ShellScanner(_ScannerState):
+    """Follows a shell string far enough to know how the text at the current
+    point is read, or stops (``poison``) at the first thing it is not sure of."""
 
     # -- feeding text
 
@@ -184,18 +225,6 @@ class _ShellScanner:
         elif self.mode == "heredoc":
             self.line += text
         return end
-
-    def _stop(self, why: str) -> int:
-        self.poison = f"after {why} (line {self.line_no} of the string)"
-        return _MORE
-
-    def _need(self, buffer: str, i: int, count: int) -> bool:
-        """Whether fewer than ``count`` characters are left at ``i`` and more text may follow."""
-        return not self.final and len(buffer) - i < count
-
-    def _track_parameter(self, c: str) -> None:
-        if self.parameter == "one" or (self.parameter == "name" and c not in _NAME_CHARS):
-            self.parameter = ""
 
     def _word_char(self, buffer: str, i: int) -> int:
         c = buffer[i]
@@ -404,25 +433,6 @@ class _ShellScanner:
         self.line += c
         return i + 1
 
-    def _end_heredoc_line(self) -> None:
-        assert self.heredoc is not None
-        heredoc, line = self.heredoc, self.line
-        self.line_no += 1
-        self.line, self.parameter = "", ""
-        if "\0" in line:
-            # A value has no line break, but with the text around it (or alone) it may spell
-            # the delimiter: unless the line holds a character the delimiter lacks, check it.
-            if not _cannot_be_delimiter(line, heredoc):
-                for slot in self.slots:
-                    slot.delimiter.value = heredoc.delimiter
-            self.slots = []
-        elif (line.lstrip("\t") if heredoc.strip_tabs else line) == heredoc.delimiter:
-            self.heredoc = None
-            if self.pending:
-                self.heredoc, self.pending = self.pending[0], self.pending[1:]
-            else:
-                self.mode, self.word, self.word_start = "word", "", True
-
     # -- values
 
     def value_here(self, unquoted: bool, delimiter: nodes.Const) -> str:
@@ -460,10 +470,6 @@ class _ShellScanner:
             self.feed(carry)
         finally:
             self.final = False
-
-    def finish(self) -> None:
-        """The end of the string: a here-document line still open has no line after it to end."""
-        self.slots = []
 
 
 def _key(state: dict[str, Any]) -> tuple[Any, ...]:
