@@ -74,8 +74,9 @@ def _is_duplicate_key(err: sa.exc.IntegrityError) -> bool:
     return getattr(err.orig, "sqlstate", None) == "23505"  # PostgreSQL unique_violation
 
 
-class StateStore:
-    """Runs, step attempts, events, approvals, checkpoints and locks."""
+class _Transactions:
+    """The store's connections and who writes through them: reads, one-statement
+    writes, and inserts that may lose a race for a new key."""
 
     def __init__(self, engine: Engine, location: Location) -> None:
         self._engine = engine
@@ -96,6 +97,41 @@ class StateStore:
         # it: a process whose lock was broken or taken over starts nothing more.
         self._fences: dict[str, LockHandle] = {}
 
+    def _read(self, query: Callable[Concatenate[Connection, _P], _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._reader.connect() as conn:
+            return query(conn, *args, **kwargs)
+
+    def _write(self, change: Callable[Concatenate[Connection, _P], _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """Make a change of ONE statement, committed before this returns."""
+        if self._autocommit is not None:
+            with self._autocommit.connect() as conn:
+                return change(conn, *args, **kwargs)
+        with self._writer.begin() as conn:
+            return change(conn, *args, **kwargs)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _missing(self, what: str) -> StateStoreError:
+        return StateStoreError(f"no {what} in the state store")
+
+    def _racing_insert(self, insert: Callable[[Connection], _R], what: str) -> _R:
+        """``insert`` in a transaction of its own. PostgreSQL lets two writers compute the
+        same new key (an attempt number, a free lock); the loser retries. Anything else
+        (e.g. an unknown run) is final."""
+        for _ in range(_INSERT_RETRIES):
+            try:
+                with self._writer.begin() as conn:
+                    return insert(conn)
+            except sa.exc.IntegrityError as err:
+                if not _is_duplicate_key(err):
+                    raise
+        raise StateStoreError(f"state store {self.url_for_display}: could not {what}")
+
+
+class StateStore(_Transactions):
+    """Runs, step attempts, events, approvals, checkpoints and locks."""
+
     @classmethod
     def open(cls, url: str | None = None, *, workdir: Path | None = None) -> StateStore:
         """Open (creating or upgrading) the store.
@@ -115,29 +151,11 @@ class StateStore:
             raise
         return store
 
-    def close(self) -> None:
-        self._engine.dispose()
-
     def __enter__(self) -> StateStore:
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-    def _read(self, query: Callable[Concatenate[Connection, _P], _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with self._reader.connect() as conn:
-            return query(conn, *args, **kwargs)
-
-    def _write(self, change: Callable[Concatenate[Connection, _P], _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        """Make a change of ONE statement, committed before this returns."""
-        if self._autocommit is not None:
-            with self._autocommit.connect() as conn:
-                return change(conn, *args, **kwargs)
-        with self._writer.begin() as conn:
-            return change(conn, *args, **kwargs)
-
-    def _missing(self, what: str) -> StateStoreError:
-        return StateStoreError(f"no {what} in the state store")
 
     # -- runs ---------------------------------------------------------------
 
@@ -227,18 +245,13 @@ class StateStore:
 
     def _insert_attempt(self, run_id: str, step_id: str, **fields: Any) -> int:
         fence = self._fences.get(run_id) if fields["status"] == "running" else None
-        for _ in range(_INSERT_RETRIES):
-            try:
-                with self._writer.begin() as conn:
-                    if fence is not None:
-                        _locks.confirm(conn, fence)
-                    return _attempts.insert(conn, run_id, step_id, writer=self._me, **fields)
-            except sa.exc.IntegrityError as err:
-                # PostgreSQL lets two writers compute the same next number; the
-                # loser retries. Anything else (e.g. an unknown run) is final.
-                if not _is_duplicate_key(err):
-                    raise
-        raise StateStoreError(f"state store {self.url_for_display}: could not number an attempt of {step_id}")
+
+        def insert(conn: Connection) -> int:
+            if fence is not None:
+                _locks.confirm(conn, fence)
+            return _attempts.insert(conn, run_id, step_id, writer=self._me, **fields)
+
+        return self._racing_insert(insert, f"number an attempt of {step_id}")
 
     @_guarded
     def carry_attempt(self, run_id: str, source: AttemptRecord) -> None:
@@ -321,20 +334,17 @@ class StateStore:
         Raises LockHeld naming the holder while it is alive. The handle carries
         this acquisition's owner token and, after a takeover, the dead holder.
         """
-        for _ in range(_INSERT_RETRIES):
-            try:
-                with self._writer.begin() as conn:
-                    handle = _locks.acquire(conn, runbook=runbook, env=env, run_id=run_id, actor=self.actor, host=self.host)
-                    if handle.previous is not None:
-                        detail = {"runbook": runbook, "env": env, "reason": handle.reason, "previous": handle.previous.as_detail()}
-                        _events.insert(conn, run_id, "lock_taken_over", writer=self._me, step_id=None, detail=detail)
-                self._fences[run_id] = handle
-                return handle
-            except sa.exc.IntegrityError as err:
-                # Lost the race to insert a free lock on PostgreSQL; look again.
-                if not _is_duplicate_key(err):
-                    raise
-        raise StateStoreError(f"state store {self.url_for_display}: could not settle the lock on {runbook} in {env}")
+
+        def take(conn: Connection) -> LockHandle:
+            handle = _locks.acquire(conn, runbook=runbook, env=env, run_id=run_id, actor=self.actor, host=self.host)
+            if handle.previous is not None:
+                detail = {"runbook": runbook, "env": env, "reason": handle.reason, "previous": handle.previous.as_detail()}
+                _events.insert(conn, run_id, "lock_taken_over", writer=self._me, step_id=None, detail=detail)
+            return handle
+
+        handle = self._racing_insert(take, f"settle the lock on {runbook} in {env}")
+        self._fences[run_id] = handle
+        return handle
 
     @_guarded
     def heartbeat(self, lock: LockHandle) -> None:
