@@ -283,9 +283,18 @@ def run(
 @click.option("--yes", is_flag=True, help="Roll back without asking (the rollback steps are still printed first).")
 @click.option("--dry-run", is_flag=True, help="Print the rollback steps in the order they would run; run nothing.")
 @STATE_OPT
+@click.option("--accept-changes", is_flag=True, help="Roll back steps whose definition changed since the run ran them.")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 def rollback(
-    run_id: str, to_step: str | None, option: str | None, var_items: tuple[str, ...], yes: bool, dry_run: bool, state_url: str | None, log_format: str
+    run_id: str,
+    to_step: str | None,
+    option: str | None,
+    var_items: tuple[str, ...],
+    yes: bool,
+    dry_run: bool,
+    state_url: str | None,
+    accept_changes: bool,
+    log_format: str,
 ) -> None:
     """Undo a run: rollbacks of its passed steps, newest first, as a run of its own.
 
@@ -303,6 +312,7 @@ def rollback(
         dry_run=dry_run,
         state_url=state_url,
         log_format=log_format,
+        accept_changes=accept_changes,
     )
 
 

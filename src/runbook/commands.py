@@ -402,6 +402,7 @@ def rollback(
     state_url: str | None = None,
     log_format: str = "console",
     workdir: Path | None = None,
+    accept_changes: bool = False,
 ) -> int:
     """Undo a run (or run a named rollback option) as a run of its own, linked to it."""
     from runbook.engine import RunOptions, Session
@@ -423,7 +424,7 @@ def rollback(
         interactive = _terminal_to_ask()
         supervisor = ProcessSupervisor()
         prompt: Prompt | None = make_prompt(supervisor) if interactive else None
-        options = RunOptions(yes=yes, prompt=prompt, actor=_actor())
+        options = RunOptions(yes=yes, prompt=prompt, actor=_actor(), accept_changes=accept_changes)
         session = Session(built, store, _reporters(log_format), options, workdir, supervisor)
         return rollback_run(session, record, to_step=to_step, option=option, preview=dry_run).exit_code
 

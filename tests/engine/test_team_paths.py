@@ -184,3 +184,33 @@ def test_approve_resume_and_roll_back_from_another_checkout(project: Project, tm
     (two.root / "runbooks" / "team.yaml").unlink()
     lost = two.runbook("rollback", run_id, "--yes", env=counters)
     assert lost.returncode == 2 and "which is not here" in lost.stderr and "team.yaml" in lost.stderr, lost.stderr
+
+
+def test_rollback_refuses_steps_changed_since_they_ran(project: Project) -> None:
+    """The rollback in the file now may not undo what an older definition did: refused
+    (exit 3, naming the step) until the operator accepts the change."""
+    original = """
+        name: rb
+        steps:
+          - id: a
+            kind: command
+            run: echo a >> counters/order
+            rollback: {kind: command, run: echo undo-a >> counters/order}
+          - id: b
+            kind: command
+            run: "false"
+    """
+    project.write("rb.yaml", original)
+    assert project.runbook("run", "rb.yaml").returncode == 1
+    run_id = project.runbook("history").stdout.splitlines()[1].split()[0]
+    project.write("rb.yaml", original.replace("echo a >>", "echo a2 >>"))
+    preview = project.runbook("rollback", run_id, "--dry-run")
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert "changed since run" in preview.stdout and ": a (" in preview.stdout
+    refused = project.runbook("rollback", run_id, "--yes")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "step(s) a changed" in refused.stderr and "--accept-changes" in refused.stderr
+    assert (project.root / "counters" / "order").read_text().split() == ["a"]
+    accepted = project.runbook("rollback", run_id, "--yes", "--accept-changes")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert (project.root / "counters" / "order").read_text().split() == ["a", "undo-a"]

@@ -77,6 +77,13 @@ def gates_to_recheck(plan: Plan, passed: set[str], selected: list[PlannedStep] |
     return out
 
 
+def changed_since_run(steps: Iterable[PlannedStep], fingerprints: dict[str, str]) -> list[PlannedStep]:
+    """The steps whose definition (as written, with the values it reads) differs from
+    the one the run recorded when it ran them: a resume would not re-run what it
+    thinks it re-runs, a rollback would not undo what was done."""
+    return [p for p in steps if fingerprints.get(p.id) != p.fingerprint]
+
+
 def verify(
     plan: Plan,
     states: StepStates,
@@ -91,7 +98,7 @@ def verify(
     """Passed steps whose definition changed stop the run (or run again with
     --accept-changes); the frontier's gates must still hold."""
     passed = [p for p in plan.steps if states.passed(p.id)]
-    changed = [p for p in passed if fingerprints.get(p.id) != p.fingerprint]
+    changed = changed_since_run(passed, fingerprints)
     if changed:
         names = ", ".join(p.id for p in changed)
         if not accept_changes:

@@ -109,9 +109,20 @@ def rollback_run(session: Session, parent: RunRecord, *, to_step: str | None = N
     if option is not None and option not in {o.id for o in plan.runbook.rollback}:
         known = ", ".join(o.id for o in plan.runbook.rollback) or "none"
         raise UsageError(f"no rollback option {option!r}; the runbook has: {known}")
-    resume.load_states(store, parent.run_id, session.states)
+    recorded = resume.load_states(store, parent.run_id, session.states)
     order = [] if option else undo_order(plan, session.states, to_step=to_step)
     lines = _describe(session, parent, order, option)
+    changed = resume.changed_since_run(order, {k: a.fingerprint for k, a in recorded.items()})
+    if changed:
+        names = ", ".join(p.id for p in changed)
+        lines.append(f"changed since run {parent.run_id} ran them: {names} (their rollback is the one in the file now)")
+        if not (preview or session.options.accept_changes):
+            for line in lines:
+                journal.notice(line)
+            raise Refused(
+                f"the definition of step(s) {names} changed since run {parent.run_id} ran them: the rollback in the file may not undo what was done",
+                hint=f"review the change (runbook show {parent.run_id}), then add --accept-changes to roll back with the file as it is now",
+            )
     for line in lines:
         journal.notice(line)
     if preview:
