@@ -73,7 +73,9 @@ def _memory_limited(function: Callable[..., int]) -> Callable[..., int]:
             resource.setrlimit(resource.RLIMIT_DATA, (wanted, hard))
         try:
             return function(**kwargs)
-        except MemoryError:
+        except Exception as err:
+            if not _ran_out_of_memory(err):
+                raise
             raise RunbookError(
                 f"this needed more than {limit_mb:,} MB of memory and was stopped",
                 hint="a template or the runbook itself is far too large; set RUNBOOK_PLAN_MEMORY_MB to allow more if it is legitimate",
@@ -82,6 +84,18 @@ def _memory_limited(function: Callable[..., int]) -> Callable[..., int]:
             resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
     return limited
+
+
+def _ran_out_of_memory(err: BaseException) -> bool:
+    """A MemoryError, or what C code made of one: under a lowered RLIMIT_DATA an allocation
+    failing inside the import system (unmarshalling cached bytecode) surfaces as a
+    SystemError or an ImportError with the MemoryError as its context, or none at all."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, (MemoryError, SystemError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _warn(text: str) -> None:
