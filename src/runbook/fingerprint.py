@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from runbook.datatree import strings
 from runbook.masking import Masker
 from runbook.model import Step
 from runbook.templating import Placeholder, TemplateFailed, environment, is_template, reads, render, render_data
@@ -84,7 +85,7 @@ def _values_read(data: Any, context: Mapping[str, Any]) -> dict[str, Any] | None
     """The value of every name the templates in ``data`` read; None when one is not a plain value."""
     env = environment()
     values: dict[str, Any] = {}
-    for source in _templates(data):
+    for source in (text for _, text in strings(data) if is_template(text)):
         try:
             references = reads(source)
         except Exception:  # noqa: BLE001 - a syntax error: rendering reports it
@@ -115,18 +116,6 @@ def _is_plain(value: Any) -> bool:
     return False
 
 
-def _templates(data: Any) -> Iterator[str]:
-    if isinstance(data, str):
-        if is_template(data):
-            yield data
-    elif isinstance(data, dict):
-        for value in data.values():
-            yield from _templates(value)
-    elif isinstance(data, list):
-        for value in data:
-            yield from _templates(value)
-
-
 def _rendered(data: dict[str, Any], context: Mapping[str, Any]) -> Any:
     """The definition rendered with outputs left symbolic (``when`` and ``outputs`` as written)."""
     symbolic = {**context, "steps": Placeholder("steps"), "run": {"id": "<run id>", "dry_run": False}}
@@ -137,16 +126,11 @@ def _rendered(data: dict[str, Any], context: Mapping[str, Any]) -> Any:
 def _connection_names(data: Any, context: Mapping[str, Any]) -> set[str]:
     """Every ``connection:`` named in the step, its bodies and its checks."""
     names: set[str] = set()
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if key == "connection" and isinstance(value, str):
-                try:
-                    names.add(render(value, context, "connection") if is_template(value) else value)
-                except TemplateFailed:
-                    names.add(value)
-            else:
-                names |= _connection_names(value, context)
-    elif isinstance(data, list):
-        for value in data:
-            names |= _connection_names(value, context)
+    for key, value in strings(data):
+        if key != "connection":
+            continue
+        try:
+            names.add(render(value, context, "connection") if is_template(value) else value)
+        except TemplateFailed:
+            names.add(value)
     return names

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from runbook.checks import get_check_kind
+from runbook.datatree import strings
 from runbook.errors import RunbookError, UsageError
 from runbook.fingerprint import fingerprint
 from runbook.loader import LoadedRunbook
@@ -258,19 +259,9 @@ def _validated(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        if _has_placeholder(data):
+        if any("<steps." in text for _, text in strings(data)):
             # Only known at run time; the plan shows the values as written.
             return model.model_construct(**data)
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise TemplateFailed(f"{where}.{loc}: after rendering: {first['msg']} (got {first.get('input')!r})") from err
-
-
-def _has_placeholder(value: Any) -> bool:
-    if isinstance(value, str):
-        return "<steps." in value
-    if isinstance(value, dict):
-        return any(_has_placeholder(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_placeholder(v) for v in value)
-    return False
