@@ -140,6 +140,28 @@ SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
 SIGNAL_IDS = [signal.Signals(s).name for s in SIGNALS]
 
 
+def _signal_while_running_then_resume(project: Project, runbook: str, marker: str, signum: int, *, step: str | None = None) -> None:
+    """Run ``runbook`` on a terminal, deliver ``signum`` once ``MARKER.running`` shows the
+    command is up: the run exits 128+N with the command's group stopped and the step
+    interrupted; ``--resume`` (with ``fast`` in place) then passes."""
+    project.write("sig.yaml", runbook)
+    terminal = SignalTerminal.start(project, "run", "sig.yaml")
+    try:
+        terminal.wait_for_file(project.root / f"{marker}.running")
+        pgid = int((project.root / f"{marker}.pgid").read_text())
+        terminal.deliver(signum)
+        assert terminal.wait_exit() == 128 + signum, plain(terminal.text)
+    finally:
+        terminal.close()
+    assert not group_alive(pgid)
+    assert _run_statuses(project) == ["interrupted"]
+    assert _attempts(project, step or marker) == ["interrupted"]
+    (project.root / "fast").touch()
+    resumed = project.runbook("run", "sig.yaml", "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _run_statuses(project) == ["passed"]
+
+
 @pytest.mark.parametrize("signum", SIGNALS, ids=SIGNAL_IDS)
 def test_signal_at_a_confirmation_prompt_interrupts_the_run(sqlite_project: Project, signum: int) -> None:
     """At the prompt, one signal ends the process (128+N), the run is recorded interrupted, --resume finishes it."""
@@ -162,23 +184,8 @@ def test_signal_at_a_confirmation_prompt_interrupts_the_run(sqlite_project: Proj
 @pytest.mark.parametrize("signum", SIGNALS, ids=SIGNAL_IDS)
 def test_signal_during_a_step_stops_its_process_group(sqlite_project: Project, signum: int) -> None:
     """During a step's command: the group is stopped, the attempt and the run are interrupted, --resume re-runs it."""
-    sqlite_project.write("sig.yaml", SLOW_STEP)
-    terminal = SignalTerminal.start(sqlite_project, "run", "sig.yaml")
-    try:
-        terminal.wait_for_file(sqlite_project.root / "slow.running")
-        pgid = int((sqlite_project.root / "slow.pgid").read_text())
-        terminal.deliver(signum)
-        assert terminal.wait_exit() == 128 + signum, plain(terminal.text)
-    finally:
-        terminal.close()
-    assert not group_alive(pgid)
-    assert _run_statuses(sqlite_project) == ["interrupted"]
-    assert _attempts(sqlite_project, "slow") == ["interrupted"]
-    (sqlite_project.root / "fast").touch()
-    resumed = sqlite_project.runbook("run", "sig.yaml", "--resume")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    _signal_while_running_then_resume(sqlite_project, SLOW_STEP, "slow", signum)
     assert [sqlite_project.count("first"), sqlite_project.count("slow")] == [1, 1]
-    assert _run_statuses(sqlite_project) == ["passed"]
 
 
 def test_sighup_without_a_terminal_stops_the_step(sqlite_project: Project) -> None:
@@ -206,23 +213,8 @@ def test_sighup_without_a_terminal_stops_the_step(sqlite_project: Project) -> No
 @pytest.mark.parametrize("signum", SIGNALS, ids=SIGNAL_IDS)
 def test_signal_during_a_command_gate_stops_the_check(sqlite_project: Project, signum: int) -> None:
     """During a long `check: command` gate: the check's group is stopped at once, the run is interrupted (not failed)."""
-    sqlite_project.write("sig.yaml", SLOW_GATE)
-    terminal = SignalTerminal.start(sqlite_project, "run", "sig.yaml")
-    try:
-        terminal.wait_for_file(sqlite_project.root / "gate.running")
-        pgid = int((sqlite_project.root / "gate.pgid").read_text())
-        terminal.deliver(signum)
-        assert terminal.wait_exit() == 128 + signum, plain(terminal.text)
-    finally:
-        terminal.close()
-    assert not group_alive(pgid)
-    assert _run_statuses(sqlite_project) == ["interrupted"]
-    assert _attempts(sqlite_project, "gated") == ["interrupted"]
-    (sqlite_project.root / "fast").touch()
-    resumed = sqlite_project.runbook("run", "sig.yaml", "--resume")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    _signal_while_running_then_resume(sqlite_project, SLOW_GATE, "gate", signum, step="gated")
     assert [sqlite_project.count("first"), sqlite_project.count("gated")] == [1, 2]
-    assert _run_statuses(sqlite_project) == ["passed"]
 
 
 def test_resume_stops_the_gate_check_left_running_by_a_killed_run(sqlite_project: Project) -> None:
