@@ -610,17 +610,18 @@ def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_ur
     from runbook.errors import RunbookError
     from runbook.render.report import RENDERERS, build_report
     from runbook.state import StateStore
+    from runbook.state.liveness import observe
 
     store = StateStore.open(state_url, workdir=Path.cwd())
     try:
-        record = _run_record(store, run_id)
+        record, shown = observe(store, _run_record(store, run_id))
         estimates: dict[str, tuple[str, float | None]] = {}
         try:
             runbook = _runbook_of(record).runbook
             estimates = {s.id: (s.title or s.id, s.estimate.high if s.estimate else None) for s in runbook.steps}
         except RunbookError:
             pass  # the file moved or changed shape since; the report still stands on the store
-        built = build_report(record, store.attempts(run_id), store.approvals(run_id), store.events(run_id), estimates)
+        built = build_report(record, store.attempts(run_id), store.approvals(run_id), store.events(run_id), estimates, status=shown.status)
     finally:
         store.close()
     text = RENDERERS[fmt](built)
