@@ -31,7 +31,7 @@ _TONES = {
 
 # Geometry of the timeline, in SVG user units (the page's CSS pixels).
 WIDTH, LABEL_W, TIMES_W, ROW_H, AXIS_H = 900, 170, 150, 22, 26
-_NICE_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+_NICE_STEPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
 
 
 @dataclass
