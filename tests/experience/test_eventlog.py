@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,13 @@ def test_structlog_is_imported_only_for_a_json_log(scratch: Scratch) -> None:
     assert _imported(scratch, "plan", "tiny.yaml") == "imported: []"
     assert _imported(scratch, "run", "tiny.yaml") == "imported: []"
     assert _imported(scratch, "run", "tiny.yaml", "--log-format", "json") == "imported: ['runbook.eventlog', 'structlog']"
+
+
+def test_every_event_name_is_documented() -> None:
+    """docs/ci.md's JSON log section names every event the engine knows."""
+    from runbook.status import EventName
+
+    root = Path(__file__).resolve().parents[2]
+    doc = (root / "docs" / "ci.md").read_text()
+    section = doc[doc.index("## The JSON log"):]
+    assert [e.value for e in EventName if f"`{e.value}`" not in section] == []
