@@ -67,14 +67,15 @@ def timeline(report: Report) -> Timeline:
         ran = row.offset is not None
         x = LABEL_W + (row.offset or 0.0) * scale if ran else None
         took = secs(row.seconds) if ran else row.status
-        estimate = (row.estimate_high or 0.0) * scale
+        # An estimate is a reference for a bar: a step that never ran has none to compare.
+        estimate = (row.estimate_high or 0.0) * scale if ran else 0.0
         room = WIDTH - TIMES_W - (x if x is not None else LABEL_W)
         times = took + (f" / est. {secs(row.estimate_high)}" if row.estimate_high else "")
         tooltip = f"{row.step_id}: {row.status}" + (f", took {secs(row.seconds)}" if ran else "") + (f", estimate {secs(row.estimate_high)}" if row.estimate_high else "")
         # At least 2 units: a step of milliseconds in a run of minutes must still show.
         bars.append(Bar(row.step_id, row.status, y, x, max((row.seconds or 0.0) * scale, 2.0), min(estimate, room), estimate > room, times, tooltip))
     step = next((s for s in _NICE_STEPS if span / s <= 6), _NICE_STEPS[-1])
-    ticks = [(LABEL_W + k * step * scale, secs(k * step)) for k in range(int(span / step) + 1)]
+    ticks = [(LABEL_W + k * step * scale, secs(k * step) if k else "0") for k in range(int(span / step) + 1)]
     return Timeline(bars, ticks, AXIS_H + ROW_H * len(rows) + 8, span)
 
 
