@@ -22,8 +22,10 @@ from runbook.render.durations import ActiveTime, run_active_time, step_seconds
 NOT_RUN = "not run"
 # Latest-attempt states that are a problem to show (a `when` skip is the plan working).
 _PROBLEMS = frozenset({"failed", "refused", "interrupted", "running"})
-# Attempt records that end as they start: they are not tries.
-_RECORDS = frozenset({"awaiting_approval", "skipped", "refused"})
+# Attempt records that end as they start (and the mark a rollback leaves on the step it undid): not tries.
+_RECORDS = frozenset({"awaiting_approval", "skipped", "refused", "rolled_back"})
+# What ends a run after its last run_finished: its "next" commands no longer apply.
+_ENDED_BY = frozenset({"rolled_back_by", "abandoned"})
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Report:
     failure: Failure | None = None
     pause: Pause | None = None
     last_activity: datetime | None = None
+    rolled_back_by: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -105,7 +108,9 @@ def build_report(
     """``estimates`` maps step id -> (title, upper estimate in seconds), in the runbook's order;
     ``status`` overrides the recorded one (a dead run's ``interrupted``)."""
     active = run_active_time(run, events)
-    rows: dict[str, StepRow] = {sid: StepRow(sid, title, NOT_RUN, estimate_high=est) for sid, (title, est) in estimates.items()}
+    # A rollback run undoes some steps of another run: the rest were never its to run.
+    listed = {} if (run.params or {}).get("rollback_of") else estimates
+    rows: dict[str, StepRow] = {sid: StepRow(sid, title, NOT_RUN, estimate_high=est) for sid, (title, est) in listed.items()}
     tried: dict[str, list[Any]] = {}
     rollbacks: list[StepRow] = []
     for attempt in attempts:
@@ -136,8 +141,9 @@ def build_report(
         [e.detail for e in events if e.event == "criterion" and e.detail],
         rollbacks,
         active,
-        next_steps=_last_detail(events, "run_finished").get("next") or [],
+        next_steps=_next_steps(events),
         last_activity=events[-1].at if events else run.finished_at,
+        rolled_back_by=_last_detail(events, "rolled_back_by").get("run"),
     )
     report.failure = _failure(report, events)
     report.pause = _pause(report, events)
@@ -149,6 +155,16 @@ def _last_detail(events: list[Any], name: str, step: str | None = None) -> dict[
         if event.event == name and (step is None or event.step_id == step) and isinstance(event.detail, dict):
             return event.detail
     return {}
+
+
+def _next_steps(events: list[Any]) -> list[str]:
+    """The commands the run's last stop suggested, unless it was rolled back or abandoned since."""
+    for event in reversed(events):
+        if event.event in _ENDED_BY:
+            return []
+        if event.event == "run_finished" and isinstance(event.detail, dict):
+            return list(event.detail.get("next") or [])
+    return []
 
 
 def _failure(report: Report, events: list[Any]) -> Failure | None:
@@ -203,7 +219,8 @@ def headline(report: Report) -> str:
     """One line a reader takes in at a glance: the outcome and where it stopped."""
     text = _HEADLINES.get(report.status, report.status)
     if report.failure is not None:
-        return f"{text} at step {report.failure.step_id}"
+        undone = f"; rolled back by run {report.rolled_back_by}" if report.rolled_back_by else ""
+        return f"{text} at step {report.failure.step_id}{undone}"
     if report.pause is not None:
         return f"{text} of step {report.pause.step_id}"
     stopped = [r for r in report.problems if r.status in ("refused", "interrupted")]
