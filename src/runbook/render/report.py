@@ -2,20 +2,19 @@
 
 Built only from the state store (already masked when recorded) plus the
 runbook's step list and estimates when its file is still there. This module
-gathers the facts once (``build_report``); Markdown and JSON are rendered here,
-HTML by a Jinja2 template (report_html.py). Durations come from durations.py,
+gathers the facts once (``build_report``) and the wording the formats share;
+report_markdown.py, report_json.py and report_html.py (a Jinja2 template) render them. Durations come from durations.py,
 the same computation ``status`` uses, so neither counts time spent waiting for
 an approval or an answer.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runbook.checks.base import result_text
 from runbook.model import format_duration
 from runbook.render.durations import ActiveTime, run_active_time, step_seconds
 
@@ -42,10 +41,6 @@ class StepRow:
     summary: str | None = None
     log_path: str | None = None
     finished: datetime | None = None
-
-    @property
-    def duration(self) -> float | None:
-        return self.seconds
 
 
 @dataclass
@@ -244,116 +239,19 @@ def timing(report: Report) -> str:
     return ", ".join(parts)
 
 
-# ---------------------------------------------------------------- Markdown and JSON
-
-
-def _cell(text: str) -> str:
-    """Text for a Markdown table cell: a "|" (gate names quote psql output) would end the cell."""
-    return text.replace("|", "\\|")
-
-
 def tick(ok: Any) -> str:
     return "☐ (manual)" if ok is None else ("☑" if ok else "☒")
 
 
-def render_markdown(report: Report) -> str:
-    run = report.run
-    md = [
-        f"# Change report: {run.runbook} ({run.env})",
-        "",
-        f"**{headline(report)}**",
-        "",
-        f"- **Run**: `{run.run_id}`{' (dry run)' if run.dry_run else ''}",
-        f"- **Status**: {report.status}",
-        f"- **By**: {run.actor} on {run.host} (pid {run.pid})",
-        f"- **When**: {timing(report)}",
-        "",
-        "## Steps",
-        "",
-        "| step | status | attempts | took | estimate | gates |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in report.steps:
-        gates = "; ".join(f"{'✔' if c.get('ok') else '✘'} {c.get('name')} ({result_text(c, with_expected=False) or 'observed None'})" for c in row.checks)
-        title = row.title if row.title != row.step_id else ""
-        md.append(f"| `{row.step_id}` {_cell(title)} | {row.status} | {row.attempts} | {secs(row.seconds)} | {secs(row.estimate_high)} | {_cell(gates)} |")
-    if report.problems:
-        md += ["", "## Problems", ""]
-        md += [f"- `{r.step_id}` ({r.status}): {r.error}" for r in report.problems if r.error]
-    if report.failure is not None and (report.failure.tail or report.failure.hints):
-        md += ["", f"### Last output of {report.failure.step_id}", "", "```", *report.failure.tail, "```"]
-        md += [f"- hint (`{h.get('pattern')}`): {h.get('advice')}" for h in report.failure.hints]
-    if report.failure is not None and report.failure.log_path:
-        md += ["", f"Full output: `{report.failure.log_path}`"]
-    if report.pause is not None:
-        md += ["", "## Waiting for approval", "", f"- approve: `{report.pause.approve}`", f"- then: `{report.pause.resume}`"]
-    if report.next_steps and report.status != "passed":
-        md += ["", "## Next", ""] + [f"- {label}: `{command}`" if command else f"- {label}" for label, _, command in (line.partition(": ") for line in report.next_steps)]
-    summaries = [r for r in report.steps if r.summary]
-    if summaries:
-        md += ["", "## Dry-run and step summaries", ""]
-        for row in summaries:
-            md += [f"### {row.step_id}", "", "```", (row.summary or "").rstrip(), "```", ""]
-    if report.approvals:
-        md += ["", "## Approvals", ""]
-        md += [f"- `{a.step_id}` approved by **{a.by}** at {when(a.at)}" + (f": {a.comment}" if a.comment else "") for a in report.approvals]
-    if report.criteria:
-        md += ["", "## Success criteria", ""]
-        md += [f"- {tick(c.get('ok'))} {c.get('description')}" + (f" ({result_text(c, with_expected=False)})" if c.get("observed") or c.get("error") else "") for c in report.criteria]
-    if report.rollbacks:
-        md += ["", "## Rollback actions", ""]
-        md += [f"- `{r.step_id}`: {r.status} at {when(r.finished)}" + (f" — {r.error}" if r.error else "") for r in report.rollbacks]
-    return "\n".join(md) + "\n"
+def _lazy(module: str) -> Callable[[Report], str]:
+    """The renderer of ``module``, imported when called: Jinja2 only for HTML."""
+
+    def render(report: Report) -> str:
+        from importlib import import_module
+
+        return import_module(f"runbook.render.{module}").render(report)
+
+    return render
 
 
-def render_json(report: Report) -> str:
-    run = report.run
-    data = {
-        "run": {
-            "id": run.run_id,
-            "runbook": run.runbook,
-            "env": run.env,
-            "status": report.status,
-            "headline": headline(report),
-            "dry_run": run.dry_run,
-            "actor": run.actor,
-            "host": run.host,
-            "started_at": run.started_at,
-            "finished_at": run.finished_at,
-            "last_activity_at": report.last_activity,
-            "duration_s": report.duration,
-            "paused_s": report.active.paused,
-            "waited_s": report.active.waited,
-            "next": report.next_steps,
-        },
-        "steps": [
-            {
-                "id": r.step_id,
-                "title": r.title,
-                "status": r.status,
-                "attempts": r.attempts,
-                "duration_s": r.seconds,
-                "estimate_s": r.estimate_high,
-                "checks": r.checks,
-                "error": r.error,
-                "summary": r.summary,
-                "log_path": r.log_path,
-            }
-            for r in report.steps
-        ],
-        "failure": None if report.failure is None else vars(report.failure),
-        "pause": None if report.pause is None else vars(report.pause),
-        "approvals": [{"step": a.step_id, "by": a.by, "at": a.at, "comment": a.comment, "fingerprint": a.fingerprint} for a in report.approvals],
-        "success_criteria": report.criteria,
-        "rollbacks": [{"step": r.step_id, "status": r.status, "at": r.finished, "error": r.error} for r in report.rollbacks],
-    }
-    return json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n"
-
-
-def render_html(report: Report) -> str:
-    from runbook.render.report_html import render_html as render
-
-    return render(report)
-
-
-RENDERERS = {"md": render_markdown, "json": render_json, "html": render_html}
+RENDERERS = {"md": _lazy("report_markdown"), "json": _lazy("report_json"), "html": _lazy("report_html")}

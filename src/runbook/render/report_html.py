@@ -98,7 +98,7 @@ def _environment() -> Any:
     return env
 
 
-def render_html(report: Report) -> str:
+def render(report: Report) -> str:
     template = _environment().get_template("report.html.j2")
     return template.render(
         report=report,
