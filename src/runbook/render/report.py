@@ -126,6 +126,9 @@ def build_report(
                 row.offset = active.offset(attempt.started_at)
     for step_id, ran in tried.items():
         rows[step_id].seconds = step_seconds(ran)
+    if status == "interrupted":  # the process is gone: a step it left running was interrupted (as `status` shows)
+        for row in rows.values():
+            row.status = "interrupted" if row.status == "running" else row.status
     # Steps listed in the runbook but never reached stay at the end, in the runbook's order.
     ordered = [r for r in rows.values() if r.status != NOT_RUN] + [r for r in rows.values() if r.status == NOT_RUN]
     report = Report(
@@ -218,7 +221,8 @@ def headline(report: Report) -> str:
         return f"{text} at step {report.failure.step_id}{undone}"
     if report.pause is not None:
         return f"{text} of step {report.pause.step_id}"
-    stopped = [r for r in report.problems if r.status in ("refused", "interrupted")]
+    # A step left "running" by a process that is gone is where an interrupted run stopped.
+    stopped = [r for r in report.problems if r.status in ("refused", "interrupted", "running")]
     if stopped and report.status in ("refused", "interrupted"):
         return f"{text} at step {stopped[-1].step_id}"
     return text + (" (dry run)" if report.run.dry_run else "")

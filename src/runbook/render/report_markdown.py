@@ -34,7 +34,7 @@ def render(report: Report) -> str:
         md.append(f"| `{row.step_id}` {_cell(title)} | {row.status} | {row.attempts} | {secs(row.seconds)} | {secs(row.estimate_high)} | {_cell(gates)} |")
     if report.problems:
         md += ["", "## Problems", ""]
-        md += [f"- `{r.step_id}` ({r.status}): {r.error}" for r in report.problems if r.error]
+        md += [f"- `{r.step_id}` ({r.status})" + (f": {r.error}" if r.error else "") for r in report.problems]
     if report.failure is not None and (report.failure.tail or report.failure.hints):
         md += ["", f"### Last output of {report.failure.step_id}", "", "```", *report.failure.tail, "```"]
         md += [f"- hint (`{h.get('pattern')}`): {h.get('advice')}" for h in report.failure.hints]
