@@ -26,6 +26,8 @@ class Attempt:
     kind: str = "step"
     checks: list[Any] = field(default_factory=list)
     error: str | None = None
+    outputs: dict[str, Any] | None = None
+    log_path: str | None = None
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Run:
     pid: int = 1
     started_at: datetime = T0
     finished_at: datetime | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    host: str = "vm"
 
 
 # A step paused for approval at 1 s, approved and resumed a minute later, ran 0.2 s.
