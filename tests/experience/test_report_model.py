@@ -5,7 +5,6 @@ from __future__ import annotations
 from runbook.render.report import build_report, headline, timing
 from tests.experience.test_durations import Attempt, Event, Run, at
 
-
 ESTIMATES = {"a": ("A", 60.0), "b": ("B", None), "c": ("C", 5.0)}
 
 
