@@ -20,6 +20,7 @@ from runbook.stdstreams import is_terminal
 
 if TYPE_CHECKING:
     from runbook.loader import LoadedRunbook
+    from runbook.masking import Masker
     from runbook.planner import Plan
     from runbook.state import StateStore
     from runbook.state.store import RunRecord
@@ -265,12 +266,14 @@ def _terminal_to_ask() -> bool:
     return is_terminal(sys.stdin) and is_terminal(sys.stdout)
 
 
-def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tuple[str, str, float | None]] | None = None):  # type: ignore[no-untyped-def]
+def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tuple[str, str, float | None]] | None = None, masker: Masker | None = None):  # type: ignore[no-untyped-def]
     """JSON lines, the live view (given the plan's ``steps``, on a terminal), or plain lines."""
-    from runbook.reporting import ConsoleReporter, JsonReporter, fan_out
+    from runbook.reporting import ConsoleReporter, fan_out
 
     if log_format == "json":
-        return fan_out(JsonReporter(stream))
+        from runbook.eventlog import JsonLog  # imports structlog: only for a JSON log
+
+        return fan_out(JsonLog(stream, masker=masker))
     # A dumb terminal cannot redraw in place; it gets the lines a log file would.
     if steps is not None and stream is None and is_terminal(sys.stdout) and os.environ.get("TERM") != "dumb":
         from runbook.render.live import LiveReporter
@@ -315,7 +318,7 @@ def run(
             _check_values(record, built, given, accept_changes)
         if interactive is None:
             interactive = _terminal_to_ask()
-        emit = _reporters(log_format, stream, steps=[(p.id, p.title, p.estimate.high if p.estimate else None) for p in built.steps])
+        emit = _reporters(log_format, stream, steps=[(p.id, p.title, p.estimate.high if p.estimate else None) for p in built.steps], masker=built.resolved.masker)
         # _reporters imports the live view (and rich) only when it chose it; its table must be
         # off screen while a question is asked, and closed however the run ends.
         live_view = sys.modules.get("runbook.render.live")
@@ -425,7 +428,7 @@ def rollback(
         supervisor = ProcessSupervisor()
         prompt: Prompt | None = make_prompt(supervisor) if interactive else None
         options = RunOptions(yes=yes, prompt=prompt, actor=_actor(), accept_changes=accept_changes)
-        session = Session(built, store, _reporters(log_format), options, workdir, supervisor)
+        session = Session(built, store, _reporters(log_format, masker=built.resolved.masker), options, workdir, supervisor)
         return rollback_run(session, record, to_step=to_step, option=option, preview=dry_run).exit_code
 
 
@@ -611,17 +614,18 @@ def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_ur
     from runbook.errors import RunbookError
     from runbook.render.report import RENDERERS, build_report
     from runbook.state import StateStore
+    from runbook.state.liveness import observe
 
     store = StateStore.open(state_url, workdir=Path.cwd())
     try:
-        record = _run_record(store, run_id)
+        record, shown = observe(store, _run_record(store, run_id))
         estimates: dict[str, tuple[str, float | None]] = {}
         try:
             runbook = _runbook_of(record).runbook
             estimates = {s.id: (s.title or s.id, s.estimate.high if s.estimate else None) for s in runbook.steps}
         except RunbookError:
             pass  # the file moved or changed shape since; the report still stands on the store
-        built = build_report(record, store.attempts(run_id), store.approvals(run_id), store.events(run_id), estimates)
+        built = build_report(record, store.attempts(run_id), store.approvals(run_id), store.events(run_id), estimates, status=shown.status)
     finally:
         store.close()
     text = RENDERERS[fmt](built)

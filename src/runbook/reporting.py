@@ -1,16 +1,15 @@
 """Listeners on engine events: the engine never prints, it emits.
 
 An event is a name and a flat dict of masked, JSON-safe values. The console
-reporter turns them into lines an operator reads; the JSON reporter writes
-one JSON object per event for CI and log shippers (``--log-format json``),
-through structlog so the shape matches the rest of the tool's logging.
+reporter turns them into lines an operator reads; the structured log for CI
+and log shippers (``--log-format json``) is eventlog.py, through structlog.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 
 Event = dict[str, Any]
@@ -128,29 +127,6 @@ class ConsoleReporter:
         self._line(f"{symbol} run {e['run_id']} {e['status']} in {e['duration']:.1f}s")
         for line in e.get("next", []):
             self._line(f"  next: {line}")
-
-
-class JsonReporter:
-    """One JSON object per event on ``stream`` (stdout by default), rendered by a
-    structlog processor chain: level, ISO timestamp, then JSON."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        import structlog
-
-        self.logger = structlog.wrap_logger(
-            structlog.PrintLogger(stream or sys.stdout),
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.processors.JSONRenderer(default=str, ensure_ascii=False),
-            ],
-        )
-
-    def __call__(self, name: str, event: Event) -> None:
-        level = "warning" if name in ("warning", "error", "failure_help") else "info"
-        # structlog owns "event" (the event name); a field of that name must not clash with it.
-        fields = {("detail_event" if key == "event" else key): value for key, value in event.items()}
-        getattr(self.logger, level)(name, **fields)
 
 
 def fan_out(*reporters: Reporter) -> Callable[[str, Event], None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import sqlite3
 import subprocess
@@ -90,6 +91,9 @@ def test_live_view_shows_steps_times_output_progress_and_asks_through_the_pty(sc
     assert re.search(r"✔ +apply +Apply the change +\d+\.\ds / 10s", after), after
     assert "approved by " in after and "(interactive)" in after
     assert "2,000 rows at " in after, "the finished backfill keeps its count and rate"
+    # The time the question waited for the answer is recorded, and left out of the run's time.
+    report = json.loads(scratch.runbook("report", run_id, "--format", "json").stdout)
+    assert report["run"]["waited_s"] > 0
 
 
 def test_answering_no_refuses_with_exit_3_and_the_resume_command(scratch: Scratch, terminal: Callable[..., Terminal]) -> None:

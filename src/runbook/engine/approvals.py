@@ -8,6 +8,7 @@ terminal the run pauses (exit 4) and keeps owning its environment.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from runbook.engine.journal import Journal
@@ -51,12 +52,16 @@ class Approvals:
             self.journal.notice(f"the approval of {planned.id!r} by {approval.by} is void: the step changed since")
         question = question or confirmation_text(planned)
         if self.prompt is not None:
-            if self._ask(question, planned.id):
+            asked = time.monotonic()
+            yes = self._ask(question, planned.id)
+            # The operator's time at the question is not the change's: reports leave it out of "took".
+            waited = round(time.monotonic() - asked, 3)
+            if yes:
                 store.record_approval(run_id, planned.id, by=self.actor, comment="interactive", fingerprint=planned.fingerprint)
-                self.journal.emit(EventName.APPROVED, step=planned.id, by=self.actor, how="interactive")
+                self.journal.emit(EventName.APPROVED, step=planned.id, by=self.actor, how="interactive", waited=waited)
                 return
             self.journal.record_step(planned.id, StepStatus.REFUSED, planned.fingerprint, "the operator answered no")
-            self.journal.emit(EventName.STEP_FINISHED, step=planned.id, status=StepStatus.REFUSED, reason="the operator answered no")
+            self.journal.emit(EventName.STEP_FINISHED, step=planned.id, status=StepStatus.REFUSED, reason="the operator answered no", waited=waited)
             raise Stop(RunStatus.REFUSED, ExitCode.REFUSED, step=planned.id, reason=f"run again and answer yes, or approve it: --approve {planned.id}")
         reason = "no terminal to ask; approve it to continue"
         self.journal.record_step(planned.id, StepStatus.AWAITING_APPROVAL, planned.fingerprint, reason)

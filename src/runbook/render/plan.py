@@ -8,6 +8,7 @@ The JSON shape is a documented contract (docs/runbook-format.md):
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from runbook.model import format_duration
@@ -128,56 +129,76 @@ def _labelled(pad: str, label: str, text: str) -> list[str]:
     return [f"{pad}{label if i == 0 else ' ' * len(label)}{line}" for i, line in enumerate(lines)]
 
 
+# A run-time value in a plan: <steps.x.outputs.y>, <steps.x.outputs.n + 1>. Bare in Markdown it
+# reads as an HTML tag, and a renderer drops it from the page; in a code span it stays visible.
+_PLACEHOLDER = re.compile(r"(?<!`)<steps[.\[][^<>\n]*>(?!`)")
+
+
+def code_span(text: str) -> str:
+    """``text`` as one Markdown code span, whatever backticks it holds."""
+    text = " ".join(text.splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def prose(text: str, *, indent: str = "") -> str:
+    """Text written in the runbook, for Markdown: placeholders in code spans, later lines
+    indented under a list item's first (a blank line would otherwise end the item)."""
+    text = _PLACEHOLDER.sub(lambda m: code_span(m.group(0)), text.strip())
+    return ("\n" + indent).join(text.splitlines()) if indent else text
+
+
 def render_markdown(plan: Plan) -> str:
     runbook = plan.runbook
     meta = runbook.metadata
     md = [f"# Runbook: {runbook.name} ({plan.env})", ""]
     if runbook.description:
-        md += [runbook.description.strip(), ""]
+        md += [prose(runbook.description), ""]
     for label, value in (("Priority", meta.priority), ("Risk", meta.risk), ("Owner", meta.owner)):
         if value:
             md.append(f"**{label}**: {value}  ")
     md.append(f"**Estimated Time**: {_estimate_text(plan.estimate_low, plan.estimate_high)}")
     md += ["", "## Steps", ""]
     for s in plan.steps:
-        md.append(f"### Step {s.index + 1}: {s.title} (`{s.id}`, {s.body.kind}{', ~' + str(s.estimate) if s.estimate else ''})")
+        md.append(f"### Step {s.index + 1}: {prose(s.title)} (`{s.id}`, {s.body.kind}{', ~' + str(s.estimate) if s.estimate else ''})")
         md.append("")
         if s.step.needs:
             md += ["Requires: " + ", ".join(f"`{n}` passed" for n in s.step.needs), ""]
-        checklist = [f"- [ ] Before: **{c.label}** — `{c.description}` (on fail: {c.check.on_fail})" for c in s.preconditions]
+        checklist = [f"- [ ] Before: **{prose(c.label)}** — {code_span(c.description)} (on fail: {c.check.on_fail})" for c in s.preconditions]
         if s.needs_confirmation:
-            checklist.append(f"- [ ] Confirm: {s.confirm or 'done by hand and confirmed'}")
+            checklist.append(f"- [ ] Confirm: {prose(s.confirm or 'done by hand and confirmed', indent='  ')}")
         if checklist:
             md += [*checklist, ""]
         md += ["```", s.body.description, "```", ""]
         if s.gates:
             md.append("**Verification**:")
             md.append("")
-            md += [f"- [ ] **{c.label}** — `{c.description}`" for c in s.gates]
+            md += [f"- [ ] **{prose(c.label)}** — {code_span(c.description)}" for c in s.gates]
             md.append("")
         if s.rollback:
-            md += [f"**If it fails**: roll back with `{_first_line(s.rollback.description)}`", ""]
+            md += [f"**If it fails**: roll back with {code_span(_first_line(s.rollback.description))}", ""]
         elif s.step.irreversible:
             md += ["**Irreversible**: no automatic rollback.", ""]
         if s.step.hints:
             md.append("**Known issues**:")
             md.append("")
-            md += [f"- `{pattern}`: {advice.strip()}" for pattern, advice in s.step.hints.items()]
+            md += [f"- {code_span(pattern)}: {prose(advice, indent='  ')}" for pattern, advice in s.step.hints.items()]
             md.append("")
     if runbook.rollback:
         md += ["## Rollback Plan", ""]
         for option in runbook.rollback:
-            md.append(f"### {option.title or option.id} (`{option.id}`)")
+            md.append(f"### {prose(option.title or option.id)} (`{option.id}`)")
             md.append("")
             if option.use_when:
-                md += [f"Use when: {option.use_when}", ""]
+                md += [f"Use when: {prose(option.use_when)}", ""]
             if option.description:
-                md += [option.description.strip(), ""]
-            md += [f"1. `{st.id}` ({st.kind}): {st.title or ''}" for st in option.steps]
+                md += [prose(option.description), ""]
+            md += [f"1. `{st.id}` ({st.kind}): {prose(st.title or '')}" for st in option.steps]
             md.append("")
     if runbook.success_criteria:
         md += ["## Success Criteria", ""]
-        md += [f"- [ ] {c.description}" for c in runbook.success_criteria]
+        md += [f"- [ ] {prose(c.description, indent='  ')}" for c in runbook.success_criteria]
         md.append("")
     if meta.escalation:
         md += ["## Contact & Escalation", ""]

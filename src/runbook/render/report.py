@@ -1,20 +1,30 @@
 """``runbook report RUN``: what ran, by whom, when, and how it went — fit for a change ticket.
 
 Built only from the state store (already masked when recorded) plus the
-runbook's estimates when its file is still there. Markdown and JSON for
-tickets and tools; HTML with an inline SVG timeline for people.
+runbook's step list and estimates when its file is still there. This module
+gathers the facts once (``build_report``) and the wording the formats share;
+report_markdown.py, report_json.py and report_html.py (a Jinja2 template) render them. Durations come from durations.py,
+the same computation ``status`` uses, so neither counts time spent waiting for
+an approval or an answer.
 """
 
 from __future__ import annotations
 
-import html
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runbook.checks.base import result_text
 from runbook.model import format_duration
+from runbook.render.durations import ActiveTime, run_active_time, step_seconds
+
+NOT_RUN = "not run"
+# Latest-attempt states that are a problem to show (a `when` skip is the plan working).
+_PROBLEMS = frozenset({"failed", "refused", "interrupted", "running"})
+# Attempt records that end as they start (and the mark a rollback leaves on the step it undid): not tries.
+_RECORDS = frozenset({"awaiting_approval", "skipped", "refused", "rolled_back"})
+# What ends a run after its last run_finished: its "next" commands no longer apply.
+_ENDED_BY = frozenset({"rolled_back_by", "abandoned"})
 
 
 @dataclass
@@ -22,239 +32,230 @@ class StepRow:
     step_id: str
     title: str
     status: str
-    attempts: int
-    kind: str
-    started: datetime | None
-    finished: datetime | None
-    estimate_high: float | None
+    attempts: int = 0
+    estimate_high: float | None = None
+    seconds: float | None = None
+    offset: float | None = None  # active seconds from the run's start to the step's first try
     checks: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     summary: str | None = None
+    log_path: str | None = None
+    finished: datetime | None = None
 
-    @property
-    def duration(self) -> float | None:
-        if self.started and self.finished:
-            return (self.finished - self.started).total_seconds()
-        return None
+
+@dataclass
+class Failure:
+    """The step a failed run stopped at, with what helps the operator on."""
+
+    step_id: str
+    error: str | None
+    tail: list[str]
+    hints: list[dict[str, str]]
+    attempts: int
+    log_path: str | None
+
+
+@dataclass
+class Pause:
+    step_id: str
+    question: str
+    approve: str
+    resume: str
 
 
 @dataclass
 class Report:
     run: Any
+    status: str  # as shown: a run whose process is gone shows as interrupted
     steps: list[StepRow]
     approvals: list[Any]
     criteria: list[dict[str, Any]]
     rollbacks: list[StepRow]
-    events: list[Any]
+    active: ActiveTime
+    next_steps: list[str]
+    failure: Failure | None = None
+    pause: Pause | None = None
+    last_activity: datetime | None = None
+    rolled_back_by: str | None = None
 
     @property
     def duration(self) -> float | None:
-        if self.run.started_at and self.run.finished_at:
-            return (self.run.finished_at - self.run.started_at).total_seconds()
-        return None
+        return self.active.seconds if self.active.spans else None
+
+    @property
+    def not_run(self) -> list[StepRow]:
+        return [r for r in self.steps if r.status == NOT_RUN]
+
+    @property
+    def problems(self) -> list[StepRow]:
+        return [r for r in self.steps if r.status in _PROBLEMS]
 
 
-def build_report(run: Any, attempts: list[Any], approvals: list[Any], events: list[Any], estimates: dict[str, tuple[str, float | None]]) -> Report:
-    """``estimates`` maps step id -> (title, upper estimate in seconds) from the runbook file."""
-    rows: dict[str, StepRow] = {}
+def build_report(
+    run: Any,
+    attempts: list[Any],
+    approvals: list[Any],
+    events: list[Any],
+    estimates: dict[str, tuple[str, float | None]],
+    *,
+    status: str | None = None,
+) -> Report:
+    """``estimates`` maps step id -> (title, upper estimate in seconds), in the runbook's order;
+    ``status`` overrides the recorded one (a dead run's ``interrupted``)."""
+    active = run_active_time(run, events)
+    # A rollback run undoes some steps of another run: the rest were never its to run.
+    listed = {} if (run.params or {}).get("rollback_of") else estimates
+    rows: dict[str, StepRow] = {sid: StepRow(sid, title, NOT_RUN, estimate_high=est) for sid, (title, est) in listed.items()}
+    tried: dict[str, list[Any]] = {}
     rollbacks: list[StepRow] = []
     for attempt in attempts:
         title, estimate = estimates.get(attempt.step_id, (attempt.step_id, None))
         if attempt.kind == "rollback":
-            rollbacks.append(StepRow(attempt.step_id, title, attempt.status, 1, "rollback", attempt.started_at, attempt.finished_at, None, error=attempt.error))
+            rollbacks.append(StepRow(attempt.step_id, title, attempt.status, 1, seconds=step_seconds([attempt]), error=attempt.error, finished=attempt.finished_at))
             continue
-        row = rows.get(attempt.step_id)
-        if row is None:
-            row = rows[attempt.step_id] = StepRow(attempt.step_id, title, attempt.status, 0, "step", attempt.started_at, attempt.finished_at, estimate)
-        row.attempts += 1
-        row.status = attempt.status
-        row.finished = attempt.finished_at
+        row = rows.setdefault(attempt.step_id, StepRow(attempt.step_id, title, attempt.status, estimate_high=estimate))
+        row.status, row.error, row.finished = attempt.status, attempt.error, attempt.finished_at
         row.checks = attempt.checks or row.checks
-        row.error = attempt.error
-        outputs = attempt.outputs or {}
-        row.summary = outputs.get("summary") if isinstance(outputs.get("summary"), str) else row.summary
-    criteria = [e.detail for e in events if e.event == "criterion" and e.detail]
-    return Report(run, list(rows.values()), approvals, criteria, rollbacks, events)
+        row.log_path = attempt.log_path or row.log_path
+        summary = (attempt.outputs or {}).get("summary")
+        row.summary = summary if isinstance(summary, str) else row.summary
+        if attempt.kind == "step" and attempt.status not in _RECORDS:
+            row.attempts += 1
+            tried.setdefault(attempt.step_id, []).append(attempt)
+            if row.offset is None:
+                row.offset = active.offset(attempt.started_at)
+    for step_id, ran in tried.items():
+        rows[step_id].seconds = step_seconds(ran)
+    if status == "interrupted":  # the process is gone: a step it left running was interrupted (as `status` shows)
+        for row in rows.values():
+            row.status = "interrupted" if row.status == "running" else row.status
+    # Steps listed in the runbook but never reached stay at the end, in the runbook's order.
+    ordered = [r for r in rows.values() if r.status != NOT_RUN] + [r for r in rows.values() if r.status == NOT_RUN]
+    report = Report(
+        run,
+        status or run.status,
+        ordered,
+        approvals,
+        [e.detail for e in events if e.event == "criterion" and e.detail],
+        rollbacks,
+        active,
+        next_steps=_next_steps(events),
+        last_activity=events[-1].at if events else run.finished_at,
+        rolled_back_by=_last_detail(events, "rolled_back_by").get("run"),
+    )
+    report.failure = _failure(report, events)
+    report.pause = _pause(report, events)
+    return report
 
 
-def _when(value: datetime | None) -> str:
+def _last_detail(events: list[Any], name: str, step: str | None = None) -> dict[str, Any]:
+    for event in reversed(events):
+        if event.event == name and (step is None or event.step_id == step) and isinstance(event.detail, dict):
+            return event.detail
+    return {}
+
+
+def _next_steps(events: list[Any]) -> list[str]:
+    """The commands the run's last stop suggested, unless it was rolled back or abandoned since."""
+    for event in reversed(events):
+        if event.event in _ENDED_BY:
+            return []
+        if event.event == "run_finished" and isinstance(event.detail, dict):
+            return list(event.detail.get("next") or [])
+    return []
+
+
+def _failure(report: Report, events: list[Any]) -> Failure | None:
+    if report.status not in ("failed", "rollback_failed"):
+        return None
+    failed = [r for r in report.steps if r.status == "failed"]
+    if not failed:
+        return None
+    row = failed[-1]
+    help_ = _last_detail(events, "failure_help", row.step_id)
+    return Failure(row.step_id, row.error, list(help_.get("tail") or []), list(help_.get("hints") or []), row.attempts, row.log_path)
+
+
+def _pause(report: Report, events: list[Any]) -> Pause | None:
+    if report.status != "awaiting_approval":
+        return None
+    waiting = [r for r in report.steps if r.status == "awaiting_approval"]
+    if not waiting:
+        return None
+    detail = _last_detail(events, "awaiting_approval", waiting[-1].step_id)
+    return Pause(waiting[-1].step_id, str(detail.get("question") or ""), str(detail.get("approve") or ""), str(detail.get("resume") or ""))
+
+
+# ---------------------------------------------------------------- shared wording
+
+
+def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
 
 
-def _secs(value: float | None) -> str:
+def secs(value: float | None) -> str:
     if value is None:
         return "-"
     # Measured times to a tenth of a second: "1.83527s" reads as noise in a change ticket.
     return format_duration(round(value, 1) if 1 <= value < 60 else value)
 
 
-def _cell(text: str) -> str:
-    """Text for a Markdown table cell: a "|" (gate names quote psql output) would end the cell."""
-    return text.replace("|", "\\|")
+_HEADLINES = {
+    "passed": "Passed",
+    "failed": "Failed",
+    "rollback_failed": "Rollback failed",
+    "rolled_back": "Rolled back",
+    "awaiting_approval": "Paused: awaiting approval",
+    "refused": "Refused",
+    "interrupted": "Interrupted",
+    "running": "Running",
+    "abandoned": "Abandoned",
+}
 
 
-def _tick(ok: Any) -> str:
+def headline(report: Report) -> str:
+    """One line a reader takes in at a glance: the outcome and where it stopped."""
+    text = _HEADLINES.get(report.status, report.status)
+    if report.failure is not None:
+        undone = f"; rolled back by run {report.rolled_back_by}" if report.rolled_back_by else ""
+        return f"{text} at step {report.failure.step_id}{undone}"
+    if report.pause is not None:
+        return f"{text} of step {report.pause.step_id}"
+    # A step left "running" by a process that is gone is where an interrupted run stopped.
+    stopped = [r for r in report.problems if r.status in ("refused", "interrupted", "running")]
+    if stopped and report.status in ("refused", "interrupted"):
+        return f"{text} at step {stopped[-1].step_id}"
+    return text + (" (dry run)" if report.run.dry_run else "")
+
+
+def timing(report: Report) -> str:
+    """When it ran and how long it worked, without "finished -, took -" for a run that has not finished."""
+    run = report.run
+    parts = [f"started {when(run.started_at)}"]
+    if run.finished_at is not None:
+        parts.append(f"finished {when(run.finished_at)}")
+    elif report.last_activity is not None:
+        parts.append(f"last activity {when(report.last_activity)} (not finished)")
+    if report.duration is not None:
+        took = f"took {secs(report.duration)}"
+        waits = [f"{secs(v)} {what}" for v, what in ((report.active.paused, "paused"), (report.active.waited, "waiting for an answer")) if v >= 0.05]
+        parts.append(took + (f" (not counting {' and '.join(waits)})" if waits else ""))
+    return ", ".join(parts)
+
+
+def tick(ok: Any) -> str:
     return "☐ (manual)" if ok is None else ("☑" if ok else "☒")
 
 
-def render_markdown(report: Report) -> str:
-    run = report.run
-    md = [
-        f"# Change report: {run.runbook} ({run.env})",
-        "",
-        f"- **Run**: `{run.run_id}`{' (dry run)' if run.dry_run else ''}",
-        f"- **Status**: {run.status}",
-        f"- **By**: {run.actor} on {run.host} (pid {run.pid})",
-        f"- **Started**: {_when(run.started_at)}",
-        f"- **Finished**: {_when(run.finished_at)}",
-        f"- **Duration**: {_secs(report.duration)}",
-        "",
-        "## Steps",
-        "",
-        "| step | status | attempts | took | estimate | gates |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in report.steps:
-        gates = "; ".join(f"{'✔' if c.get('ok') else '✘'} {c.get('name')} ({result_text(c, with_expected=False) or 'observed None'})" for c in row.checks)
-        title = row.title if row.title != row.step_id else ""
-        md.append(f"| `{row.step_id}` {_cell(title)} | {row.status} | {row.attempts} | {_secs(row.duration)} | {_secs(row.estimate_high)} | {_cell(gates)} |")
-    # A step skipped by its `when` is the plan working, not a problem.
-    failed = [r for r in report.steps if r.error and r.status not in ("passed", "dry_run", "skipped")]
-    if failed:
-        md += ["", "## Problems", ""]
-        md += [f"- `{r.step_id}` ({r.status}): {r.error}" for r in failed]
-    summaries = [r for r in report.steps if r.summary]
-    if summaries:
-        md += ["", "## Dry-run and step summaries", ""]
-        for row in summaries:
-            md += [f"### {row.step_id}", "", "```", (row.summary or "").rstrip(), "```", ""]
-    if report.approvals:
-        md += ["", "## Approvals", ""]
-        md += [f"- `{a.step_id}` approved by **{a.by}** at {_when(a.at)}" + (f": {a.comment}" if a.comment else "") for a in report.approvals]
-    if report.criteria:
-        md += ["", "## Success criteria", ""]
-        md += [f"- {_tick(c.get('ok'))} {c.get('description')}" + (f" ({result_text(c, with_expected=False)})" if c.get("observed") or c.get("error") else "") for c in report.criteria]
-    if report.rollbacks:
-        md += ["", "## Rollback actions", ""]
-        md += [f"- `{r.step_id}`: {r.status} at {_when(r.finished)}" + (f" — {r.error}" if r.error else "") for r in report.rollbacks]
-    return "\n".join(md) + "\n"
+def _lazy(module: str) -> Callable[[Report], str]:
+    """The renderer of ``module``, imported when called: Jinja2 only for HTML."""
+
+    def render(report: Report) -> str:
+        from importlib import import_module
+
+        return import_module(f"runbook.render.{module}").render(report)
+
+    return render
 
 
-def render_json(report: Report) -> str:
-    run = report.run
-    data = {
-        "run": {
-            "id": run.run_id,
-            "runbook": run.runbook,
-            "env": run.env,
-            "status": run.status,
-            "dry_run": run.dry_run,
-            "actor": run.actor,
-            "host": run.host,
-            "started_at": run.started_at,
-            "finished_at": run.finished_at,
-            "duration_s": report.duration,
-        },
-        "steps": [
-            {
-                "id": r.step_id,
-                "title": r.title,
-                "status": r.status,
-                "attempts": r.attempts,
-                "started_at": r.started,
-                "finished_at": r.finished,
-                "duration_s": r.duration,
-                "estimate_s": r.estimate_high,
-                "checks": r.checks,
-                "error": r.error,
-                "summary": r.summary,
-            }
-            for r in report.steps
-        ],
-        "approvals": [{"step": a.step_id, "by": a.by, "at": a.at, "comment": a.comment, "fingerprint": a.fingerprint} for a in report.approvals],
-        "success_criteria": report.criteria,
-        "rollbacks": [{"step": r.step_id, "status": r.status, "at": r.finished, "error": r.error} for r in report.rollbacks],
-    }
-    return json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n"
-
-
-_STATUS_COLOURS = {"passed": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e", "refused": "#ef6c00", "dry_run": "#5c6bc0"}
-
-
-def timeline_svg(report: Report, width: int = 760) -> str:
-    """Bars of actual duration, with the estimate as an outline behind each."""
-    rows = [r for r in report.steps if r.started]
-    if not rows:
-        return ""
-    start = min(r.started for r in rows if r.started)
-    end = max((r.finished or r.started) for r in rows if r.started)
-    longest_estimate = max((r.estimate_high or 0) for r in rows)
-    span = max((end - start).total_seconds(), longest_estimate, 1.0)
-    # Step ids on the left, "took / estimate" on the right, bars in between.
-    label_w, times_w, row_h = 150, 120, 22
-    scale = (width - label_w - times_w - 10) / span
-    height = row_h * len(rows) + 30
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="timeline" font-family="sans-serif">']
-    for i, row in enumerate(rows):
-        y = 10 + i * row_h
-        x = label_w + (row.started - start).total_seconds() * scale  # type: ignore[operator]
-        # At least 2 px: a step of milliseconds next to a 10-minute estimate must still show.
-        took_w = max((row.duration or 0.0) * scale, 2.0)
-        colour = _STATUS_COLOURS.get(row.status, "#757575")
-        if i % 2:
-            parts.append(f'<rect x="0" y="{y}" width="{width}" height="{row_h}" fill="#fafafa"/>')
-        parts.append(f'<text x="4" y="{y + 15}" font-size="12">{html.escape(row.step_id)}</text>')
-        if row.estimate_high:
-            parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{row.estimate_high * scale:.1f}" height="16" fill="none" stroke="#bdbdbd" stroke-dasharray="3,2"/>')
-        parts.append(f'<rect x="{x:.1f}" y="{y + 5}" width="{took_w:.1f}" height="12" fill="{colour}"><title>{html.escape(row.step_id)}: {_secs(row.duration)} (estimate {_secs(row.estimate_high)})</title></rect>')
-        times = _secs(row.duration) + (f" / {_secs(row.estimate_high)}" if row.estimate_high else "")
-        parts.append(f'<text x="{width - 4}" y="{y + 15}" font-size="11" fill="#616161" text-anchor="end">{html.escape(times)}</text>')
-    parts.append(f'<text x="{label_w}" y="{height - 4}" font-size="11" fill="#616161">0 … {_secs(span)} (bar: took, dashed: estimate)</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def render_html(report: Report) -> str:
-    run = report.run
-    e = html.escape
-    rows = "".join(
-        f"<tr><td><code>{e(r.step_id)}</code> {e(r.title if r.title != r.step_id else '')}</td><td class='s-{e(r.status)}'>{e(r.status)}</td><td>{r.attempts}</td>"
-        f"<td>{_secs(r.duration)}</td><td>{_secs(r.estimate_high)}</td><td>"
-        + "<br>".join(f"{'✔' if c.get('ok') else '✘'} {e(str(c.get('name')))}: {e(result_text(c))}" for c in r.checks)
-        + (f"<div class='{'note' if r.status == 'skipped' else 'err'}'>{e(r.error)}</div>" if r.error and r.status not in ('passed', 'dry_run') else "")
-        + "</td></tr>"
-        for r in report.steps
-    )
-    approvals = "".join(f"<li><code>{e(a.step_id)}</code> by <b>{e(a.by)}</b> at {_when(a.at)}{': ' + e(a.comment) if a.comment else ''}</li>" for a in report.approvals)
-    criteria = "".join(f"<li>{_tick(c.get('ok'))} {e(str(c.get('description')))}</li>" for c in report.criteria)
-    summaries = "".join(f"<h3>{e(r.step_id)}</h3><pre>{e(r.summary or '')}</pre>" for r in report.steps if r.summary)
-    rollbacks = "".join(f"<li><code>{e(r.step_id)}</code>: {e(r.status)} at {_when(r.finished)}</li>" for r in report.rollbacks)
-    sections = [
-        f"<h2>Timeline</h2>{timeline_svg(report)}",
-        f"<h2>Steps</h2><table><tr><th>step</th><th>status</th><th>attempts</th><th>took</th><th>estimate</th><th>gates</th></tr>{rows}</table>",
-    ]
-    if summaries:
-        sections.append(f"<h2>Summaries</h2>{summaries}")
-    if approvals:
-        sections.append(f"<h2>Approvals</h2><ul>{approvals}</ul>")
-    if criteria:
-        sections.append(f"<h2>Success criteria</h2><ul>{criteria}</ul>")
-    if rollbacks:
-        sections.append(f"<h2>Rollback actions</h2><ul>{rollbacks}</ul>")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(run.runbook)} {e(run.run_id)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2em;max-width:1000px;color:#212121}}
-table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #e0e0e0;padding:4px 8px;text-align:left;vertical-align:top;font-size:14px}}
-th{{background:#f5f5f5}}.s-passed{{color:#2e7d32}}.s-failed,.err{{color:#c62828}}.s-refused,.s-awaiting_approval{{color:#ef6c00}}
-.s-skipped,.note{{color:#757575}}.s-dry_run{{color:#5c6bc0}}pre{{background:#f5f5f5;padding:8px;overflow-x:auto}}
-</style></head><body>
-<h1>Change report: {e(run.runbook)} ({e(run.env)})</h1>
-<p>Run <code>{e(run.run_id)}</code>{' (dry run)' if run.dry_run else ''} — <b>{e(run.status)}</b> — by {e(run.actor)} on {e(run.host)};
-started {_when(run.started_at)}, finished {_when(run.finished_at)}, took {_secs(report.duration)}.</p>
-{''.join(sections)}
-</body></html>
-"""
-
-
-RENDERERS = {"md": render_markdown, "json": render_json, "html": render_html}
+RENDERERS = {"md": _lazy("report_markdown"), "json": _lazy("report_json"), "html": _lazy("report_html")}

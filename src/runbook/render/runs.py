@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from runbook.render.durations import step_seconds
 from runbook.reporting import SYMBOLS
 
 if TYPE_CHECKING:
@@ -22,10 +23,9 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
-def _took(start: datetime | None, end: datetime | None) -> str:
-    if not start or not end:
-        return "-"
-    return f"{(end - start).total_seconds():.1f}s"
+def _took(attempts: Sequence[Any]) -> str:
+    seconds = step_seconds(attempts)
+    return "-" if seconds is None else f"{seconds:.1f}s"
 
 
 def render_status(
@@ -49,9 +49,13 @@ def render_status(
     ]
     latest: dict[str, Any] = {}
     tries: dict[str, int] = {}
+    by_kind: dict[tuple[str, str], list[Any]] = {}
     for attempt in attempts:
         latest[attempt.step_id] = attempt
         tries[attempt.step_id] = tries.get(attempt.step_id, 0) + 1
+        by_kind.setdefault((attempt.step_id, attempt.kind), []).append(attempt)
+    # A step took the sum of its attempts of the latest one's kind (durations.py, shared with `report`).
+    took = {step_id: _took(by_kind[step_id, last.kind]) for step_id, last in latest.items()}
     for step_id, attempt in latest.items():
         checks = attempt.checks or []
         summary = ", ".join(f"{'✔' if c.get('ok') else '✘'} {c.get('name')}" for c in checks)
@@ -61,7 +65,7 @@ def render_status(
         kind = " (rollback)" if attempt.kind == "rollback" else ""
         if step_id in progress and state in _UNFINISHED_ATTEMPT:
             summary = f"{progress[step_id]}   {summary}".rstrip()
-        lines.append(f"  {step_id:<28} {symbol} {state + kind:<16} {_took(attempt.started_at, attempt.finished_at):>8} {tries[step_id]:>5}  {summary}")
+        lines.append(f"  {step_id:<28} {symbol} {state + kind:<16} {took[step_id]:>8} {tries[step_id]:>5}  {summary}")
         if attempt.error and attempt.status not in ("passed",):
             lines.append(f"  {'':<28}   {attempt.error}")
     for approval in approvals:
