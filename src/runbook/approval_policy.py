@@ -50,14 +50,16 @@ def problems(runbook: Runbook) -> list[tuple[tuple[str | int, ...], str]]:
     ]
     places += [(("environments", name, "approval"), e.approval) for name, e in runbook.environments.items() if e.approval is not None]
     for path, policy in places:
+        unknown = False
         for j, name in enumerate(policy.approvers):
             group = name.removeprefix(GROUP_PREFIX)
             if name.startswith(GROUP_PREFIX) and group not in runbook.approvals.groups:
+                unknown = True
                 known = ", ".join(sorted(runbook.approvals.groups)) or "none defined"
                 found.append(((*path, "approvers", j), f"unknown approver group {group!r} (approvals.groups: {known})"))
         allowed = approvers(policy, runbook.approvals)
-        if allowed is not None and policy.required > len(allowed):
-            found.append(((*path, "required"), f"requires {policy.required} approvals but only {len(allowed)} people may approve: {', '.join(sorted(allowed))}"))
+        if not unknown and allowed is not None and policy.required > len(allowed):
+            found.append(((*path, "required"), f"requires {policy.required} approvals but only {len(allowed)} may approve: {', '.join(sorted(allowed))}"))
     return found
 
 

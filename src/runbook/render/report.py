@@ -130,7 +130,7 @@ def render_markdown(report: Report) -> str:
             md += [f"### {row.step_id}", "", "```", (row.summary or "").rstrip(), "```", ""]
     if report.approvals:
         md += ["", "## Approvals", ""]
-        md += [f"- `{a.step_id}` approved by **{a.by}** at {_when(a.at)}" + (f": {a.comment}" if a.comment else "") for a in report.approvals]
+        md += [f"- `{a.step_id}` {_decision(a)} by **{a.by}**{_given(a)} at {_when(a.at)}" + (f": {a.comment}" if a.comment else "") for a in report.approvals]
     if report.criteria:
         md += ["", "## Success criteria", ""]
         md += [f"- {_tick(c.get('ok'))} {c.get('description')}" + (f" ({result_text(c, with_expected=False)})" if c.get("observed") or c.get("error") else "") for c in report.criteria]
@@ -171,7 +171,11 @@ def render_json(report: Report) -> str:
             }
             for r in report.steps
         ],
-        "approvals": [{"step": a.step_id, "by": a.by, "at": a.at, "comment": a.comment, "fingerprint": a.fingerprint} for a in report.approvals],
+        "approvals": [
+            {"step": a.step_id, "decision": _decision(a), "by": a.by, "os_user": getattr(a, "os_user", None), "host": a.host,
+             "at": a.at, "comment": a.comment, "fingerprint": a.fingerprint}
+            for a in report.approvals
+        ],  # fmt: skip
         "success_criteria": report.criteria,
         "rollbacks": [{"step": r.step_id, "status": r.status, "at": r.finished, "error": r.error} for r in report.rollbacks],
     }
@@ -225,7 +229,10 @@ def render_html(report: Report) -> str:
         + "</td></tr>"
         for r in report.steps
     )
-    approvals = "".join(f"<li><code>{e(a.step_id)}</code> by <b>{e(a.by)}</b> at {_when(a.at)}{': ' + e(a.comment) if a.comment else ''}</li>" for a in report.approvals)
+    approvals = "".join(
+        f"<li><code>{e(a.step_id)}</code> {_decision(a)} by <b>{e(a.by)}</b>{e(_given(a))} at {_when(a.at)}{': ' + e(a.comment) if a.comment else ''}</li>"
+        for a in report.approvals
+    )
     criteria = "".join(f"<li>{_tick(c.get('ok'))} {e(str(c.get('description')))}</li>" for c in report.criteria)
     summaries = "".join(f"<h3>{e(r.step_id)}</h3><pre>{e(r.summary or '')}</pre>" for r in report.steps if r.summary)
     rollbacks = "".join(f"<li><code>{e(r.step_id)}</code>: {e(r.status)} at {_when(r.finished)}</li>" for r in report.rollbacks)
@@ -258,3 +265,16 @@ started {_when(run.started_at)}, finished {_when(run.finished_at)}, took {_secs(
 
 
 RENDERERS = {"md": render_markdown, "json": render_json, "html": render_html}
+
+
+def _decision(approval: Any) -> str:
+    """'approved' or 'rejected' (rows recorded before rejections existed are approvals)."""
+    return str(getattr(approval, "decision", None) or "approved")
+
+
+def _given(approval: Any) -> str:
+    """Who ran the command, by the OS, when that is not the name recorded (delegation), and where."""
+    os_user = getattr(approval, "os_user", None)
+    if os_user and os_user != approval.by:
+        return f" (given by {os_user} on {approval.host})"
+    return f" on {approval.host}" if os_user else ""
