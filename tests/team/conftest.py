@@ -117,9 +117,11 @@ def checkouts(pg_url: str) -> Iterator[tuple[Checkout, Checkout]]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after a generous ``timeout``."""
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0, output: Path | None = None) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` (and showing ``output``) after a generous ``timeout``."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() >= deadline:
+            shown = output.read_text() if output is not None and output.exists() else ""
+            raise AssertionError(f"timed out waiting for {what}\n{shown}")
         time.sleep(0.05)

@@ -41,6 +41,8 @@ class RunControl:
         # Requests made before this process took the run are not for it.
         self._after = journal.store.last_control_id(journal.run_id)
         self._lock = threading.Lock()
+        # One reader at a time, so that no request is acted on twice.
+        self._reading = threading.Lock()
         self.cancelled_by: str | None = None
         self._pause_by: str | None = None
         self._continue_by: str | None = None
@@ -49,9 +51,13 @@ class RunControl:
     # ------------------------------------------------------------ heartbeat thread
 
     def poll(self) -> None:
-        """Read new requests (heartbeat thread): flags only, and the cancel's SIGINT."""
-        for request in self.journal.store.controls_since(self.journal.run_id, self._after):
-            self._after = request.id
+        """Read new requests (heartbeat thread, and the main thread at each safe point so
+        that a pause asked before it is never missed): flags only, and the cancel's SIGINT."""
+        with self._reading:
+            requests = self.journal.store.controls_since(self.journal.run_id, self._after)
+            if requests:
+                self._after = requests[-1].id
+        for request in requests:
             with self._lock:
                 if request.action == "cancel" and self.cancelled_by is None:
                     self.cancelled_by = request.requested_by
@@ -68,6 +74,7 @@ class RunControl:
     def hold_if_paused(self, where: str) -> None:
         """At a safe point: when a pause was asked, hold here (lock kept) until a continue;
         a cancel or signal meanwhile raises Stop(interrupted)."""
+        self.poll()
         with self._lock:
             by, self._pause_by = self._pause_by, None
         if by is None:
