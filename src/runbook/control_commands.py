@@ -132,10 +132,10 @@ def _live(store: StateStore, run_id: str, what: str) -> tuple[RunRecord, LockRec
     record = _record(store, run_id)
     holder = live_holder(store, record)
     if holder is None:
-        raise Refused(
-            f"run {run_id} is not running now ({record.status}): there is no process to {what}",
-            hint=f"it stays as it is; continue it with `runbook run --resume {run_id}`, or give up on it: runbook abandon {run_id} --reason TEXT",
-        )
+        hint = None
+        if record.finished_at is None:
+            hint = f"it stays as it is; continue it with `runbook run --resume {run_id}`, or give up on it: runbook abandon {run_id} --reason TEXT"
+        raise Refused(f"run {run_id} is not running now ({record.status}): there is no process to {what}", hint=hint)
     return record, holder
 
 

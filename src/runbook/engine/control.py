@@ -71,10 +71,13 @@ class RunControl:
 
     # ------------------------------------------------------------ main thread
 
-    def hold_if_paused(self, where: str) -> None:
+    def hold_if_paused(self, where: str, *, ask_store: bool = True) -> None:
         """At a safe point: when a pause was asked, hold here (lock kept) until a continue;
-        a cancel or signal meanwhile raises Stop(interrupted)."""
-        self.poll()
+        a cancel or signal meanwhile raises Stop(interrupted). ``ask_store=False`` (between
+        a backfill's batches, many a second) trusts the heartbeat's last read instead of one
+        more query: a pause then lands within about a second."""
+        if ask_store:
+            self.poll()
         with self._lock:
             by, self._pause_by = self._pause_by, None
         if by is None:

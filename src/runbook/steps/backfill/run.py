@@ -235,7 +235,7 @@ class Backfill:
         control = self.ctx.control
         if control is None or not self.write:
             return
-        control.hold_if_paused(f"between batches of {self.ctx.step_id} ({pos.tally.batches:,} done)")
+        control.hold_if_paused(f"between batches of {self.ctx.step_id} ({pos.tally.batches:,} done)", ask_store=False)
         values = control.take_settings(self.ctx.step_id)
         if not values:
             return
