@@ -182,3 +182,13 @@ def test_policies_are_checked_where_they_are_written(checkouts: tuple[Checkout, 
     assert "bad.yaml:11:16: steps[0].approval.required: requires 2 approvals but only 1 may approve: alice" in text
     assert "bad.yaml:16:28: steps[1].approval.approvers[0]: unknown approver group 'ops' (approvals.groups: dba)" in text
     assert "2 error(s)" in text
+
+
+def test_wait_timeout_stops_awaiting_approval_as_without_wait(checkouts: tuple[Checkout, Checkout]) -> None:
+    a, _b = checkouts
+    a.write("simple.yaml", SIMPLE)
+    out = a.runbook("run", "simple.yaml", "--wait-timeout", "1s")
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert "waiting for 1 approval(s) of 'deploy'" in out.stdout and "awaiting approval" in out.stdout
+    bad = a.runbook("run", "simple.yaml", "--wait-timeout", "soon")
+    assert bad.returncode == 2 and "--wait-timeout" in bad.stderr

@@ -133,6 +133,14 @@ def test_pause_between_steps_holds_the_lock_and_resume_from_elsewhere_continues_
         assert store.get_run(run_id).status == "passed"  # type: ignore[union-attr]
 
 
+def _items(url: str, rows: int) -> sa.Engine:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, v int)"))
+        conn.execute(sa.text(f"INSERT INTO items (id) SELECT g FROM generate_series(1, {rows}) g"))
+    return engine
+
+
 def _backfill_runbook(url: str) -> str:
     return f"""
     name: fill
@@ -162,10 +170,7 @@ def _backfill_runbook(url: str) -> str:
 @needs_other_users
 def test_set_changes_a_running_backfill_between_batches(checkouts: tuple[Checkout, Checkout], people: tuple[str, ...], pg_url: str) -> None:
     a, b = checkouts
-    engine = sa.create_engine(pg_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, v int)"))
-        conn.execute(sa.text("INSERT INTO items (id) SELECT g FROM generate_series(1, 2000) g"))
+    engine = _items(pg_url, 2000)
     for side in (a, b):
         side.write("fill.yaml", _backfill_runbook(pg_url))
     proc, out = a.spawn("run", "fill.yaml")
@@ -202,3 +207,43 @@ def test_set_changes_a_running_backfill_between_batches(checkouts: tuple[Checkou
     engine.dispose()
     after = b.runbook("set", run_id, "fill", "throttle=1s")
     assert after.returncode == 3 and "not running now" in after.stderr
+
+
+@pytest.mark.slow
+def test_pause_between_backfill_batches_and_continue(checkouts: tuple[Checkout, Checkout], pg_url: str) -> None:
+    a, b = checkouts
+    engine = _items(pg_url, 200)
+    for side in (a, b):
+        side.write("fill.yaml", _backfill_runbook(pg_url))
+    proc, out = a.spawn("run", "fill.yaml")
+    try:
+        run_id = ""
+
+        def started() -> bool:
+            nonlocal run_id
+            run_id = run_id or _run_id(a.state_url, "fill")
+            with _store(a.state_url) as store:
+                return bool(run_id) and store.load_checkpoint(run_id, "fill") is not None
+
+        wait_for(started, "the backfill's first batch", output=out)
+        assert b.runbook("pause", run_id).returncode == 0
+
+        def paused() -> bool:
+            with _store(a.state_url) as store:
+                return store.get_run(run_id).status == "paused"  # type: ignore[union-attr]
+
+        wait_for(paused, "the backfill to pause", output=out)
+        with _store(a.state_url) as store:
+            (event,) = [e for e in store.events(run_id) if e.event == "paused"]
+            assert event.detail["at"].startswith("between batches of fill")
+            assert store.step_states(run_id)["fill"].status == "running"
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM items WHERE v IS NULL")).scalar_one() > 0
+        assert b.runbook("run", "fill.yaml", "--resume").returncode == 0
+        assert _finish(proc, timeout=120) == 0, out.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM items WHERE v IS NULL")).scalar_one() == 0
+    engine.dispose()
