@@ -254,6 +254,8 @@ STATE_OPT = click.option("--state", "state_url", metavar="URL", envvar="RUNBOOK_
 @STATE_OPT
 @click.option("--accept-changes", is_flag=True, help="On resume, re-run passed steps whose definition changed.")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
+@click.option("--wait", is_flag=True, help="Awaiting approval without a terminal: poll the state store until the approvals arrive.")
+@click.option("--wait-timeout", metavar="DURATION", help="Wait at most this long for approvals (e.g. 30m), then stop awaiting approval (exit 4). Implies --wait.")
 def run(
     runbook_file: str,
     env: str | None,
@@ -267,6 +269,8 @@ def run(
     state_url: str | None,
     accept_changes: bool,
     log_format: str,
+    wait: bool,
+    wait_timeout: str | None,
 ) -> None:
     """Execute a runbook in enforced order, recording every transition."""
     from runbook import commands
@@ -286,7 +290,20 @@ def run(
         state_url=state_url,
         accept_changes=accept_changes,
         log_format=log_format,
+        wait=wait,
+        wait_timeout=_duration("--wait-timeout", wait_timeout),
     )
+
+
+def _duration(flag: str, value: str | None) -> float | None:
+    from runbook.model import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint=flag) from None
 
 
 @main.command()
@@ -345,14 +362,58 @@ def abandon(run_id: str, reason: str, by: str | None, state_url: str | None) -> 
 @main.command()
 @RUN_ID_ARG
 @click.argument("step_id")
-@click.option("--by", required=True, metavar="NAME", help="Who approves.")
+@click.option("--by", metavar="NAME", help="Approve in someone else's name (only when the runbook allows delegation); default: your OS user.")
 @click.option("--comment", metavar="TEXT")
 @STATE_OPT
-def approve(run_id: str, step_id: str, by: str, comment: str | None, state_url: str | None) -> None:
-    """Approve a step that is awaiting approval."""
+def approve(run_id: str, step_id: str, by: str | None, comment: str | None, state_url: str | None) -> None:
+    """Approve a step that is awaiting approval, as your OS user on this host."""
     from runbook import commands
 
     _call(commands.approve, run_id=run_id, step_id=step_id, by=by, comment=comment, state_url=state_url)
+
+
+@main.command()
+@RUN_ID_ARG
+@click.argument("step_id")
+@click.option("--reason", required=True, metavar="TEXT", help="Why (recorded).")
+@STATE_OPT
+def reject(run_id: str, step_id: str, reason: str, state_url: str | None) -> None:
+    """Reject a step awaiting approval: the run fails (exit 1) and resumes only after a new approval."""
+    from runbook import commands, control_commands
+
+    _call(control_commands.reject, run_id=run_id, step_id=step_id, reason=reason, state_url=state_url, echo=commands._echo)
+
+
+@main.command()
+@RUN_ID_ARG
+@STATE_OPT
+def cancel(run_id: str, state_url: str | None) -> None:
+    """Stop a running run from any machine: its step is stopped, the run is interrupted (resumable)."""
+    from runbook import commands, control_commands
+
+    _call(control_commands.cancel, run_id=run_id, state_url=state_url, echo=commands._echo)
+
+
+@main.command()
+@RUN_ID_ARG
+@STATE_OPT
+def pause(run_id: str, state_url: str | None) -> None:
+    """Pause a running run at its next safe point; `run --resume` continues it."""
+    from runbook import commands, control_commands
+
+    _call(control_commands.pause, run_id=run_id, state_url=state_url, echo=commands._echo)
+
+
+@main.command(name="set")
+@RUN_ID_ARG
+@click.argument("step_id")
+@click.argument("assignments", nargs=-1, metavar="KEY=VALUE...")
+@STATE_OPT
+def set_(run_id: str, step_id: str, assignments: tuple[str, ...], state_url: str | None) -> None:
+    """Change a running backfill's throttle or max_batch (e.g. throttle=200ms max_batch=500)."""
+    from runbook import commands, control_commands
+
+    _call(control_commands.set_values, run_id=run_id, step_id=step_id, assignments=assignments, state_url=state_url, echo=commands._echo)
 
 
 @main.command()

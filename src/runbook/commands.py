@@ -300,6 +300,9 @@ def run(
     interactive: bool | None = None,
     workdir: Path | None = None,
     stream: TextIO | None = None,
+    wait: bool = False,
+    wait_timeout: float | None = None,
+    echo: Echo = _echo,
 ) -> int:
     from runbook.engine import RunOptions, Session
     from runbook.engine.run import run_plan
@@ -312,6 +315,11 @@ def run(
     resuming = resume or resume_run_id is not None
     with _open_store(state_url, workdir) as store:
         record = _run_to_resume(store, loaded.runbook.name, env, resume_run_id) if resuming else None
+        if record is not None and record.status == "paused" and not dry_run:
+            from runbook.control_commands import continue_paused
+
+            if continue_paused(store, record, echo):
+                return ExitCode.OK
         overrides = _replayed_values(record, given) if record is not None else given
         built = build_plan(loaded, env, overrides)
         if record is not None:
@@ -340,6 +348,8 @@ def run(
             prompt=prompt if interactive else None,
             actor=_actor(),
             overrides=overrides,
+            wait=wait or wait_timeout is not None,
+            wait_timeout=wait_timeout,
         )
         try:
             result = run_plan(Session(built, store, emit, options, workdir, supervisor))
@@ -485,27 +495,10 @@ def _runbook_of(record: RunRecord) -> LoadedRunbook:
     return loaded
 
 
-def approve(run_id: str, step_id: str, *, by: str, comment: str | None = None, state_url: str | None = None, echo: Echo = _echo) -> int:
-    from runbook.errors import UsageError
-    from runbook.planner import build_plan
-    from runbook.state import StateStore
+def approve(run_id: str, step_id: str, *, by: str | None = None, comment: str | None = None, state_url: str | None = None, echo: Echo = _echo) -> int:
+    from runbook import control_commands
 
-    store = StateStore.open(state_url, workdir=Path.cwd())
-    try:
-        record = _run_record(store, run_id)
-        built = build_plan(_runbook_of(record), None if record.env == "default" else record.env, _replayed_values(record, {}))
-        try:
-            planned = built.step(step_id)
-        except KeyError:
-            raise UsageError(f"runbook {record.runbook} has no step {step_id!r}") from None
-        store.record_approval(run_id, step_id, by=by, comment=comment, fingerprint=planned.fingerprint)
-        store.append_event(run_id, "approval_recorded", step_id=step_id, detail={"by": by, "comment": comment, "fingerprint": planned.fingerprint})
-        echo(f"approved {step_id} of run {run_id} by {by} (fingerprint {planned.fingerprint})")
-        env_flag = f" --env {record.env}" if record.env != "default" else ""
-        echo(f"continue with: runbook run {Path(record.path).name}{env_flag} --resume")
-        return ExitCode.OK
-    finally:
-        store.close()
+    return control_commands.approve(run_id, step_id, by=by, comment=comment, state_url=state_url, echo=echo)
 
 
 def unlock(name: str, *, env: str | None, force: bool, state_url: str | None = None, echo: Echo = _echo) -> int:

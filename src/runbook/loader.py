@@ -26,6 +26,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from runbook.approval_policy import problems as approval_problems
 from runbook.checks import CHECK_KINDS, get_check_kind
 from runbook.errors import Diagnostic, InvalidRunbook, UsageError
 from runbook.model import (
@@ -367,6 +368,8 @@ class _Checker:
         self._templates(runbook)
         self._shell_strings(runbook)
         self._reversibility(runbook)
+        for path, message in approval_problems(runbook):
+            self.error((*self.step_path(int(path[1])), *path[2:]) if path[0] == "steps" else path, message)
 
     def _step_order(self, steps: list[Step], path_of: Callable[[int], KeyPath]) -> None:
         index = {s.id: i for i, s in reversed(list(enumerate(steps)))}

@@ -122,10 +122,29 @@ class Var(_Strict):
         return {"default": value}
 
 
+class ApprovalPolicy(_Strict):
+    """``approval:`` of a step or an environment: how many distinct people must approve, and who may.
+
+    ``approvers`` names OS users, or ``group:NAME`` for a group of ``approvals.groups``;
+    empty means anyone. ``not_by: starter`` excludes whoever started the run."""
+
+    required: int = Field(1, ge=1, le=20)
+    approvers: list[str] = Field(default_factory=list)
+    not_by: Literal["starter"] | None = None
+
+
+class ApprovalSettings(_Strict):
+    """The runbook's top-level ``approvals:``: groups named once, and whether ``approve --by`` may name someone else."""
+
+    allow_delegation: bool = False
+    groups: dict[str, list[str]] = {}
+
+
 class Environment(_Strict):
     description: str | None = None
     vars: dict[str, Any] = {}
     protected: bool = False
+    approval: ApprovalPolicy | None = None
 
 
 # Step-level lists and mappings default through a factory: a literal ``[]`` default is
@@ -185,6 +204,7 @@ class Step(_Strict):
     preconditions: list[Check] = Field(default_factory=list)
     gates: list[Check] = Field(default_factory=list)
     confirm: str | None = None
+    approval: ApprovalPolicy | None = None
     dry_run: Literal["skip", "safe"] | StepBody | None = None
     rollback: StepBody | None = None
     irreversible: bool = False
@@ -282,6 +302,7 @@ class Runbook(_Strict):
     rollback: list[RollbackOption] = []
     success_criteria: list[SuccessCriterion] = []
     notifications: Notifications = Notifications()
+    approvals: ApprovalSettings = ApprovalSettings()
 
     @property
     def step_ids(self) -> list[str]:

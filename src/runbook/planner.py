@@ -228,7 +228,7 @@ def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker
         rollback=render_body(step.rollback, context, f"{where}.rollback") if step.rollback else None,
         dry_run=dry_run,
         fingerprint=fingerprint,
-        needs_confirmation=bool(step.confirm) or kind.needs_confirmation,
+        needs_confirmation=bool(step.confirm) or step.approval is not None or kind.needs_confirmation,
     )
 
 

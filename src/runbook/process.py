@@ -23,6 +23,7 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -202,6 +203,15 @@ class ProcessSupervisor:
             if fd is not None:
                 os.close(fd)
         self._wake_read = self._wake_write = None
+
+    def interrupt_from_thread(self) -> None:
+        """Stop as Ctrl-C does, asked from another thread (``runbook cancel``, read from the
+        store by the heartbeat): SIGINT to the main thread, whose handler is the one path
+        that stops the step's process group; a system call it waits in returns at once."""
+        if self._previous:
+            main = threading.main_thread().ident
+            if main is not None:
+                signal.pthread_kill(main, signal.SIGINT)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # A hang-up is never the operator's impatience, and often comes twice (the

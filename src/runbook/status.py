@@ -19,6 +19,8 @@ class RunStatus(StrEnum):
     ROLLED_BACK = "rolled_back"
     ROLLBACK_FAILED = "rollback_failed"
     ABANDONED = "abandoned"
+    # Stopped at a safe point by ``runbook pause``; its process still holds the lock (control.py).
+    PAUSED = "paused"
 
 
 class StepStatus(StrEnum):
@@ -63,9 +65,16 @@ class EventName(StrEnum):
     NOTIFIED = "notified"
     NOTIFICATION = "notification"
     ERROR = "error"
+    # Approvals with identity and live control (engine/control.py, control_commands.py).
+    REJECTED = "rejected"
+    CONTROL_REQUESTED = "control_requested"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+    CONTINUED = "continued"
+    SETTING_CHANGED = "setting_changed"
 
 
 # A run in one of these may be resumed (when it is also not finished).
 RESUMABLE_RUN_STATUSES = frozenset(
-    {RunStatus.RUNNING, RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.AWAITING_APPROVAL, RunStatus.REFUSED}
+    {RunStatus.RUNNING, RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.AWAITING_APPROVAL, RunStatus.REFUSED, RunStatus.PAUSED}
 )

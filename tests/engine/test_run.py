@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from runbook import identity
 import json
 import sqlite3
 
@@ -158,13 +159,13 @@ def test_confirmation_without_terminal_pauses_then_approve_and_resume(project: P
     assert paused.returncode == 4, paused.stdout + paused.stderr
     assert project.count("deploy") == 0
     run_id = json.loads(project.runbook("run", "c.yaml", "--resume", "--log-format", "json").stdout.splitlines()[0])["run_id"]
-    approved = project.runbook("approve", run_id, "deploy", "--by", "alice", "--comment", "change ticket 42")
+    approved = project.runbook("approve", run_id, "deploy", "--comment", "change ticket 42")
     assert approved.returncode == 0, approved.stderr
     resumed = project.runbook("run", "c.yaml", "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert project.count("deploy") == 1
     shown = project.runbook("show", run_id)
-    assert "alice" in shown.stdout and "change ticket 42" in shown.stdout
+    assert identity.current().user in shown.stdout and "change ticket 42" in shown.stdout
 
 
 def test_approval_is_void_when_the_step_changed(project: Project) -> None:
@@ -172,7 +173,7 @@ def test_approval_is_void_when_the_step_changed(project: Project) -> None:
     project.write("c.yaml", CONFIRM)
     assert project.runbook("run", "c.yaml").returncode == 4
     run_id = project.runbook("history").stdout.splitlines()[1].split()[0]
-    assert project.runbook("approve", run_id, "deploy", "--by", "alice").returncode == 0
+    assert project.runbook("approve", run_id, "deploy").returncode == 0
     project.write("c.yaml", CONFIRM.replace("echo ran", "echo changed; echo ran"))
     result = project.runbook("run", "c.yaml", "--resume")
     assert result.returncode == 4, result.stdout + result.stderr

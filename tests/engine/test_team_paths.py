@@ -172,7 +172,7 @@ def test_approve_resume_and_roll_back_from_another_checkout(project: Project, tm
     run_id = paused.stdout.split("runbook approve ")[1].split()[0]
     shutil.rmtree(one.root)
 
-    approved = two.runbook("approve", run_id, "deploy", "--by", "bob", env=counters)
+    approved = two.runbook("approve", run_id, "deploy", env=counters)
     assert approved.returncode == 0, approved.stdout + approved.stderr
     resumed = two.runbook("run", "team.yaml", "--resume", env=counters)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

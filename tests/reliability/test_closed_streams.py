@@ -44,7 +44,7 @@ VERBS: dict[str, list[str]] = {
     "import": ["import", "checklist.md"],
     "run": ["run", "x.yaml"],
     "run-resume": ["run", "x.yaml", "--resume"],
-    "approve": ["approve", "RUN", "b", "--by", "tester"],
+    "approve": ["approve", "RUN", "b"],
     "rollback": ["rollback", "RUN"],
     "unlock": ["unlock", "x.yaml", "--force"],
     "status": ["status"],

@@ -12,6 +12,7 @@ counter file, so a count is how often a side effect happened. The contract:
 
 from __future__ import annotations
 
+from runbook import identity
 import json
 import os
 import random
@@ -312,7 +313,7 @@ def test_resume_of_steps_templated_on_the_run_id(sqlite_proj: Proj) -> None:
     assert paused.returncode == 4, paused.stdout + paused.stderr
     with proj.store() as store:
         (run,) = store.list_runs("rid")
-    approved = proj.runbook("approve", run.run_id, "third", "--by", "alice")
+    approved = proj.runbook("approve", run.run_id, "third")
     assert approved.returncode == 0, approved.stderr
     done = proj.runbook("run", "rid.yaml", "--resume")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -715,7 +716,7 @@ def test_paused_run_approved_and_killed_then_resumed_from_another_directory(proj
     with one.store() as store:
         run = store.owner_run("paused", "default")
     assert run is not None and run.status == "awaiting_approval"
-    approved = two.runbook("approve", run.run_id, "deploy", "--by", "bob", env=counters)
+    approved = two.runbook("approve", run.run_id, "deploy", env=counters)
     assert approved.returncode == 0, approved.stdout + approved.stderr
     killed = two.runbook("run", "paused.yaml", "--resume", env=counters)
     assert killed.returncode == -9, killed.stdout + killed.stderr
@@ -728,5 +729,5 @@ def test_paused_run_approved_and_killed_then_resumed_from_another_directory(proj
     with one.store() as store:
         statuses = [a.status for a in store.attempts(run.run_id, "deploy") if a.kind == "step"]
         assert statuses == ["awaiting_approval", "interrupted", "passed"]
-        assert [a.by for a in store.approvals(run.run_id)] == ["bob"]
+        assert [a.by for a in store.approvals(run.run_id)] == [identity.current().user]
         assert store.get_run(run.run_id).status == "passed"  # type: ignore[union-attr]

@@ -223,7 +223,7 @@ def _walk(session: Session) -> str:
     # 4. The confirmation has no terminal: the question (with the token) is shown, the run pauses.
     out = s.runbook("run", "secrets.yaml", "--resume", "--var", "fail_at=none", "--accept-changes", code=4)
     assert "Send *** to ***?" in out, out
-    s.runbook("approve", run_id, "approve-me", "--by", "alice", code=0)
+    s.runbook("approve", run_id, "approve-me", code=0)
     # 5. The rest, as JSON events (no notification on success: see test_json_events_of_a_notifying_run).
     events = _json_lines(s.runbook("run", "secrets.yaml", "--resume", "--var", "fail_at=none", "--accept-changes", "--log-format", "json", code=0))
     assert any(e["event"] == "output" and e.get("line") == "approved ***" for e in events), events

@@ -21,6 +21,7 @@ OWNERS: dict[str, list[str]] = {
     "### 4.5 rollback options": ["RollbackOption"],
     "### 4.6 success_criteria": ["SuccessCriterion"],
     "### 4.7 notifications": ["Notifications", "Channel"],
+    "### 4.8 approvals": ["ApprovalSettings", "ApprovalPolicy"],
     "## 5. Steps: common keys": ["Step", "Retries"],
     "## 7. Checks: common keys": ["Check"],
     "### Definition file format (`steps/NAME.yaml`)": ["Definition", "Parameter"],

@@ -55,7 +55,7 @@ def test_each_table_lists_exactly_the_keys_of_its_model() -> None:
     schema = runbook_json_schema()
     defs = schema["$defs"]
     have: dict[str, set[str]] = {"Runbook": set(schema["properties"])}
-    for owner in ("Metadata", "Var", "Environment", "RollbackOption", "SuccessCriterion", "Notifications", "Channel", "Step", "Retries", "Check"):
+    for owner in ("Metadata", "Var", "Environment", "RollbackOption", "SuccessCriterion", "Notifications", "Channel", "ApprovalSettings", "ApprovalPolicy", "Step", "Retries", "Check"):
         have[owner] = set((defs.get(f"{owner}Mapping") or defs[owner])["properties"])
     have |= {f"step:{kind}": keys for kind, keys in _kind_keys(schema, "Step", "kind").items()}
     definition = definition_json_schema()

@@ -78,7 +78,7 @@ class Journal:
         """Where a step's (or its check's) process group runs and by when its timeout ends it,
         so the next holder of the lock can stop it (or wait for it) if this process dies.
         ``attempt`` is None for a check outside an attempt (a precondition)."""
-        detail = process_started_detail(pgid, self.store.host, attempt, timeout)
+        detail = process_started_detail(pgid, self.store.host, attempt, timeout, self.store.database_now)
         self.store.append_event(self.run_id, str(EventName.PROCESS_STARTED), step_id=step_id, detail=detail)
 
     def checkpoints(self, step_id: str) -> Checkpoints:

@@ -16,7 +16,7 @@ starts anything (``settle``, called by ``Session.holding``):
   whose leader's pid now belongs to a process started at another time was
   gone and its number reused: it is not signalled.
 * another host: its groups cannot be signalled from here. Past the command's
-  recorded deadline (start + timeout + kill grace) go on, naming the group;
+  recorded deadline (start + timeout + kill grace, both by the store's clock) go on, naming the group;
   within ``WAIT_LIMIT`` of it, wait, saying so; otherwise, or with no
   deadline (no timeout), refuse and say until when.
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from runbook.errors import Refused
@@ -46,12 +46,13 @@ WAIT_LIMIT = 60.0
 Notice = Callable[[str], None]
 
 
-def process_started_detail(pgid: int, host: str, attempt: int | None, timeout: float | None) -> dict[str, Any]:
+def process_started_detail(pgid: int, host: str, attempt: int | None, timeout: float | None, now: Callable[[], datetime]) -> dict[str, Any]:
     """The ``process_started`` event of a command: its group (and its leader's start, which
-    tells a reused number apart), and by when it is stopped at the latest."""
+    tells a reused number apart), and by when it is stopped at the latest, by the store's
+    clock (``now``): another host compares it with that same clock, never with its own."""
     deadline = None
     if timeout is not None:
-        deadline = (datetime.now(UTC) + timedelta(seconds=longest_run(timeout))).isoformat()
+        deadline = (now() + timedelta(seconds=longest_run(timeout))).isoformat()
     return {"pgid": pgid, "host": host, "attempt": attempt, "deadline": deadline, "started": process_start_ticks(pgid)}
 
 
@@ -85,7 +86,7 @@ def _settle(store: StateStore, lock: LockHandle, attempt: AttemptRecord, notice:
                 )
                 notice(message)
     else:
-        _await_remote(attempt, where, _groups(store, attempt), notice)
+        _await_remote(attempt, where, _groups(store, attempt), notice, store.database_now)
     if attempt.run_id != lock.run_id:
         store.mark_interrupted(attempt.run_id, attempt.step_id, attempt.attempt)
         run = store.get_run(attempt.run_id)
@@ -114,7 +115,9 @@ def _same_group(pgid: int, leader_started: int | None) -> bool:
     return now is None or now == leader_started
 
 
-def _await_remote(attempt: AttemptRecord, where: str, groups: list[dict[str, Any]], notice: Notice) -> None:
+def _await_remote(
+    attempt: AttemptRecord, where: str, groups: list[dict[str, Any]], notice: Notice, now: Callable[[], datetime]
+) -> None:
     """Another host's command cannot be stopped from here: go on past its deadline, wait a
     little for it, or refuse."""
     if not groups:
@@ -128,7 +131,8 @@ def _await_remote(attempt: AttemptRecord, where: str, groups: list[dict[str, Any
             hint=f"run this from {attempt.host}, which stops that group first",
         )
     deadline = max(datetime.fromisoformat(str(d)) for d in deadlines)
-    remaining = (deadline - datetime.now(UTC)).total_seconds()
+    # The store's clock, which the deadline was computed with: this host's may be minutes off.
+    remaining = (deadline - now()).total_seconds()
     until = f"{deadline:%Y-%m-%d %H:%M:%S} UTC"
     if remaining > WAIT_LIMIT:
         raise Refused(

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import asdict
 
 from runbook.engine import resume, values
+from runbook.engine.approvals import refuse_rejected
 from runbook.engine.outcome import RunResult, Stop
 from runbook.engine.rollback import undo, undo_order
 from runbook.engine.session import Session
@@ -36,6 +38,8 @@ from runbook.status import EventName, RunStatus, StepStatus
 def run_plan(session: Session) -> RunResult:
     opts, plan = session.options, session.plan
     resumed = _resumable(session) if opts.resume else None
+    if resumed is not None:
+        refuse_rejected(session.store, resumed.run_id, approving=None if opts.yes else opts.approve)
     # Refusals that need no state come first, so they leave no run and no lock behind.
     select_steps(session, check=False)
     if resumed is None and not opts.dry_run:
@@ -53,7 +57,7 @@ def run_plan(session: Session) -> RunResult:
                 fingerprint=session.fingerprint,
                 dry_run=opts.dry_run,
                 actor=opts.actor,
-                params={"values": values.record(plan.resolved, opts.overrides)},
+                params={"values": values.record(plan.resolved, opts.overrides), "starter": asdict(session.approvals.identity)},
             )
         else:
             session.store.set_run_status(run_id, str(RunStatus.RUNNING))

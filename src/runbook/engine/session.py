@@ -18,11 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runbook import identity
 from runbook.checks import CheckContext
 from runbook.connections import Connections
 from runbook.engine import leftovers
 from runbook.engine.approvals import Approvals
 from runbook.engine.checks import CheckRunner
+from runbook.engine.control import RunControl
 from runbook.engine.context import Renderer, StepStates
 from runbook.engine.journal import Journal
 from runbook.engine.outcome import RunResult, Stop
@@ -54,6 +56,9 @@ class RunOptions:
     actor: str = ""
     # --var values as given (after a resume replayed the run's own).
     overrides: dict[str, str] = field(default_factory=dict)
+    # --wait: poll the store for approvals even without a terminal; --wait-timeout bounds it.
+    wait: bool = False
+    wait_timeout: float | None = None
 
 
 class Session:
@@ -101,6 +106,12 @@ class Session:
             prompt=options.prompt,
             actor=options.actor,
             resume_command=lambda: self.command_line(resume=True),
+            identity=identity.current(),
+            runbook=plan.runbook,
+            env=plan.env,
+            supervisor=self.supervisor,
+            wait=options.wait,
+            wait_timeout=options.wait_timeout,
         )
         # Set once a step body is about to act: only then is the run announced, and only
         # a run that acted keeps owning its environment when it stops.
@@ -125,6 +136,8 @@ class Session:
             warn=lambda message: self.journal.warning(message),
         )
         self._heartbeat: Heartbeat | None = None
+        # Requests from other machines (cancel, pause, set), while the lock is held.
+        self.control: RunControl | None = None
         self.started = time.monotonic()
 
     @property
@@ -160,12 +173,16 @@ class Session:
                 leftovers.settle(self.store, lock, notice=self.journal.notice)
             self.supervisor.install()
             if lock is not None:
-                heartbeat = self.store.start_heartbeat(lock)
+                self.bind(run_id)
+                self.control = RunControl(self.journal, self.supervisor, lambda: self.command_line(resume=True))
+                self.steps.control = self.control
+                heartbeat = self.store.start_heartbeat(lock, poll=self.control.poll)
             self._heartbeat = heartbeat
             yield
         finally:
             if heartbeat is not None:
                 heartbeat.stop()
+            self.steps.control = None
             self.supervisor.uninstall()
             self.connections.dispose()
             if lock is not None:
@@ -179,6 +196,8 @@ class Session:
             # The lock was broken (unlock --force) or taken over: another run may hold
             # it now, so not one more step of this one. Asks the store, not the last beat.
             self._heartbeat.check()
+        if self.control is not None:
+            self.control.hold_if_paused("between steps")
 
     # ------------------------------------------------------------ the end
 
@@ -187,6 +206,8 @@ class Session:
         if status == RunStatus.INTERRUPTED and self.supervisor.signal_received is not None:
             # 128 + the signal's number, as a shell shows for a process the signal killed.
             code = ExitCode.for_signal(self.supervisor.signal_received)
+        if status == RunStatus.INTERRUPTED and self.control is not None and self.control.cancelled_by is not None:
+            self.journal.emit(EventName.CANCELLED, by=self.control.cancelled_by)
         self.store.set_run_status(self.run_id, str(status), finished=finished or self.options.dry_run)
         self.journal.emit(EventName.RUN_FINISHED, status=status, duration=round(time.monotonic() - self.started, 3), next=next_steps or [])
         notification = _NOTIFICATIONS.get(status)

@@ -26,6 +26,7 @@ from runbook.planner import PlannedStep, RenderedBody
 from runbook.process import ProcessSupervisor
 from runbook.status import EventName, RunStatus, StepStatus
 from runbook.steps import StepContext, StepOutcome, get_step_kind
+from runbook.steps.base import LiveControl
 from runbook.templating import TemplateFailed, render_data
 
 Mode = Literal["step", "dry_run", "rollback"]
@@ -62,6 +63,8 @@ class StepRunner:
         # Why a step that did not pass in this run did not count from an earlier one either.
         self.need_notes: dict[str, str] = {}
         self._before_first_action = before_first_action
+        # Set by the session while it holds the lock (engine/control.py).
+        self.control: LiveControl | None = None
 
     # ------------------------------------------------------------ the step
 
@@ -305,6 +308,7 @@ class StepRunner:
             progress=lambda event: self.journal.emit(EventName.PROGRESS, step=step_id, record=False, **event),
             on_process_start=lambda pgid: self.journal.process_started(step_id, attempt, pgid, timeout),
             runbook_dir=self.renderer.plan.loaded.path.parent,
+            control=self.control,
         )
 
     def pause(self, seconds: float) -> None:

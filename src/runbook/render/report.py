@@ -243,6 +243,19 @@ def timing(report: Report) -> str:
     return ", ".join(parts)
 
 
+def decision(approval: Any) -> str:
+    """'approved' or 'rejected' (rows recorded before rejections existed are approvals)."""
+    return str(getattr(approval, "decision", None) or "approved")
+
+
+def given(approval: Any) -> str:
+    """Who ran the command, by the OS, when that is not the name recorded (delegation), and where."""
+    os_user = getattr(approval, "os_user", None)
+    if os_user and os_user != approval.by:
+        return f" (given by {os_user} on {approval.host})"
+    return f" on {approval.host}" if os_user else ""
+
+
 def tick(ok: Any) -> str:
     return "☐ (manual)" if ok is None else ("☑" if ok else "☒")
 

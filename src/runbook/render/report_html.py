@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbook.checks.base import result_text
-from runbook.render.report import NOT_RUN, Report, headline, secs, tick, timing, when
+from runbook.render.report import NOT_RUN, Report, decision, given, headline, secs, tick, timing, when
 
 _TONES = {
     "passed": "ok",
@@ -94,7 +94,7 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(secs=secs, when=when, tick=tick, gates=gates, NOT_RUN=NOT_RUN)
+    env.globals.update(secs=secs, when=when, tick=tick, decision=decision, given=given, gates=gates, NOT_RUN=NOT_RUN)
     return env
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runbook.render.report import Report, headline
+from runbook.render.report import Report, decision, headline
 
 
 def render(report: Report) -> str:
@@ -44,7 +44,10 @@ def render(report: Report) -> str:
         ],
         "failure": None if report.failure is None else vars(report.failure),
         "pause": None if report.pause is None else vars(report.pause),
-        "approvals": [{"step": a.step_id, "by": a.by, "at": a.at, "comment": a.comment, "fingerprint": a.fingerprint} for a in report.approvals],
+        "approvals": [
+            {"step": a.step_id, "decision": decision(a), "by": a.by, "os_user": getattr(a, "os_user", None), "host": a.host, "at": a.at, "comment": a.comment, "fingerprint": a.fingerprint}
+            for a in report.approvals
+        ],
         "success_criteria": report.criteria,
         "rollbacks": [{"step": r.step_id, "status": r.status, "at": r.finished, "error": r.error} for r in report.rollbacks],
     }

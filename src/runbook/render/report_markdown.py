@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runbook.checks.base import result_text
-from runbook.render.report import Report, headline, secs, tick, timing, when
+from runbook.render.report import Report, decision, given, headline, secs, tick, timing, when
 
 
 def _cell(text: str) -> str:
@@ -51,7 +51,7 @@ def render(report: Report) -> str:
             md += [f"### {row.step_id}", "", "```", (row.summary or "").rstrip(), "```", ""]
     if report.approvals:
         md += ["", "## Approvals", ""]
-        md += [f"- `{a.step_id}` approved by **{a.by}** at {when(a.at)}" + (f": {a.comment}" if a.comment else "") for a in report.approvals]
+        md += [f"- `{a.step_id}` {decision(a)} by **{a.by}**{given(a)} at {when(a.at)}" + (f": {a.comment}" if a.comment else "") for a in report.approvals]
     if report.criteria:
         md += ["", "## Success criteria", ""]
         md += [f"- {tick(c.get('ok'))} {c.get('description')}" + (f" ({result_text(c, with_expected=False)})" if c.get("observed") or c.get("error") else "") for c in report.criteria]

@@ -70,7 +70,8 @@ def render_status(
             lines.append(f"  {'':<28}   {attempt.error}")
     for approval in approvals:
         comment = f" ({approval.comment})" if approval.comment else ""
-        lines.append(f"  approval: {approval.step_id} by {approval.by} at {_when(approval.at)}{comment}")
+        decision = "rejected" if getattr(approval, "decision", None) == "rejected" else "approval"
+        lines.append(f"  {decision}: {approval.step_id} by {approval.by} at {_when(approval.at)}{comment}")
     return "\n".join(lines)
 
 

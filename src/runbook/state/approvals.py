@@ -20,6 +20,8 @@ _COLUMNS = (
     approvals.c.fingerprint,
     approvals.c.at,
     approvals.c.host,
+    approvals.c.os_user,
+    approvals.c.decision,
 )
 
 
@@ -44,8 +46,9 @@ _LOAD_CHECKPOINT = sa.select(checkpoints.c.data).where(
 
 
 def insert(
-    conn: Connection, run_id: str, step_id: str, *, by: str, comment: str | None, fingerprint: str, writer: Writer
-) -> None:
+    conn: Connection, run_id: str, step_id: str, *, by: str, comment: str | None, fingerprint: str, writer: Writer,
+    os_user: str | None = None, decision: str = "approved",
+) -> None:  # fmt: skip
     conn.execute(
         sa.insert(approvals).values(
             run_id=run_id,
@@ -55,6 +58,8 @@ def insert(
             fingerprint=fingerprint,
             at=local_now(),
             host=writer.host,
+            os_user=os_user,
+            decision=decision,
         )
     )
 
@@ -70,8 +75,11 @@ def latest(conn: Connection, run_id: str, step_id: str) -> ApprovalRecord | None
     return None if row is None else ApprovalRecord(*row)
 
 
-def of_run(conn: Connection, run_id: str) -> list[ApprovalRecord]:
+def of_run(conn: Connection, run_id: str, step_id: str | None = None) -> list[ApprovalRecord]:
+    """Approvals and rejections, oldest first (of one step when given)."""
     query = sa.select(*_COLUMNS).where(approvals.c.run_id == run_id).order_by(approvals.c.id)
+    if step_id is not None:
+        query = query.where(approvals.c.step_id == step_id)
     return [ApprovalRecord(*row) for row in conn.execute(query)]
 
 

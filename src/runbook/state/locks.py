@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -298,11 +299,15 @@ class Heartbeat:
     """
 
     def __init__(
-        self, beat: Callable[[], None], interval: float, *, name: str, confirm: Callable[[], None] | None = None
-    ) -> None:
+        self, beat: Callable[[], None], interval: float, *, name: str, confirm: Callable[[], None] | None = None,
+        poll: Callable[[], None] | None = None, poll_interval: float = 1.0,
+    ) -> None:  # fmt: skip
         self._beat = beat
         self._confirm = confirm
         self._interval = interval
+        # Between beats, every ``poll_interval``: the run's control requests (engine/control.py).
+        self._poll = poll
+        self._poll_interval = poll_interval
         self._stopped = threading.Event()
         self.error: RunbookError | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -330,7 +335,17 @@ class Heartbeat:
             raise
 
     def _run(self) -> None:
-        while not self._stopped.wait(self._interval):
+        tick = self._interval if self._poll is None else min(self._poll_interval, self._interval)
+        next_beat = time.monotonic() + self._interval
+        while not self._stopped.wait(tick):
+            if self._poll is not None:
+                try:
+                    self._poll()
+                except StateStoreError:
+                    pass  # a store hiccup: the next poll asks again
+            if time.monotonic() < next_beat:
+                continue
+            next_beat = time.monotonic() + self._interval
             try:
                 self._beat()
             except LockHeld as err:

@@ -64,6 +64,20 @@ class ApprovalRecord:
     fingerprint: str
     at: datetime
     host: str
+    os_user: str | None = None
+    decision: str = "approved"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRecord:
+    id: int
+    run_id: str
+    step_id: str | None
+    action: str
+    params: dict[str, Any]
+    requested_by: str
+    host: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

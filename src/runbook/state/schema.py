@@ -113,7 +113,28 @@ approvals = sa.Table(
     sa.Column("fingerprint", sa.Text, nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("host", sa.Text, nullable=False),
+    # Who ran ``approve``/``reject`` by the OS (identity.py), whatever ``approved_by`` names
+    # (someone else only when the runbook allows delegation). NULL before version 5.
+    sa.Column("os_user", sa.Text),
+    # 'approved' or 'rejected': a rejection voids the approvals before it.
+    sa.Column("decision", sa.String(20), nullable=False, server_default="approved"),
     sa.Index("ix_approvals_run_step", "run_id", "step_id", "id"),
+)
+
+controls = sa.Table(
+    "controls",
+    metadata,
+    # Requests to a running run from any machine: cancel, pause, continue, set (control.py).
+    # The run's process polls for ids above the last it saw.
+    sa.Column("id", _EventId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("step_id", sa.Text),
+    sa.Column("action", sa.String(20), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_controls_run", "run_id", "id"),
 )
 
 checkpoints = sa.Table(

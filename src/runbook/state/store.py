@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from runbook.errors import RunbookError, StateStoreError
 from runbook.state import approvals as _approvals
 from runbook.state import attempts as _attempts
+from runbook.state import controls as _controls
 from runbook.state import events as _events
 from runbook.state import locks as _locks
 from runbook.state import runs as _runs
@@ -34,7 +35,7 @@ from runbook.state.attempts import ATTEMPT_KINDS, ATTEMPT_STATUSES
 from runbook.state.clock import database_now, local_now
 from runbook.state.connect import DB_ERRORS, STATE_URL_ENV, WRITE_OPTION, Location, create_engine, in_schema, locate, store_error
 from runbook.state.locks import Heartbeat, LockHandle, LockRecord, process_start_ticks
-from runbook.state.records import ApprovalRecord, AttemptRecord, EventRecord, RunRecord, Writer, require_one_of
+from runbook.state.records import ApprovalRecord, AttemptRecord, ControlRecord, EventRecord, RunRecord, Writer, require_one_of
 from runbook.state.runs import RUN_STATUSES, UNFINISHED_RUN_STATUSES, new_run_id
 from runbook.state.versions import ensure_schema
 
@@ -301,8 +302,34 @@ class StateStore(_Transactions):
         return self._read(_events.of_run, run_id)
 
     @_guarded
-    def record_approval(self, run_id: str, step_id: str, *, by: str, comment: str | None, fingerprint: str) -> None:
-        self._write(_approvals.insert, run_id, step_id, by=by, comment=comment, fingerprint=fingerprint, writer=self._me)
+    def record_approval(
+        self, run_id: str, step_id: str, *, by: str, comment: str | None, fingerprint: str,
+        os_user: str | None = None, decision: str = "approved",
+    ) -> None:  # fmt: skip
+        """An approval (or, with ``decision='rejected'``, a rejection); ``os_user`` is who ran the command."""
+        self._write(
+            _approvals.insert, run_id, step_id, by=by, comment=comment, fingerprint=fingerprint,
+            writer=self._me, os_user=os_user, decision=decision,
+        )  # fmt: skip
+
+    @_guarded
+    def decisions(self, run_id: str, step_id: str) -> list[ApprovalRecord]:
+        """The step's approvals and rejections, oldest first."""
+        return self._read(_approvals.of_run, run_id, step_id)
+
+    @_guarded
+    def request_control(self, run_id: str, action: str, *, by: str, step_id: str | None = None, params: dict[str, Any] | None = None) -> None:
+        """Ask the process running ``run_id`` to cancel, pause, continue or change a setting."""
+        require_one_of(action, _controls.CONTROL_ACTIONS, "control action")
+        self._write(_controls.insert, run_id, action, step_id=step_id, params=params or {}, by=by, writer=self._me)
+
+    @_guarded
+    def controls_since(self, run_id: str, after: int) -> list[ControlRecord]:
+        return self._read(_controls.since, run_id, after)
+
+    @_guarded
+    def last_control_id(self, run_id: str) -> int:
+        return self._read(_controls.last_id, run_id)
 
     @_guarded
     def approval(self, run_id: str, step_id: str) -> ApprovalRecord | None:
@@ -383,7 +410,7 @@ class StateStore(_Transactions):
                 _events.insert(conn, holder.run_id, "lock_broken", writer=self._me, step_id=None, detail=detail)
         return holder
 
-    def start_heartbeat(self, lock: LockHandle, interval: float = 10.0) -> Heartbeat:
+    def start_heartbeat(self, lock: LockHandle, interval: float = 10.0, *, poll: Callable[[], None] | None = None) -> Heartbeat:
         """Heartbeat the lock from a daemon thread every ``interval`` seconds until ``.stop()``.
 
         Each beat checks a connection out of the pool for itself (pre-pinged on
@@ -395,4 +422,5 @@ class StateStore(_Transactions):
             interval,
             name=f"runbook-heartbeat-{lock.run_id}",
             confirm=lambda: self.confirm_lock(lock),
+            poll=poll,
         ).start()

@@ -11,6 +11,9 @@ open simply retries. A store newer than this runbook is refused, never misread.
 * 3: lock times are the store's clock, not the clients' (clock.py); on
   PostgreSQL the tables live in a schema of their own. No table changes; the
   number keeps an older runbook, which stamps locks with its own clock, out.
+* 4: reserved for the logs branch (merged separately); a no-op here.
+* 5: ``approvals.os_user`` and ``approvals.decision`` (approvals with identity,
+  rejections), the ``controls`` table (cancel, pause, continue, set from any machine).
 
 On PostgreSQL everything happens under one advisory lock held until commit:
 concurrent first opens, upgrades and the move below wait for each other. The
@@ -35,15 +38,15 @@ from runbook.errors import Refused, StateStoreUnusable
 from runbook.state.clock import database_now
 from runbook.state.connect import quoted_schema
 from runbook.state.locks import LockRecord, stale_reason
-from runbook.state.schema import locks, metadata, runs, schema_version, step_attempts
+from runbook.state.schema import approvals, controls, locks, metadata, runs, schema_version, step_attempts
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 # Arbitrary but fixed (b"runbook"): the advisory lock serializing creation, upgrades and the move.
 _PG_LOCK_KEY = 0x72756E626F6F6B
 _LEGACY_SCHEMA = "public"
 # Columns upgrades added: a table without them may still be an older store's.
-_ADDED_COLUMNS = {step_attempts.name: {"kind", "pid_started"}, locks.name: {"owner_token"}}
+_ADDED_COLUMNS = {step_attempts.name: {"kind", "pid_started"}, locks.name: {"owner_token"}, approvals.name: {"os_user", "decision"}}
 
 
 def _upgrade_to_1(conn: Connection, schema: str | None) -> None:
@@ -79,8 +82,27 @@ def _upgrade_to_3(conn: Connection, schema: str | None) -> None:
     are: a heartbeat written by a version-2 process is judged by the store's clock from now on."""
 
 
+def _upgrade_to_4(conn: Connection, schema: str | None) -> None:
+    """Reserved: logs branch (merged separately). A no-op here, so that the merger slots
+    that branch's version 4 in without renumbering version 5."""
+
+
+def _upgrade_to_5(conn: Connection, schema: str | None) -> None:
+    """Version 4 recorded approvals by a free-text name only and had no way to reach a
+    running run. Idempotent: a column or table already there is left as it is."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns(approvals.name, schema=schema)}
+    for column in ("os_user", "decision"):
+        if column not in present:
+            type_sql = approvals.c[column].type.compile(dialect=conn.dialect)
+            default = " NOT NULL DEFAULT 'approved'" if column == "decision" else ""
+            conn.execute(sa.text(f"ALTER TABLE {_qualified(conn, schema, approvals)} ADD COLUMN {column} {type_sql}{default}"))
+    controls.create(conn, checkfirst=True)
+
+
 # UPGRADES[n] brings a store from version n - 1 to version n.
-UPGRADES: dict[int, Callable[[Connection, str | None], None]] = {1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3}
+UPGRADES: dict[int, Callable[[Connection, str | None], None]] = {
+    1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3, 4: _upgrade_to_4, 5: _upgrade_to_5,
+}  # fmt: skip
 
 
 def current_version(conn: Connection, schema: str | None) -> int | None:

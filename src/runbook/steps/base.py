@@ -23,6 +23,14 @@ class Checkpoints(Protocol):
     def save(self, data: dict[str, Any]) -> None: ...
 
 
+class LiveControl(Protocol):
+    """What other machines ask of the running run, for a step to honour at its safe points
+    (engine/control.py): a pause holds there; ``set`` values arrive between batches."""
+
+    def hold_if_paused(self, where: str, *, ask_store: bool = True) -> None: ...
+    def take_settings(self, step_id: str) -> dict[str, Any]: ...
+
+
 @dataclass
 class StepContext:
     """Everything a step kind may use while it runs. Output goes through
@@ -48,6 +56,8 @@ class StepContext:
     # Files the runbook ships (a SQL file, an alembic.ini) are relative to the runbook's
     # directory; a context made outside a run (a test, a tool) without one uses workdir.
     runbook_dir: Path | None = None
+    # None outside a run that holds its lock (a dry run, a test, a tool).
+    control: LiveControl | None = None
 
     def runbook_file(self, path: str) -> Path:
         return (self.runbook_dir or self.workdir) / path

@@ -58,6 +58,9 @@ class Backfill:
         self.times = BatchTimes()
         self.sizer = Sizer(params.target_batch_time, params.min_batch, params.max_batch)
         self.span: Span | None = None
+        # ``runbook set RUN STEP throttle=... max_batch=...`` changes these between batches.
+        self.throttle = params.throttle
+        self.tuned = ""
 
     def run(self) -> StepOutcome:
         import sqlalchemy as sa
@@ -139,6 +142,7 @@ class Backfill:
 
         failures = 0
         while pos.max_key is not None:
+            self._between_batches(pos)
             stop = self._should_stop(pos)
             if stop is not None:
                 return stop
@@ -216,12 +220,33 @@ class Backfill:
         done = pos.tally.total
         self.ctx.progress(self.progress.event(done))
         if self.progress.line_due(pos.tally.batches, last=batch.hi == pos.max_key):
-            self.ctx.output(self.progress.line(pos.tally.batches, batch.checked, done))
-        if self.p.throttle:
-            time.sleep(self.p.throttle)
+            self.ctx.output(self.progress.line(pos.tally.batches, batch.checked, done) + self.tuned)
+        if self.throttle:
+            time.sleep(self.throttle)
 
     def _save(self, pos: Position, report: TextIO) -> None:
         self.ctx.checkpoints.save(pos.data(report.tell(), self.key))
+
+    # ------------------------------------------------------------ live control
+
+    def _between_batches(self, pos: Position) -> None:
+        """The safe point between two committed batches: hold here while paused, and take
+        new ``throttle``/``max_batch`` values (``runbook set``)."""
+        control = self.ctx.control
+        if control is None or not self.write:
+            return
+        control.hold_if_paused(f"between batches of {self.ctx.step_id} ({pos.tally.batches:,} done)", ask_store=False)
+        values = control.take_settings(self.ctx.step_id)
+        if not values:
+            return
+        if "throttle" in values:
+            self.throttle = float(values["throttle"])
+        if "max_batch" in values:
+            self.sizer.max_batch = int(values["max_batch"])
+            pos.size = self.sizer.clamp(pos.size)
+        now = f"throttle {_ms(self.throttle)}, max_batch {self.sizer.max_batch:,}"
+        self.tuned = f" [{now}]"
+        self.ctx.output(f"settings changed: {now}")
 
     # ------------------------------------------------------------ stopping
 

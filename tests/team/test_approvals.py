@@ -1,0 +1,194 @@
+"""Approvals with identity: policies, the starter excluded, delegation refused, rejections,
+and a run that waits (--wait) and goes on by itself once the approvals arrive from
+another checkout, given by other real OS users."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from runbook import identity
+from runbook.state import StateStore
+from tests.team.conftest import Checkout, needs_other_users, wait_for
+
+TEAM = """
+name: team
+approvals:
+  groups:
+    dba: [alice, bob]
+steps:
+  - id: prepare
+    kind: command
+    run: echo prepared
+    irreversible: true
+  - id: deploy
+    kind: command
+    run: echo deployed > deployed.txt
+    irreversible: true
+    confirm: Deploy version 2?
+    approval: {required: 2, approvers: ["group:dba", carol], not_by: starter}
+"""
+
+SIMPLE = """
+name: simple
+steps:
+  - id: deploy
+    kind: command
+    run: echo deployed >> deployed.txt
+    irreversible: true
+    confirm: Deploy?
+"""
+
+
+def _only_run(url: str, runbook: str) -> str:
+    with StateStore.open(url) as store:
+        (run,) = store.list_runs(runbook)
+        return run.run_id
+
+
+def _finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+@pytest.mark.slow
+@needs_other_users
+def test_two_approvers_from_another_checkout_and_the_waiting_run_goes_on(checkouts: tuple[Checkout, Checkout], people: tuple[str, ...]) -> None:
+    a, b = checkouts
+    for side in (a, b):
+        side.write("team.yaml", TEAM)
+    proc, out = a.spawn("run", "team.yaml", "--wait")
+    try:
+        wait_for(lambda: "waiting for 2 approval(s) of 'deploy'" in out.read_text(), "the run to wait for approvals")
+        run_id = _only_run(a.state_url, "team")
+        me = identity.current().user
+
+        # The starter may not approve its own run: not_by: starter.
+        own = b.runbook("approve", run_id, "deploy")
+        assert own.returncode == 3, own.stdout + own.stderr
+        assert f"{me} started this run" in own.stderr and "not_by: starter" in own.stderr
+
+        # alice may not approve in bob's name: the runbook does not allow delegation.
+        posing = b.runbook("approve", run_id, "deploy", "--by", "bob", user="alice")
+        assert posing.returncode == 2, posing.stdout + posing.stderr
+        assert "you are alice" in posing.stderr and "allow_delegation: true" in posing.stderr
+
+        first = b.runbook("approve", run_id, "deploy", "--comment", "LGTM", user="alice")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "1 more approval(s) needed" in first.stdout and "goes on by itself" in first.stdout
+        wait_for(lambda: "'deploy' approved by alice; 1 more needed" in out.read_text(), "the run to see alice's approval")
+        assert proc.poll() is None  # one approval of two: still waiting
+
+        second = b.runbook("approve", run_id, "deploy", user="bob")
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert _finish(proc) == 0, out.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.read_text()
+    assert "'deploy' approved by bob" in text
+    assert (a.root / "deployed.txt").read_text() == "deployed\n"
+    with StateStore.open(a.state_url) as store:
+        decisions = store.decisions(run_id, "deploy")
+        assert [(d.by, d.os_user, d.decision) for d in decisions] == [("alice", "alice", "approved"), ("bob", "bob", "approved")]
+        recorded = [e.detail for e in store.events(run_id) if e.event == "approval_recorded"]
+        assert [(d["by"], d["os_user"]) for d in recorded] == [("alice", "alice"), ("bob", "bob")]
+        assert store.get_run(run_id).params["starter"]["user"] == me  # type: ignore[union-attr]
+    report = a.runbook("report", run_id)
+    assert report.returncode == 0, report.stderr
+    assert "alice" in report.stdout and "bob" in report.stdout
+
+
+@pytest.mark.slow
+@needs_other_users
+def test_rejection_fails_the_waiting_run_and_resume_needs_a_new_approval(checkouts: tuple[Checkout, Checkout], people: tuple[str, ...]) -> None:
+    a, b = checkouts
+    for side in (a, b):
+        side.write("simple.yaml", SIMPLE)
+    proc, out = a.spawn("run", "simple.yaml", "--wait")
+    try:
+        wait_for(lambda: "waiting for 1 approval(s)" in out.read_text(), "the run to wait for an approval")
+        run_id = _only_run(a.state_url, "simple")
+        rejected = b.runbook("reject", run_id, "deploy", "--reason", "not during the sale", user="carol")
+        assert rejected.returncode == 0, rejected.stdout + rejected.stderr
+        assert _finish(proc) == 1, out.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "rejected by carol: not during the sale" in out.read_text()
+    assert not (a.root / "deployed.txt").exists()
+
+    refused = a.runbook("run", "simple.yaml", "--resume")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "was rejected by carol" in refused.stderr and f"runbook approve {run_id} deploy" in refused.stderr
+
+    assert b.runbook("approve", run_id, "deploy", user="carol").returncode == 0
+    resumed = a.runbook("run", "simple.yaml", "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (a.root / "deployed.txt").read_text() == "deployed\n"
+    with StateStore.open(a.state_url) as store:
+        events = [e.event for e in store.events(run_id)]
+        assert "rejected" in events and events.count("approval_recorded") == 1
+    report = a.runbook("report", run_id)
+    assert "rejected" in report.stdout and "not during the sale" in report.stdout
+
+
+@pytest.mark.slow
+def test_a_rejection_while_nobody_waits_fails_the_run(checkouts: tuple[Checkout, Checkout]) -> None:
+    """Without --wait and a terminal the run stops awaiting approval (exit 4), as before; a
+    rejection then fails it, and only a new approval lets it resume."""
+    a, b = checkouts
+    for side in (a, b):
+        side.write("simple.yaml", SIMPLE)
+    assert a.runbook("run", "simple.yaml").returncode == 4
+    run_id = _only_run(a.state_url, "simple")
+    assert b.runbook("reject", run_id, "deploy", "--reason", "wrong window").returncode == 0
+    with StateStore.open(a.state_url) as store:
+        assert store.get_run(run_id).status == "failed"  # type: ignore[union-attr]
+    assert a.runbook("run", "simple.yaml", "--resume").returncode == 3
+    resumed = a.runbook("run", "simple.yaml", "--resume", "--approve", "deploy")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+def test_policies_are_checked_where_they_are_written(checkouts: tuple[Checkout, Checkout]) -> None:
+    a, _b = checkouts
+    a.write(
+        "bad.yaml",
+        """
+        name: bad
+        approvals:
+          groups:
+            dba: [alice]
+        steps:
+          - id: deploy
+            kind: command
+            run: "true"
+            irreversible: true
+            approval: {required: 2, approvers: ["group:dba"]}
+          - id: other
+            kind: command
+            run: "true"
+            irreversible: true
+            approval: {approvers: ["group:ops"]}
+        """,
+    )
+    out = a.runbook("validate", "bad.yaml")
+    assert out.returncode == 2, out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    assert "bad.yaml:11:16: steps[0].approval.required: requires 2 approvals but only 1 may approve: alice" in text
+    assert "bad.yaml:16:28: steps[1].approval.approvers[0]: unknown approver group 'ops' (approvals.groups: dba)" in text
+    assert "2 error(s)" in text
+
+
+def test_wait_timeout_stops_awaiting_approval_as_without_wait(checkouts: tuple[Checkout, Checkout]) -> None:
+    a, _b = checkouts
+    a.write("simple.yaml", SIMPLE)
+    out = a.runbook("run", "simple.yaml", "--wait-timeout", "1s")
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert "waiting for 1 approval(s) of 'deploy'" in out.stdout and "awaiting approval" in out.stdout
+    bad = a.runbook("run", "simple.yaml", "--wait-timeout", "soon")
+    assert bad.returncode == 2 and "--wait-timeout" in bad.stderr
