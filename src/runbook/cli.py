@@ -17,7 +17,7 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from runbook.errors import ExitCode, RunbookError
+from runbook.errors import DISTRIBUTION, ExitCode, RunbookError
 
 # At exit the interpreter's last garbage collections walk every object the imported
 # libraries made: 0.5-0.8 s on a loaded machine, after the run was recorded and
@@ -99,7 +99,7 @@ class _Runbook(click.Group):
 
 
 @click.group(cls=_Runbook, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
-@click.version_option(package_name="runbook")
+@click.version_option(package_name=DISTRIBUTION)
 def main() -> None:
     """Run deployment runbooks: ordered, gated, resumable, recorded."""
 

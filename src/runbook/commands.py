@@ -300,6 +300,7 @@ def run(
 ) -> int:
     from runbook.engine import RunOptions, Session
     from runbook.engine.run import run_plan
+    from runbook.extras import check_plan as check_extras
     from runbook.planner import build_plan, parse_var_overrides
     from runbook.process import ProcessSupervisor
 
@@ -311,6 +312,7 @@ def run(
         record = _run_to_resume(store, loaded.runbook.name, env, resume_run_id) if resuming else None
         overrides = _replayed_values(record, given) if record is not None else given
         built = build_plan(loaded, env, overrides)
+        check_extras(built)
         if record is not None:
             _check_values(record, built, given, accept_changes)
         if interactive is None:
