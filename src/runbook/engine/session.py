@@ -123,6 +123,7 @@ class Session:
             workdir,
             console=lambda title, body: self.journal.emit(EventName.NOTIFICATION, title=title, body=body, record=False),
             warn=lambda message: self.journal.warning(message),
+            runbook_dir=plan.loaded.path.parent,
         )
         self._heartbeat: Heartbeat | None = None
         self.started = time.monotonic()
@@ -207,7 +208,14 @@ class Session:
         try:
             title, body = render_message(message, render)
             channels = [
-                c.model_copy(update={"path": render(c.path) if c.path else None, "url": render(c.url) if c.url else None})
+                c.model_copy(
+                    update={
+                        "path": render(c.path) if c.path else None,
+                        "url": render(c.url) if c.url else None,
+                        # Credentials, as often as not ({{ vars.token }}): masked by the dispatcher, never printed.
+                        "headers": {name: render(value) for name, value in c.headers.items()},
+                    }
+                )
                 for c in self.plan.runbook.notifications.channels
             ]
         except TemplateFailed as err:
