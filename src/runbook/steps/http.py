@@ -155,8 +155,8 @@ def shown_url(url: str, masker: Masker) -> str:
 
 
 def _without_userinfo(url: str, headers: dict[str, str], masker: Masker) -> tuple[str, dict[str, str]]:
-    """``user:password@`` in a URL as a Basic Authorization header: urllib would
-    take it for part of the host name."""
+    """``user:password@`` in a URL as a Basic Authorization header, its password and
+    token registered with the masker before anything is sent or printed."""
     parts = urlsplit(url)
     if parts.username is None:
         return url, headers
