@@ -61,12 +61,29 @@ def validate(name: str, *, strict: bool = False, echo: Echo = _echo, warn: Echo 
     return ExitCode.OK
 
 
-def plan(name: str, *, env: str | None = None, var_items: Sequence[str] = (), fmt: str = "text", echo: Echo = _echo) -> int:
-    from runbook.planner import build_plan, parse_var_overrides
-    from runbook.render.plan import RENDERERS
+def plan(
+    name: str,
+    *,
+    env: str | None = None,
+    var_items: Sequence[str] = (),
+    var_files: Sequence[str] = (),
+    extra_vars: Sequence[str] = (),
+    fmt: str = "text",
+    output: Path | None = None,
+    echo: Echo = _echo,
+) -> int:
+    from runbook.planner import build_plan
+    from runbook.render.plan import RENDERERS, render_json
+    from runbook.varfiles import collect_overrides
 
-    built = build_plan(_load(name), env, parse_var_overrides(list(var_items)))
+    given = collect_overrides(var_items, var_files, extra_vars)
+    built = build_plan(_load(name), env, given)
     echo(RENDERERS[fmt](built))
+    if output is not None:
+        from runbook.saved_plan import document
+
+        _write(output, document(built, render_json(built), given), what="the plan")
+        echo(f"saved the plan to {output}; carry it out with: runbook run --plan {output}")
     return ExitCode.OK
 
 
@@ -265,14 +282,14 @@ def _terminal_to_ask() -> bool:
     return is_terminal(sys.stdin) and is_terminal(sys.stdout)
 
 
-def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tuple[str, str, float | None]] | None = None):  # type: ignore[no-untyped-def]
-    """JSON lines, the live view (given the plan's ``steps``, on a terminal), or plain lines."""
+def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tuple[str, str, float | None]] | None = None, plain: bool = False):  # type: ignore[no-untyped-def]
+    """JSON lines, the live view (given the plan's ``steps``, when render/choice.py says so), or plain lines."""
+    from runbook.render.choice import wants_live_view
     from runbook.reporting import ConsoleReporter, JsonReporter, fan_out
 
     if log_format == "json":
         return fan_out(JsonReporter(stream))
-    # A dumb terminal cannot redraw in place; it gets the lines a log file would.
-    if steps is not None and stream is None and is_terminal(sys.stdout) and os.environ.get("TERM") != "dumb":
+    if steps is not None and stream is None and wants_live_view(plain=plain):
         from runbook.render.live import LiveReporter
 
         return LiveReporter(steps)
@@ -280,10 +297,16 @@ def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tup
 
 
 def run(
-    name: str,
+    name: str | None,
     *,
     env: str | None = None,
     var_items: Sequence[str] = (),
+    var_files: Sequence[str] = (),
+    extra_vars: Sequence[str] = (),
+    plan_file: Path | None = None,
+    skip: Sequence[str] = (),
+    lock_timeout: str | None = None,
+    plain: bool = False,
     yes: bool = False,
     approve: Sequence[str] = (),
     dry_run: bool = False,
@@ -298,26 +321,32 @@ def run(
     workdir: Path | None = None,
     stream: TextIO | None = None,
 ) -> int:
+    from runbook import saved_plan
     from runbook.engine import RunOptions, Session
     from runbook.engine.run import run_plan
     from runbook.extras import check_plan as check_extras
-    from runbook.planner import build_plan, parse_var_overrides
+    from runbook.planner import build_plan
     from runbook.process import ProcessSupervisor
+    from runbook.varfiles import collect_overrides
 
     workdir = workdir or Path.cwd()
-    loaded = _load(name)
-    given = parse_var_overrides(list(var_items))
+    wait = _seconds(lock_timeout, "--lock-timeout")
     resuming = resume or resume_run_id is not None
+    name, env, given, saved = saved_plan.for_run(plan_file, name, env, collect_overrides(var_items, var_files, extra_vars), resuming=resuming)
+    loaded = _load(name)
     with _open_store(state_url, workdir) as store:
         record = _run_to_resume(store, loaded.runbook.name, env, resume_run_id) if resuming else None
         overrides = _replayed_values(record, given) if record is not None else given
         built = build_plan(loaded, env, overrides)
+        if saved is not None:
+            saved_plan.verify(saved, built, given)
         check_extras(built)
         if record is not None:
             _check_values(record, built, given, accept_changes)
         if interactive is None:
             interactive = _terminal_to_ask()
-        emit = _reporters(log_format, stream, steps=[(p.id, p.title, p.estimate.high if p.estimate else None) for p in built.steps])
+        steps = [(p.id, p.title, p.estimate.high if p.estimate else None) for p in built.steps]
+        emit = _reporters(log_format, stream, steps=steps, plain=plain)
         # _reporters imports the live view (and rich) only when it chose it; its table must be
         # off screen while a question is asked, and closed however the run ends.
         live_view = sys.modules.get("runbook.render.live")
@@ -335,6 +364,8 @@ def run(
             resume_run_id=record.run_id if record is not None else None,
             from_step=from_step,
             only=tuple(only),
+            skip=tuple(skip),
+            lock_timeout=wait,
             accept_changes=accept_changes,
             prompt=prompt if interactive else None,
             actor=_actor(),
@@ -346,6 +377,15 @@ def run(
             if live is not None:
                 live.close()
     return result.exit_code
+
+
+def _seconds(duration: str | None, flag: str) -> float:
+    from runbook.model import parse_duration
+
+    try:
+        return parse_duration(duration) if duration else 0.0
+    except ValueError as err:
+        raise UsageError(f"{flag} {duration}: {err}") from None
 
 
 @contextlib.contextmanager

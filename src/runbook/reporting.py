@@ -147,10 +147,26 @@ class JsonReporter:
         )
 
     def __call__(self, name: str, event: Event) -> None:
-        level = "warning" if name in ("warning", "error", "failure_help") else "info"
+        level = log_level(name, event)
         # structlog owns "event" (the event name); a field of that name must not clash with it.
         fields = {("detail_event" if key == "event" else key): value for key, value in event.items()}
         getattr(self.logger, level)(name, **fields)
+
+
+# Statuses of a step or a run that someone must look at (docs/events.md).
+_FAILED = frozenset({"failed", "rollback_failed"})
+
+
+def log_level(name: str, event: Event) -> str:
+    """The level an event is logged at in the JSON log: error for a failure (a step or run
+    that failed, the error that stopped a run, the failed step's help), warning for a
+    warning or a refusal, info for everything else."""
+    status = event.get("status")
+    if name in ("error", "failure_help") or (name in ("step_finished", "run_finished") and status in _FAILED):
+        return "error"
+    if name == "warning" or (name in ("step_finished", "run_finished") and status in ("refused", "interrupted")):
+        return "warning"
+    return "info"
 
 
 def fan_out(*reporters: Reporter) -> Callable[[str, Event], None]:

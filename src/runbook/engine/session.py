@@ -25,6 +25,7 @@ from runbook.engine.approvals import Approvals
 from runbook.engine.checks import CheckRunner
 from runbook.engine.context import Renderer, StepStates
 from runbook.engine.journal import Journal
+from runbook.engine.lockwait import acquire_waiting
 from runbook.engine.outcome import RunResult, Stop
 from runbook.engine.step import StepRunner
 from runbook.errors import ExitCode
@@ -48,7 +49,11 @@ class RunOptions:
     resume_run_id: str | None = None
     from_step: str | None = None
     only: tuple[str, ...] = ()
+    # --skip: left out of this run; refused while a step that runs needs one (engine/skip.py).
+    skip: tuple[str, ...] = ()
     accept_changes: bool = False
+    # --lock-timeout: how long to wait for a held lock before refusing (engine/lockwait.py).
+    lock_timeout: float = 0.0
     # Asks the operator a yes/no question; None when there is no terminal.
     prompt: Callable[[str], bool] | None = None
     actor: str = ""
@@ -153,7 +158,8 @@ class Session:
         (leftovers.py), so no step of theirs still runs when one of ours starts.
         """
         name, env = self.plan.runbook.name, self.plan.env
-        lock = None if self.options.dry_run else self.store.acquire_lock(name, env, run_id)
+        wait = self.options.lock_timeout
+        lock = None if self.options.dry_run else acquire_waiting(self.store, name, env, run_id, wait, self.journal.notice)
         heartbeat = None
         try:
             if lock is not None:
