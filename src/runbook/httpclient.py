@@ -26,7 +26,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -126,6 +125,8 @@ def send(
 def _exchange(
     request: Request, tls: TlsOptions, timeout: float, max_body: int, base_dir: Path | None, follow_redirects: bool, box: dict[str, Any]
 ) -> None:
+    import ssl
+
     import httpx
 
     started = time.monotonic()
@@ -168,7 +169,10 @@ def _client(url: str, tls: TlsOptions, timeout: float, base_dir: Path | None, fo
     )
 
 
-def _ssl_context(tls: TlsOptions, base_dir: Path | None) -> ssl.SSLContext | bool:
+def _ssl_context(tls: TlsOptions, base_dir: Path | None) -> Any:
+    """False (no checks), or the context: ``ssl`` and httpx are imported only when a request is made."""
+    import ssl
+
     if not tls.verify and not tls.client_cert:
         return False
     context = ssl.create_default_context(cafile=_path(tls.ca_bundle, base_dir) if tls.ca_bundle else None)
@@ -210,6 +214,8 @@ def _is_loopback(host: str | None) -> bool:
 
 
 def _describe(err: BaseException) -> str:
+    import ssl
+
     # httpx wraps the socket's and ssl's errors; the innermost one says what happened.
     cause: BaseException = err
     while cause.__cause__ is not None or cause.__context__ is not None:
