@@ -12,8 +12,8 @@ elsewhere). What the three share:
   together, not each socket operation (httpx's own timeouts are per operation,
   so a server trickling a byte at a time could hold a request for ever). The
   request runs on a worker thread; when the total passes, the caller gets
-  ``HttpTimeout`` at once and the worker is left to end on its own per-read
-  timeout, which is the same total at most.
+  ``HttpTimeout`` at once, and the worker stops at its next read (each read is
+  bounded by the same total).
 - At most ``max_body`` bytes of the body are read; the rest is not fetched.
 - Proxies from the environment apply, except for loopback addresses.
 - Header values whose names say credential (``Authorization``, ``X-Api-Key``,
@@ -139,7 +139,7 @@ def _exchange(
                 if not any(name.lower() == "content-type" for name in headers):
                     headers["Content-Type"] = "application/json"
             with client.stream(request.method, request.url, headers=headers, content=content) as response:
-                body, truncated = _read(response, max_body)
+                body, truncated = _read(response, max_body, started + timeout)
                 box["answer"] = Answer(
                     response.status_code,
                     response.reason_phrase,
@@ -193,10 +193,14 @@ def _path(value: str, base_dir: Path | None) -> str:
     return str(path)
 
 
-def _read(response: Any, max_body: int) -> tuple[bytes, bool]:
+def _read(response: Any, max_body: int, deadline: float) -> tuple[bytes, bool]:
+    """At most ``max_body`` bytes; past ``deadline`` the caller has given up, and so does this
+    (a server trickling a byte at a time would otherwise keep the worker reading)."""
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
+        if time.monotonic() > deadline:
+            raise HttpTimeout("the answer did not end in time")
         chunks.append(chunk)
         size += len(chunk)
         if size > max_body:

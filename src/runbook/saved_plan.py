@@ -50,12 +50,14 @@ class SavedPlan:
 def document(built: Plan, plan_json: str, given: dict[str, str]) -> str:
     """The saved plan's text: the JSON plan under ``plan``, and what ``run --plan`` checks."""
     from runbook.engine import values
-    from runbook.engine.session import runbook_fingerprint
+    from runbook.engine.session import runbook_argument, runbook_fingerprint
 
     saved = {
         "format": FORMAT,
         "runbook": built.runbook.name,
-        "path": str(built.loaded.path),
+        # As a command line names it here (a bare name found in ./runbooks/, else a relative
+        # path), so that a plan saved in one checkout runs in another (CI's next job).
+        "path": runbook_argument(built.loaded.path),
         "env": built.env,
         "runbook_fingerprint": runbook_fingerprint(built.runbook),
         "steps": {step.id: step.fingerprint for step in built.steps},

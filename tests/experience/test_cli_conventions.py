@@ -228,3 +228,16 @@ def test_failed_step_logged_at_level_error(scratch: Scratch) -> None:
     assert finished["status"] == "failed" and finished["level"] == "error"
     assert next(e for e in events if e["event"] == "run_finished")["level"] == "error"
     assert next(e for e in events if e["event"] == "run_started")["level"] == "info"
+
+
+def test_saved_plan_runs_in_another_checkout(scratch: Scratch, tmp_path_factory: object) -> None:
+    """CI plans in one job and runs in the next, in another directory: the plan names the runbook as found from there."""
+    import shutil
+
+    scratch.write("conv.yaml", RUNBOOK)
+    assert scratch.runbook("plan", "conv.yaml", "-o", "plan.json").returncode == 0
+    other = Scratch(scratch.root.parent / "other-checkout")
+    shutil.copytree(scratch.root / "runbooks", other.root / "runbooks")
+    shutil.copy(scratch.root / "plan.json", other.root / "plan.json")
+    result = other.runbook("run", "--plan", "plan.json")
+    assert result.returncode == 0, result.stdout + result.stderr
