@@ -23,6 +23,7 @@ elsewhere). What the three share:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -171,16 +172,26 @@ def _client(url: str, tls: TlsOptions, timeout: float, base_dir: Path | None, fo
 
 def _ssl_context(tls: TlsOptions, base_dir: Path | None) -> Any:
     """False (no checks), or the context: ``ssl`` and httpx are imported only when a request is made."""
-    import ssl
-
     if not tls.verify and not tls.client_cert:
         return False
-    context = ssl.create_default_context(cafile=_path(tls.ca_bundle, base_dir) if tls.ca_bundle else None)
-    if not tls.verify:
+    ca = _path(tls.ca_bundle, base_dir) if tls.ca_bundle else None
+    cert = _path(tls.client_cert, base_dir) if tls.client_cert else None
+    key = _path(tls.client_key, base_dir) if tls.client_key else None
+    return _context(tls.verify, ca, cert, key)
+
+
+@functools.lru_cache(maxsize=32)
+def _context(verify: bool, ca: str | None, cert: str | None, key: str | None) -> Any:
+    """One SSL context per set of options for the life of the process: loading the system's
+    CAs takes a noticeable fraction of a second, and contexts are safe to share between threads."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca)
+    if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    if tls.client_cert:
-        context.load_cert_chain(_path(tls.client_cert, base_dir), _path(tls.client_key, base_dir) if tls.client_key else None)
+    if cert:
+        context.load_cert_chain(cert, key)
     return context
 
 

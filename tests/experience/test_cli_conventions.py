@@ -230,7 +230,7 @@ def test_failed_step_logged_at_level_error(scratch: Scratch) -> None:
     assert next(e for e in events if e["event"] == "run_started")["level"] == "info"
 
 
-def test_saved_plan_runs_in_another_checkout(scratch: Scratch, tmp_path_factory: object) -> None:
+def test_saved_plan_runs_in_another_checkout(scratch: Scratch) -> None:
     """CI plans in one job and runs in the next, in another directory: the plan names the runbook as found from there."""
     import shutil
 
