@@ -98,6 +98,21 @@ def mask_credentials(headers: dict[str, str], masker: Masker) -> None:
             masker.add(value.split(" ", 1)[-1])
 
 
+def prepare(tls: TlsOptions, base_dir: Path | None = None) -> None:
+    """Import httpx and build the SSL context now, on the caller's thread: background
+    senders started after this begin sending at once, in the order they were started."""
+    import encodings.idna  # noqa: F401  (what a first request would import, each a lock the senders would queue on)
+
+    import h11  # noqa: F401
+    import httpx
+
+    httpx.Client(verify=False, trust_env=False).close()  # imports its transport, httpcore
+    try:
+        _ssl_context(tls, base_dir)
+    except (HttpProblem, OSError):
+        pass  # the request itself reports it
+
+
 def send(
     request: Request,
     *,

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runbook.errors import RunbookError
-from runbook.httpclient import HttpProblem, HttpTimeout, Request, TlsOptions, mask_credentials, send
+from runbook.httpclient import HttpProblem, HttpTimeout, Request, TlsOptions, mask_credentials, prepare, send
 from runbook.masking import Masker
 from runbook.model import Channel, Message
 from runbook.safefile import append_text
@@ -92,6 +92,7 @@ class Dispatcher:
                 elif channel.type == "webhook" and channel.url:
                     text = f"*{title}*\n{body}" if title else body
                     mask_credentials(channel.headers, self.masker)
+                    prepare(channel, self.runbook_dir)
                     thread = threading.Thread(
                         target=send_webhook,
                         args=(channel.url, {"text": text}, channel.headers, channel, channel.timeout, channel.retries, self.warn, self.runbook_dir),

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import pytest
+
 from tests.experience.conftest import Scratch, Terminal
 
 RUNBOOK = """\
@@ -175,6 +177,7 @@ def test_lock_timeout_waits_for_the_holder(scratch: Scratch) -> None:
                 proc.kill()
 
 
+@pytest.mark.slow
 def test_lock_timeout_gives_up_with_the_holder_named(scratch: Scratch) -> None:
     scratch.write("waits.yaml", WAITS)
     first = subprocess.Popen([sys.executable, "-m", "runbook", "run", "waits.yaml"], cwd=scratch.root, env=scratch.env(), stdout=subprocess.PIPE, text=True)

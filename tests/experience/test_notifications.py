@@ -222,3 +222,14 @@ def test_a_4xx_from_the_receiver_is_not_retried(scratch: Scratch, receiver: Rece
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(receiver.received) == 1, "a 403 was retried"
     assert "webhook notification refused by the receiver: HTTP 403 Forbidden (not retried)" in result.stdout
+
+
+def test_a_hanging_receiver_past_the_channel_timeout_is_a_printed_and_recorded_warning(scratch: Scratch, receiver: Receiver) -> None:
+    """The channel's timeout (1 s, in all) ends the attempt; the run goes on and says so."""
+    receiver.hold = True
+    _write(scratch, timeout="1s", retries=0)
+    result = scratch.runbook("run", "hooks.yaml", "--var", f"hook={receiver.url}", "--log-format", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = [json.loads(line) for line in result.stdout.splitlines() if '"warning"' in line]
+    assert any("the receiver did not answer within 1s" in w.get("message", "") and w["level"] == "warning" for w in warnings), result.stdout
+    assert receiver.answered == 0

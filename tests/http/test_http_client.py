@@ -188,10 +188,10 @@ def _step(tmp_path: Path, **params: Any) -> tuple[StepOutcome, list[str]]:
     return KIND.run(HttpParams.model_validate(params), ctx), lines
 
 
-def _check(tmp_path: Path, **params: Any) -> Any:
+def _check(tmp_path: Path, timeout: float = 5.0, **params: Any) -> Any:
     masker = Masker()
     kind = get_check_kind("http")
-    ctx = CheckContext(workdir=tmp_path, env={}, masker=masker, connections=Connections({}, masker), timeout=5.0)
+    ctx = CheckContext(workdir=tmp_path, env={}, masker=masker, connections=Connections({}, masker), timeout=timeout)
     return kind.evaluate(kind.Params.model_validate(params), ctx)
 
 
@@ -249,7 +249,7 @@ def test_timeout_is_a_total_not_per_read(plain: str, tmp_path: Path) -> None:
     outcome, _ = _step(tmp_path, url=f"{plain}/trickle", timeout="1s")
     assert not outcome.ok and outcome.timed_out
     assert outcome.error == f"GET {plain}/trickle: timed out after 1s"
-    result = _check(tmp_path, url=f"{plain}/trickle")
+    result = _check(tmp_path, 1.0, url=f"{plain}/trickle")
     assert not result.ok and result.observed == "timed out"
 
 
