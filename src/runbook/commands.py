@@ -448,6 +448,7 @@ def rollback(
     """Undo a run (or run a named rollback option) as a run of its own, linked to it."""
     from runbook.engine import RunOptions, Session
     from runbook.engine.rollback import rollback_run
+    from runbook.extras import check_plan as check_extras
     from runbook.planner import build_plan, parse_var_overrides
     from runbook.process import ProcessSupervisor
 
@@ -459,6 +460,7 @@ def rollback(
             raise UsageError(f"run {run_id} is itself a rollback (of run {parent})", hint=f"runbook rollback {parent}")
         given = parse_var_overrides(list(var_items))
         built = build_plan(_runbook_of(record), None if record.env == "default" else record.env, _replayed_values(record, given))
+        check_extras(built)  # an alembic downgrade needs alembic as much as the upgrade did
         # A named option is new work the operator asks for now: what they pass with --var
         # parameterizes it (fix_data's ids). Undoing the run's steps keeps the run's values.
         _check_values(record, built, given, accept_changes=False, may_differ=given if option else ())

@@ -50,7 +50,7 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
              'client_cert': "PEM client certificate for a server that asks for one (mutual TLS); it may hold the key too. Relative to the runbook's directory.",
              'client_key': 'PEM private key of `client_cert`, when it is a file of its own.',
              'events': 'Only these events go to this channel.'},
- 'Step': {'id': 'Unique in the runbook. Used by `needs`, templates, `--only`, `--from`, `approve`.',
+ 'Step': {'id': 'Unique in the runbook. Used by `needs`, templates, `--only`, `--from`, `--skip`, `approve`.',
           'kind': 'What runs.',
           'title': 'Shown everywhere.',
           'description': 'Informational. Not shown and not part of the fingerprint.',
