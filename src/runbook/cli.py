@@ -17,7 +17,7 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from runbook.errors import ExitCode, RunbookError
+from runbook.errors import DISTRIBUTION, ExitCode, RunbookError
 
 # At exit the interpreter's last garbage collections walk every object the imported
 # libraries made: 0.5-0.8 s on a loaded machine, after the run was recorded and
@@ -113,7 +113,7 @@ class _Runbook(click.Group):
 
 
 @click.group(cls=_Runbook, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
-@click.version_option(package_name="runbook")
+@click.version_option(package_name=DISTRIBUTION)
 def main() -> None:
     """Run deployment runbooks: ordered, gated, resumable, recorded."""
 
@@ -172,6 +172,12 @@ RUNBOOK_ARG = click.argument("runbook_file", metavar="RUNBOOK", shell_complete=_
 RUN_ID_ARG = click.argument("run_id", shell_complete=_complete_run_id)
 ENV_OPT = click.option("--env", "env", metavar="NAME", help="Apply this environment's overrides.")
 VAR_OPT = click.option("--var", "var_items", multiple=True, metavar="NAME=VALUE", help="Set a var (overrides everything else).")
+VAR_FILE_OPT = click.option(
+    "--var-file", "var_files", multiple=True, metavar="FILE", help="Var values from a YAML or JSON mapping (repeatable; later files win)."
+)
+EXTRA_VARS_OPT = click.option(
+    "-e", "--extra-vars", "extra_vars", multiple=True, metavar="@FILE|NAME=VALUE", help="As in Ansible: a var file (@FILE) or one value; over --var-file, under --var."
+)
 
 
 @main.command()
@@ -188,12 +194,17 @@ def validate(runbook_file: str, strict: bool) -> None:
 @RUNBOOK_ARG
 @ENV_OPT
 @VAR_OPT
+@VAR_FILE_OPT
+@EXTRA_VARS_OPT
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
-def plan(runbook_file: str, env: str | None, var_items: tuple[str, ...], fmt: str) -> None:
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="Also save the plan, for `runbook run --plan FILE`.")
+def plan(runbook_file: str, env: str | None, var_items: tuple[str, ...], var_files: tuple[str, ...], extra_vars: tuple[str, ...], fmt: str, output: Path | None) -> None:
     """Print what a run would do, without executing anything."""
     from runbook import commands
 
-    _call(_memory_limited(commands.plan), name=runbook_file, env=env, var_items=var_items, fmt=fmt)
+    _call(
+        _memory_limited(commands.plan), name=runbook_file, env=env, var_items=var_items, var_files=var_files, extra_vars=extra_vars, fmt=fmt, output=output
+    )
 
 
 @main.command()
@@ -240,9 +251,12 @@ STATE_OPT = click.option("--state", "state_url", metavar="URL", envvar="RUNBOOK_
 
 
 @main.command()
-@RUNBOOK_ARG
+@click.argument("runbook_file", metavar="[RUNBOOK]", required=False, shell_complete=_complete_runbook)
 @ENV_OPT
 @VAR_OPT
+@VAR_FILE_OPT
+@EXTRA_VARS_OPT
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="Run a plan saved by `plan -o FILE`; refused if anything changed since.")
 @click.option("--yes", is_flag=True, help="Approve every confirmation.")
 @click.option("--approve", "approve", multiple=True, metavar="STEP", help="Approve this step's confirmation.", shell_complete=_complete_step)
 @click.option("--dry-run", is_flag=True, help="Run only what reads; report what would run.")
@@ -251,21 +265,30 @@ STATE_OPT = click.option("--state", "state_url", metavar="URL", envvar="RUNBOOK_
 )
 @click.option("--from", "from_step", metavar="STEP", help="Start at STEP; earlier steps must have passed in the latest run.", shell_complete=_complete_step)
 @click.option("--only", "only", multiple=True, metavar="STEP", help="Run only these steps (their needs must have passed).", shell_complete=_complete_step)
+@click.option("--skip", "skip", multiple=True, metavar="STEP", help="Leave this step out (refused while a step that runs needs it).", shell_complete=_complete_step)
+@click.option("--lock-timeout", metavar="DURATION", help="Wait this long (30s, 5m) for a held lock instead of refusing at once.")
+@click.option("--plain", is_flag=True, help="Plain lines instead of the live view (automatic without a terminal or with CI=true).")
 @STATE_OPT
 @click.option("--accept-changes", is_flag=True, help="On resume, re-run passed steps whose definition changed.")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.option("--wait", is_flag=True, help="Awaiting approval without a terminal: poll the state store until the approvals arrive.")
 @click.option("--wait-timeout", metavar="DURATION", help="Wait at most this long for approvals (e.g. 30m), then stop awaiting approval (exit 4). Implies --wait.")
 def run(
-    runbook_file: str,
+    runbook_file: str | None,
     env: str | None,
     var_items: tuple[str, ...],
+    var_files: tuple[str, ...],
+    extra_vars: tuple[str, ...],
+    plan_file: Path | None,
     yes: bool,
     approve: tuple[str, ...],
     dry_run: bool,
     resume: str | None,
     from_step: str | None,
     only: tuple[str, ...],
+    skip: tuple[str, ...],
+    lock_timeout: str | None,
+    plain: bool,
     state_url: str | None,
     accept_changes: bool,
     log_format: str,
@@ -280,6 +303,9 @@ def run(
         name=runbook_file,
         env=env,
         var_items=var_items,
+        var_files=var_files,
+        extra_vars=extra_vars,
+        plan_file=plan_file,
         yes=yes,
         approve=approve,
         dry_run=dry_run,
@@ -287,6 +313,9 @@ def run(
         resume_run_id=resume or None,
         from_step=from_step,
         only=only,
+        skip=skip,
+        lock_timeout=lock_timeout,
+        plain=plain,
         state_url=state_url,
         accept_changes=accept_changes,
         log_format=log_format,

@@ -62,12 +62,29 @@ def validate(name: str, *, strict: bool = False, echo: Echo = _echo, warn: Echo 
     return ExitCode.OK
 
 
-def plan(name: str, *, env: str | None = None, var_items: Sequence[str] = (), fmt: str = "text", echo: Echo = _echo) -> int:
-    from runbook.planner import build_plan, parse_var_overrides
-    from runbook.render.plan import RENDERERS
+def plan(
+    name: str,
+    *,
+    env: str | None = None,
+    var_items: Sequence[str] = (),
+    var_files: Sequence[str] = (),
+    extra_vars: Sequence[str] = (),
+    fmt: str = "text",
+    output: Path | None = None,
+    echo: Echo = _echo,
+) -> int:
+    from runbook.planner import build_plan
+    from runbook.render.plan import RENDERERS, render_json
+    from runbook.varfiles import collect_overrides
 
-    built = build_plan(_load(name), env, parse_var_overrides(list(var_items)))
+    given = collect_overrides(var_items, var_files, extra_vars)
+    built = build_plan(_load(name), env, given)
     echo(RENDERERS[fmt](built))
+    if output is not None:
+        from runbook.saved_plan import document
+
+        _write(output, document(built, render_json(built), given), what="the plan")
+        echo(f"saved the plan to {output}; carry it out with: runbook run --plan {output}")
     return ExitCode.OK
 
 
@@ -266,16 +283,18 @@ def _terminal_to_ask() -> bool:
     return is_terminal(sys.stdin) and is_terminal(sys.stdout)
 
 
-def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tuple[str, str, float | None]] | None = None, masker: Masker | None = None):  # type: ignore[no-untyped-def]
-    """JSON lines, the live view (given the plan's ``steps``, on a terminal), or plain lines."""
+def _reporters(  # type: ignore[no-untyped-def]
+    log_format: str, stream: TextIO | None = None, *, steps: list[tuple[str, str, float | None]] | None = None, masker: Masker | None = None, plain: bool = False
+):
+    """JSON lines, the live view (given the plan's ``steps``, when render/choice.py says so), or plain lines."""
+    from runbook.render.choice import wants_live_view
     from runbook.reporting import ConsoleReporter, fan_out
 
     if log_format == "json":
         from runbook.eventlog import JsonLog  # imports structlog: only for a JSON log
 
         return fan_out(JsonLog(stream, masker=masker))
-    # A dumb terminal cannot redraw in place; it gets the lines a log file would.
-    if steps is not None and stream is None and is_terminal(sys.stdout) and os.environ.get("TERM") != "dumb":
+    if steps is not None and stream is None and wants_live_view(plain=plain):
         from runbook.render.live import LiveReporter
 
         return LiveReporter(steps)
@@ -283,10 +302,16 @@ def _reporters(log_format: str, stream: TextIO | None = None, *, steps: list[tup
 
 
 def run(
-    name: str,
+    name: str | None,
     *,
     env: str | None = None,
     var_items: Sequence[str] = (),
+    var_files: Sequence[str] = (),
+    extra_vars: Sequence[str] = (),
+    plan_file: Path | None = None,
+    skip: Sequence[str] = (),
+    lock_timeout: str | None = None,
+    plain: bool = False,
     yes: bool = False,
     approve: Sequence[str] = (),
     dry_run: bool = False,
@@ -304,15 +329,19 @@ def run(
     wait_timeout: float | None = None,
     echo: Echo = _echo,
 ) -> int:
+    from runbook import saved_plan
     from runbook.engine import RunOptions, Session
     from runbook.engine.run import run_plan
-    from runbook.planner import build_plan, parse_var_overrides
+    from runbook.extras import check_plan as check_extras
+    from runbook.planner import build_plan
     from runbook.process import ProcessSupervisor
+    from runbook.varfiles import collect_overrides
 
     workdir = workdir or Path.cwd()
-    loaded = _load(name)
-    given = parse_var_overrides(list(var_items))
+    lock_wait = _seconds(lock_timeout, "--lock-timeout")
     resuming = resume or resume_run_id is not None
+    name, env, given, saved = saved_plan.for_run(plan_file, name, env, collect_overrides(var_items, var_files, extra_vars), resuming=resuming)
+    loaded = _load(name)
     with _open_store(state_url, workdir) as store:
         record = _run_to_resume(store, loaded.runbook.name, env, resume_run_id) if resuming else None
         if record is not None and record.status == "paused" and not dry_run:
@@ -322,11 +351,15 @@ def run(
                 return ExitCode.OK
         overrides = _replayed_values(record, given) if record is not None else given
         built = build_plan(loaded, env, overrides)
+        if saved is not None:
+            saved_plan.verify(saved, built, given)
+        check_extras(built)
         if record is not None:
             _check_values(record, built, given, accept_changes)
         if interactive is None:
             interactive = _terminal_to_ask()
-        emit = _reporters(log_format, stream, steps=[(p.id, p.title, p.estimate.high if p.estimate else None) for p in built.steps], masker=built.resolved.masker)
+        steps = [(p.id, p.title, p.estimate.high if p.estimate else None) for p in built.steps]
+        emit = _reporters(log_format, stream, steps=steps, masker=built.resolved.masker, plain=plain)
         # _reporters imports the live view (and rich) only when it chose it; its table must be
         # off screen while a question is asked, and closed however the run ends.
         live_view = sys.modules.get("runbook.render.live")
@@ -344,6 +377,8 @@ def run(
             resume_run_id=record.run_id if record is not None else None,
             from_step=from_step,
             only=tuple(only),
+            skip=tuple(skip),
+            lock_timeout=lock_wait,
             accept_changes=accept_changes,
             prompt=prompt if interactive else None,
             actor=_actor(),
@@ -357,6 +392,15 @@ def run(
             if live is not None:
                 live.close()
     return result.exit_code
+
+
+def _seconds(duration: str | None, flag: str) -> float:
+    from runbook.model import parse_duration
+
+    try:
+        return parse_duration(duration) if duration else 0.0
+    except ValueError as err:
+        raise UsageError(f"{flag} {duration}: {err}") from None
 
 
 @contextlib.contextmanager
@@ -420,6 +464,7 @@ def rollback(
     """Undo a run (or run a named rollback option) as a run of its own, linked to it."""
     from runbook.engine import RunOptions, Session
     from runbook.engine.rollback import rollback_run
+    from runbook.extras import check_plan as check_extras
     from runbook.planner import build_plan, parse_var_overrides
     from runbook.process import ProcessSupervisor
 
@@ -431,6 +476,7 @@ def rollback(
             raise UsageError(f"run {run_id} is itself a rollback (of run {parent})", hint=f"runbook rollback {parent}")
         given = parse_var_overrides(list(var_items))
         built = build_plan(_runbook_of(record), None if record.env == "default" else record.env, _replayed_values(record, given))
+        check_extras(built)  # an alembic downgrade needs alembic as much as the upgrade did
         # A named option is new work the operator asks for now: what they pass with --var
         # parameterizes it (fix_data's ids). Undoing the run's steps keeps the run's values.
         _check_values(record, built, given, accept_changes=False, may_differ=given if option else ())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from runbook.errors import RunbookError
+from runbook.errors import MissingExtra, RunbookError
 from runbook.masking import Masker
 
 if TYPE_CHECKING:
@@ -78,6 +78,11 @@ class Connections:
             url = self.url(name)
             try:
                 self._engines[name] = sa.create_engine(url, pool_pre_ping=True)
+            except ImportError as err:  # its driver is not installed: name the extra that installs it
+                missing = MissingExtra.of_import_error(err, f"connection {name!r}")
+                if missing is None:
+                    raise ConnectionFailed(f"connection {name!r}: {describe_db_error(err, self._masker)}") from err
+                raise missing from None
             except Exception as err:  # bad URL syntax or unknown driver
                 raise ConnectionFailed(f"connection {name!r}: {describe_db_error(err, self._masker)}") from err
         return self._engines[name]

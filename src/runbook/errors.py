@@ -122,3 +122,29 @@ class StateStoreUnusable(StateStoreError):
     refuses, a layout newer than it understands): refused before anything is written."""
 
     exit_code = ExitCode.INVALID
+
+
+# The distribution name on PyPI (the import package and the command are ``runbook``).
+DISTRIBUTION = "gated-runbook"
+# Modules that not every user needs, by the extra that installs them (pyproject.toml).
+EXTRA_OF_MODULE = {"psycopg": "postgresql", "pymysql": "mysql", "alembic": "alembic"}
+
+
+class MissingExtra(RunbookError):
+    """A runbook or a ``--state`` URL needs a driver or library of an optional extra
+    that is not installed. Exit 2 (invalid input for this install), before anything runs."""
+
+    def __init__(self, extras: dict[str, str]) -> None:
+        """``extras``: extra name -> what needs it (a step kind, a connection, the state store)."""
+        self.extras = extras
+        needs = "; ".join(f"{what} needs the {extra!r} extra" for extra, what in extras.items())
+        names = ",".join(extras)
+        super().__init__(f"{needs}, which is not installed", hint=f"pip install '{DISTRIBUTION}[{names}]'")
+
+    @classmethod
+    def of_import_error(cls, err: ImportError, what: str) -> MissingExtra | None:
+        """The error to show for ``err`` (an import that failed while doing ``what``) when the
+        missing module is one an extra installs; None for any other import error."""
+        module = (err.name or "").partition(".")[0]
+        extra = EXTRA_OF_MODULE.get(module)
+        return None if extra is None else cls({extra: what})

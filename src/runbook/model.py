@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from runbook.httpclient import TlsOptions
+
 STEP_ID_PATTERN = r"^[a-z0-9_-]+$"
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
@@ -252,7 +254,9 @@ class SuccessCriterion(_Strict):
 NotificationEvent = Literal["start", "success", "failure", "awaiting_approval", "rollback", "refused"]
 
 
-class Channel(_Strict):
+class Channel(TlsOptions):
+    """A notification channel; a webhook's TLS keys are the http step's (``runbook.httpclient``)."""
+
     type: Literal["console", "file", "webhook"]
 
     @model_validator(mode="after")

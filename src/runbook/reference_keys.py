@@ -42,9 +42,15 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
                      '0600, symlinks not followed.',
              'url': '`webhook` (required there; `http://` or `https://` unless it is a template): receives an HTTP POST of `{"text": "*title*\\nbody"}` '
                     '(Slack-compatible).',
-             'headers': '`webhook` request headers.',
-             'timeout': '`webhook` request timeout.',
-             'retries': '`webhook` retries; the delay starts at 0.5 s and doubles.',
+             'headers': '`webhook` request headers. Values are templates (`X-Api-Key: "{{ vars.token }}"`), checked by `runbook validate` and rendered when '
+                        'the message is sent; values of headers whose name says credential (auth, token, secret, key, cookie, session, passw, signature, '
+                        'credential) and secret vars are masked everywhere and never printed.',
+             'timeout': '`webhook` timeout of each attempt, in all (connecting, sending, reading the answer).',
+             'retries': '`webhook` retries; the delay starts at 0.5 s and doubles. A 4xx answer (except 408 and 429) is not retried.',
+             'verify': "`webhook`: check the server's certificate; `false` turns the check off (a test server only).",
+             'ca_bundle': "PEM file of the CAs to trust instead of the system's (a private CA). Relative to the runbook's directory.",
+             'client_cert': "PEM client certificate for a server that asks for one (mutual TLS); it may hold the key too. Relative to the runbook's directory.",
+             'client_key': 'PEM private key of `client_cert`, when it is a file of its own.',
              'events': 'Only these events go to this channel.'},
  'ApprovalSettings': {'allow_delegation': "Whether `runbook approve --by NAME` may record an approval in another person's name (the OS user who gave it is "
                                           'recorded too). Without it, a `--by` other than your OS user is refused (exit 2).',
@@ -52,7 +58,7 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
  'ApprovalPolicy': {'required': 'How many different people must approve.',
                     'approvers': 'Who may approve.',
                     'not_by': 'The OS user who started the run may not approve it.'},
- 'Step': {'id': 'Unique in the runbook. Used by `needs`, templates, `--only`, `--from`, `approve`.',
+ 'Step': {'id': 'Unique in the runbook. Used by `needs`, templates, `--only`, `--from`, `--skip`, `approve`.',
           'kind': 'What runs.',
           'title': 'Shown everywhere.',
           'description': 'Informational. Not shown and not part of the fingerprint.',
@@ -156,7 +162,12 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
                'json': 'JSON request body. `Content-Type: application/json` is added unless set.',
                'expect_status': 'Any other status fails the step.',
                'expect_json': 'Checked against the parsed response. A path walks objects by key and arrays by index (`items.0.id`); a missing path reads as '
-                              'null.'},
+                              'null.',
+               'verify': "Check the server's certificate; `false` turns the check off (a test server only).",
+               'ca_bundle': "PEM file of the CAs to trust instead of the system's (a private CA). Relative to the runbook's directory.",
+               'client_cert': "PEM client certificate for a server that asks for one (mutual TLS); it may hold the key too. Relative to the runbook's "
+                              'directory.',
+               'client_key': 'PEM private key of `client_cert`, when it is a file of its own.'},
  'step:notify': {'message': 'The body.',
                  'subject': "The message's title line (`title` is the step's own title).",
                  'channels': '`events` filters do not apply here.'},
@@ -184,7 +195,8 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
  'check:no_orphans': {'': 'every non-null `column` value exists in the parent. On failure it shows up to 5 values.'},
  'check:row_count': {'': "the count of rows (of the table, or of the query's result) meets `expect`"},
  'check:http': {'': 'the status is expected, every `expect_json` path meets its expectation, and the body matches. A 3xx in `expect_status` turns off redirect '
-                    'following. Proxies are bypassed for localhost. At most 1 MiB of the body is read. Timeout: check `timeout`, default 10 s.'},
+                    'following. Proxies are bypassed for loopback addresses. At most 1 MiB of the body is read. Timeout: check `timeout`, default 10 s, for '
+                    'the whole request.'},
  'check:run_passed': {'': 'a non-dry run of this runbook passed in `env` (among its latest 50 runs), with the same runbook fingerprint if `same_version`, and '
                           'no longer ago than `within` if given'},
  'check:time_window': {'': 'now is inside `window`: `HH:MM-HH:MM`, optionally after days (`Sat,Sun 01:00-05:00`, `Mon-Fri 22:00-02:00`). The end is exclusive. '

@@ -42,8 +42,9 @@ class Scratch:
         return path
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        # The caller's RUNBOOK_* settings and terminal size must not leak into the child.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_") and k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")}
+        # The caller's RUNBOOK_* settings and terminal size must not leak into the child, nor CI's
+        # CI=true (.ci/run sets it), which turns the live view off (render/choice.py).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_") and k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "CI")}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.update(extra or {})
         return env

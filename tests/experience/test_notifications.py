@@ -59,6 +59,8 @@ class Receiver:
 
     server: ThreadingHTTPServer
     received: list[tuple[str, str, bytes]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    status: int = 200
     answered: int = 0
     hold: bool = False
     release: threading.Event = field(default_factory=threading.Event)
@@ -78,9 +80,10 @@ def receiver() -> Iterator[Receiver]:
             me = holder[0]
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             me.received.append((self.path, self.headers.get("Content-Type", ""), body))
+            me.headers.append(dict(self.headers))
             if me.hold:
                 me.release.wait(300)
-            self.send_response(200)
+            self.send_response(me.status)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
@@ -165,3 +168,68 @@ def test_a_slow_receiver_does_not_hold_the_run_until_it_answers(scratch: Scratch
     assert result.returncode == 0, result.stdout + result.stderr
     assert [body for _, _, body in receiver.received] == [b'{"text": "starting"}', b'{"text": "done"}']
     assert receiver.answered == 0, "the run waited for the receiver's answer"
+    # Not waiting is no silence: the operator is told, on the console and in the run's events.
+    assert f"webhook to 127.0.0.1 still had not answered after {WEBHOOK_DRAIN_S:g}s" in result.stdout
+    events = scratch.runbook("show", scratch.latest_run_id(), "--events")
+    assert "still had not answered" in events.stdout
+
+
+HEADERS = """\
+name: headers
+vars:
+  hook: {required: true}
+  token: {default: tok-5ecret-value, secret: true}
+notifications:
+  channels:
+    - type: webhook
+      url: "{{ vars.hook }}"
+      retries: 2
+      headers:
+        X-Api-Key: "{{ vars.token }}"
+        X-Run: "{{ run.id }}"
+  messages:
+    success: done
+steps:
+  - id: work
+    kind: command
+    run: echo working
+"""
+
+
+def test_webhook_headers_are_rendered_sent_and_never_printed(scratch: Scratch, receiver: Receiver) -> None:
+    scratch.write("headers.yaml", HEADERS)
+    result = scratch.runbook("run", "headers.yaml", "--var", f"hook={receiver.url}", "--log-format", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (sent,) = receiver.headers
+    assert sent["X-Api-Key"] == SECRET
+    assert sent["X-Run"] == scratch.latest_run_id()
+    assert SECRET not in result.stdout + result.stderr
+    assert SECRET not in scratch.runbook("show", scratch.latest_run_id(), "--events").stdout
+
+
+def test_webhook_header_template_is_checked_by_validate(scratch: Scratch) -> None:
+    scratch.write("headers.yaml", HEADERS.replace("vars.token }}", "vars.tokn }}"))
+    result = scratch.runbook("validate", "headers.yaml")
+    assert result.returncode == 2
+    assert "notifications.channels[0].headers.X-Api-Key" in result.stderr + result.stdout
+    assert "undefined var 'tokn'" in result.stderr + result.stdout
+
+
+def test_a_4xx_from_the_receiver_is_not_retried(scratch: Scratch, receiver: Receiver) -> None:
+    receiver.status = 403
+    scratch.write("headers.yaml", HEADERS)
+    result = scratch.runbook("run", "headers.yaml", "--var", f"hook={receiver.url}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(receiver.received) == 1, "a 403 was retried"
+    assert "webhook notification refused by the receiver: HTTP 403 Forbidden (not retried)" in result.stdout
+
+
+def test_a_hanging_receiver_past_the_channel_timeout_is_a_printed_and_recorded_warning(scratch: Scratch, receiver: Receiver) -> None:
+    """The channel's timeout (1 s, in all) ends the attempt; the run goes on and says so."""
+    receiver.hold = True
+    _write(scratch, timeout="1s", retries=0)
+    result = scratch.runbook("run", "hooks.yaml", "--var", f"hook={receiver.url}", "--log-format", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = [json.loads(line) for line in result.stdout.splitlines() if '"warning"' in line]
+    assert any("the receiver did not answer within 1s" in w.get("message", "") and w["level"] == "warning" for w in warnings), result.stdout
+    assert receiver.answered == 0

@@ -1,26 +1,24 @@
 """``check: http`` - an endpoint answers with the expected status and content.
 
-Uses urllib (stdlib), so no HTTP client dependency. The check-wide
-``timeout`` key bounds the request (default 10s). Proxies from the environment
-apply except for localhost, which a proxy could not reach anyway. Redirects
-are followed unless ``expect_status`` lists a 3xx code, which is then observed
-as is.
+Sent through ``runbook.httpclient``, like the http step: the check-wide
+``timeout`` key bounds the whole request (default 10s), the TLS keys
+(``verify``, ``ca_bundle``, ``client_cert``, ``client_key``) are the step's,
+and at most ``MAX_BODY_BYTES`` of the body are read. Proxies from the
+environment apply except for loopback addresses. Redirects are followed unless
+``expect_status`` lists a 3xx code, which is then observed as is.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
-import urllib.error
-import urllib.request
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runbook.checks.base import CheckContext, CheckResult
 from runbook.expect import ExpectationText, RegexText, parse_expectation
+from runbook.httpclient import HttpProblem, HttpTimeout, Request, TlsOptions, mask_credentials, send
 from runbook.steps.http import HttpUrl
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -30,7 +28,7 @@ EXCERPT = 120
 _MISSING = object()
 
 
-class HttpCheckParams(BaseModel):
+class HttpCheckParams(TlsOptions):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: HttpUrl
@@ -52,11 +50,6 @@ class HttpCheckParams(BaseModel):
     @property
     def statuses(self) -> list[int]:
         return [self.expect_status] if isinstance(self.expect_status, int) else list(self.expect_status)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None  # urllib then raises HTTPError carrying the 3xx response
 
 
 def _show_status(statuses: list[int]) -> str:
@@ -100,12 +93,23 @@ class HttpCheck:
 
     def evaluate(self, params: HttpCheckParams, ctx: CheckContext) -> CheckResult:
         expected_status = _show_status(params.statuses)
+        mask_credentials(dict(params.headers), ctx.masker)
+        request = Request(params.method, params.url, dict(params.headers), params.json_body, has_body=params.json_body is not None)
+        timeout = ctx.timeout or DEFAULT_TIMEOUT_S
         try:
-            status, body = _request(params, ctx.timeout or DEFAULT_TIMEOUT_S)
-        except OSError as err:  # URLError (refused, DNS, TLS) and timeouts while reading
-            reason = getattr(err, "reason", err)
-            observed = "timed out" if isinstance(reason, TimeoutError) else "no response"
-            return CheckResult(False, observed, expected_status, ctx.masker.mask(f"{params.method} {params.url}: {reason}"))
+            answer = send(
+                request,
+                tls=params,
+                timeout=timeout,
+                max_body=MAX_BODY_BYTES,
+                base_dir=ctx.runbook_dir or ctx.workdir,
+                follow_redirects=not any(300 <= s < 400 for s in params.statuses),
+            )
+        except HttpTimeout:
+            return CheckResult(False, "timed out", expected_status, f"{params.method} {params.url}: no answer within {timeout:g}s")
+        except HttpProblem as err:
+            return CheckResult(False, "no response", expected_status, ctx.masker.mask(f"{params.method} {params.url}: {err}"))
+        status, body = answer.status, answer.text
         observed_status = f"status {status}"
         if status not in params.statuses:
             return CheckResult(False, observed_status, expected_status, _excerpt(ctx.masker.mask(body)) or None)
@@ -125,43 +129,6 @@ class HttpCheck:
             observed = f"{observed_status}, body {_excerpt(ctx.masker.mask(body))!r}"
             return CheckResult(False, observed, f"body matching /{params.body_matches}/")
         return CheckResult(True, observed_status, expected_status)
-
-
-def _request(params: HttpCheckParams, timeout: float) -> tuple[int, str]:
-    """Status and decoded body; an error status is an answer, not an exception."""
-    headers = {"User-Agent": "runbook-check", **params.headers}
-    data = None
-    if params.json_body is not None:
-        data = json.dumps(params.json_body).encode()
-        if not any(k.lower() == "content-type" for k in headers):
-            headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(params.url, data=data, headers=headers, method=params.method)
-    handlers: list[urllib.request.BaseHandler] = []
-    if _is_loopback(urlsplit(params.url).hostname):
-        handlers.append(urllib.request.ProxyHandler({}))
-    if any(300 <= s < 400 for s in params.statuses):
-        handlers.append(_NoRedirect())
-    opener = urllib.request.build_opener(*handlers)
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return response.status, _decode(response)
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, _decode(err)
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
-
-
-def _decode(response: Any) -> str:
-    charset = response.headers.get_content_charset() or "utf-8"
-    return response.read(MAX_BODY_BYTES).decode(charset, errors="replace")
 
 
 KIND = HttpCheck()

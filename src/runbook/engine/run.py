@@ -28,6 +28,7 @@ from runbook.engine.approvals import refuse_rejected
 from runbook.engine.outcome import RunResult, Stop
 from runbook.engine.rollback import undo, undo_order
 from runbook.engine.session import Session
+from runbook.engine.skip import without_skipped
 from runbook.errors import ExitCode, Refused, RunbookError, UsageError
 from runbook.planner import PlannedStep
 from runbook.state import new_run_id
@@ -64,6 +65,8 @@ def run_plan(session: Session) -> RunResult:
         session.journal.emit(
             EventName.RUN_STARTED, runbook=plan.runbook.name, env=plan.env, dry_run=opts.dry_run, resumed=resumed is not None, actor=opts.actor, pid=os.getpid()
         )
+        if opts.skip:
+            session.journal.emit(EventName.NOTICE, message=f"skipped in this run (--skip): {', '.join(opts.skip)}")
         return _loop(session, resumed)
 
 
@@ -237,6 +240,8 @@ def select_steps(session: Session, *, check: bool = True) -> list[PlannedStep]:
         for step_id in opts.only:
             _index_of(session, step_id, "--only")
         steps = [s for s in steps if s.id in opts.only]
+    if opts.skip:
+        steps = without_skipped(steps, opts.skip, lambda step_id: _index_of(session, step_id, "--skip"))
     return steps
 
 

@@ -27,6 +27,7 @@ from runbook.engine.checks import CheckRunner
 from runbook.engine.control import RunControl
 from runbook.engine.context import Renderer, StepStates
 from runbook.engine.journal import Journal
+from runbook.engine.lockwait import acquire_waiting
 from runbook.engine.outcome import RunResult, Stop
 from runbook.engine.step import StepRunner
 from runbook.errors import ExitCode
@@ -50,7 +51,11 @@ class RunOptions:
     resume_run_id: str | None = None
     from_step: str | None = None
     only: tuple[str, ...] = ()
+    # --skip: left out of this run; refused while a step that runs needs one (engine/skip.py).
+    skip: tuple[str, ...] = ()
     accept_changes: bool = False
+    # --lock-timeout: how long to wait for a held lock before refusing (engine/lockwait.py).
+    lock_timeout: float = 0.0
     # Asks the operator a yes/no question; None when there is no terminal.
     prompt: Callable[[str], bool] | None = None
     actor: str = ""
@@ -134,6 +139,7 @@ class Session:
             workdir,
             console=lambda title, body: self.journal.emit(EventName.NOTIFICATION, title=title, body=body, record=False),
             warn=lambda message: self.journal.warning(message),
+            runbook_dir=plan.loaded.path.parent,
         )
         self._heartbeat: Heartbeat | None = None
         # Requests from other machines (cancel, pause, set), while the lock is held.
@@ -165,7 +171,8 @@ class Session:
         (leftovers.py), so no step of theirs still runs when one of ours starts.
         """
         name, env = self.plan.runbook.name, self.plan.env
-        lock = None if self.options.dry_run else self.store.acquire_lock(name, env, run_id)
+        wait = self.options.lock_timeout
+        lock = None if self.options.dry_run else acquire_waiting(self.store, name, env, run_id, wait, self.journal.notice)
         heartbeat = None
         try:
             if lock is not None:
@@ -228,7 +235,14 @@ class Session:
         try:
             title, body = render_message(message, render)
             channels = [
-                c.model_copy(update={"path": render(c.path) if c.path else None, "url": render(c.url) if c.url else None})
+                c.model_copy(
+                    update={
+                        "path": render(c.path) if c.path else None,
+                        "url": render(c.url) if c.url else None,
+                        # Credentials, as often as not ({{ vars.token }}): masked by the dispatcher, never printed.
+                        "headers": {name: render(value) for name, value in c.headers.items()},
+                    }
+                )
                 for c in self.plan.runbook.notifications.channels
             ]
         except TemplateFailed as err:

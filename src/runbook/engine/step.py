@@ -173,8 +173,9 @@ class StepRunner:
             outcome = self._attempt(planned, body, mode, step_id)
             if outcome.ok:
                 return None
-            if outcome.refused:
-                # Refused before it acted (a backfill's key has no index): retrying changes nothing.
+            if outcome.refused or outcome.final:
+                # Refused before it acted (a backfill's key has no index), or an answer that
+                # will not change (an HTTP 4xx): retrying changes nothing.
                 return outcome
             if try_no < attempts:
                 self.journal.notice(f"retrying {step_id} in {delay:g}s (attempt {try_no + 1} of {attempts})")

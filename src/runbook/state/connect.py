@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from runbook.connections import normalize_url
-from runbook.errors import StateStoreError, StateStoreUnusable
+from runbook.errors import MissingExtra, StateStoreError, StateStoreUnusable
 from runbook.masking import Masker
 
 STATE_URL_ENV = "RUNBOOK_STATE_URL"
@@ -117,7 +117,12 @@ def create_engine(location: Location) -> Engine:
             return _sqlite_engine(url)
         # pre-ping replaces pooled connections whose backend died while idle.
         engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
-    except (sa.exc.ArgumentError, ImportError) as err:  # unknown driver, or one not installed
+    except ImportError as err:  # a driver not installed: name the extra that installs it
+        missing = MissingExtra.of_import_error(err, f"the state store {location.display}")
+        if missing is not None:
+            raise missing from None
+        raise StateStoreError(location.masker.mask(f"cannot use state store {location.display}: {err}")) from err
+    except sa.exc.ArgumentError as err:  # unknown driver
         raise StateStoreError(location.masker.mask(f"cannot use state store {location.display}: {err}")) from err
     return engine
 

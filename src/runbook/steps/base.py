@@ -76,6 +76,8 @@ class StepOutcome:
     interrupted: bool = False
     # Refused before acting (nothing was changed): the run stops with exit 3, no retries.
     refused: bool = False
+    # Retrying cannot change it (an HTTP 4xx): failed at once, without the step's retries.
+    final: bool = False
 
 
 class StepKind(Protocol):

@@ -6,9 +6,14 @@ rollback, or ``irreversible: true``) like any other request.
 
 ``timeout`` is also a step-level key: set on the step, it reaches this kind
 as ``ctx.timeout`` and bounds the request; otherwise ``Params.timeout`` does.
+Either is a total for the whole exchange (``runbook.httpclient``), as are the
+TLS keys (``verify``, ``ca_bundle``, ``client_cert``, ``client_key``). At most
+``MAX_BODY_BYTES`` of the answer are read. An unexpected 4xx fails the step
+without its ``retries`` (the same request gets the same answer), except 408
+and 429.
 
-Outputs: ``status``, ``json`` (the parsed body, or None when it is not JSON)
-and ``body`` (the text, at most ``MAX_BODY_CHARS``). In ``expect_json`` a
+Outputs: ``status``, ``json`` (the parsed body, or None when it is not JSON
+or was cut) and ``body`` (the text, at most ``MAX_BODY_CHARS``). In ``expect_json`` a
 dotted path walks objects by key and arrays by index (``items.0.id``); a path
 that is not there reads as null.
 """
@@ -16,29 +21,30 @@ that is not there reads as null.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import re
-import time
-import urllib.error
-import urllib.request
 from typing import Annotated, Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from runbook.expect import ExpectationText, parse_expectation
+from runbook.httpclient import SECRET_NAME as _SECRET_NAME
+from runbook.httpclient import HttpProblem, HttpTimeout, Request, TlsOptions, mask_credentials, send
 from runbook.masking import MASK, Masker
 from runbook.model import Duration
 from runbook.steps.base import StepContext, StepOutcome
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Read from the wire at most this much of an answer; the rest is not fetched.
+MAX_BODY_BYTES = 1024 * 1024
 # Outputs land in the state store: enough for an API's answer, bounded for a page of HTML.
 MAX_BODY_CHARS = 64 * 1024
 TAIL_LINES = 20
 DESCRIBE_JSON_CHARS = 200
-# Header and query parameter names whose values are credentials.
-_SECRET_NAME = re.compile(r"auth|token|secret|key|cookie|session|passw|signature|credential", re.I)
+# A 4xx answer will be the same answer next time: the step fails without its retries,
+# except these two, which ask the client to come back later.
+RETRYABLE_4XX = frozenset({408, 429})
 _QUERY_PARAM = re.compile(r"(?P<name>[^?&=#]+)=(?P<value>[^&#]*)")
 
 
@@ -52,7 +58,7 @@ def _http_url(value: str) -> str:
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
-class HttpParams(BaseModel):
+class HttpParams(TlsOptions):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: HttpUrl
@@ -97,40 +103,23 @@ class HttpStep:
 
     def run(self, params: HttpParams, ctx: StepContext) -> StepOutcome:
         target = f"{params.method} {shown_url(params.url, ctx.masker)}"
-        for name, value in params.headers.items():
-            if _SECRET_NAME.search(name):
-                # Servers echo credentials back in errors; "Bearer X" is masked whole and as X.
-                ctx.masker.add(value)
-                ctx.masker.add(value.split(" ", 1)[-1])
+        # Servers echo credentials back in errors; "Bearer X" is masked whole and as X.
+        mask_credentials(dict(params.headers), ctx.masker)
         url, headers = _without_userinfo(params.url, dict(params.headers), ctx.masker)
-        data = None
-        if params.body is not None:
-            data = json.dumps(params.body).encode("utf-8")
-            if not _has_header(headers, "Content-Type"):
-                headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(url, data=data, headers=headers, method=params.method)
         timeout = ctx.timeout or params.timeout
+        request = Request(params.method, url, headers, params.body, has_body=params.body is not None)
         ctx.output(target)
-        started = time.monotonic()
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                status, reason, raw = response.status, response.reason, response.read()
-                charset = response.headers.get_content_charset()
-        except urllib.error.HTTPError as err:  # 4xx and 5xx: still an answer, with a body worth showing
-            status, reason, raw = err.code, err.reason, err.read()
-            charset = err.headers.get_content_charset()
-        except urllib.error.URLError as err:
-            if isinstance(err.reason, TimeoutError):
-                return _timed_out(target, timeout)
-            return StepOutcome(False, error=ctx.masker.mask(f"{target}: {_describe_os_error(err.reason)}"))
-        except TimeoutError:
-            return _timed_out(target, timeout)
-        except (OSError, http.client.HTTPException) as err:  # the connection broke mid-answer
-            return StepOutcome(False, error=ctx.masker.mask(f"{target}: {_describe_os_error(err)}"))
-        elapsed_ms = (time.monotonic() - started) * 1000
-        ctx.output(f"-> {status} {reason} ({elapsed_ms:.0f} ms, {len(raw)} bytes)")
+            answer = send(request, tls=params, timeout=timeout, max_body=MAX_BODY_BYTES, base_dir=ctx.runbook_dir or ctx.workdir)
+        except HttpTimeout:
+            return StepOutcome(False, error=f"{target}: timed out after {timeout:g}s", timed_out=True)
+        except HttpProblem as err:
+            return StepOutcome(False, error=ctx.masker.mask(f"{target}: {err}"))
+        status, reason = answer.status, answer.reason
+        cut = f", cut at {MAX_BODY_BYTES // 1024} KiB" if answer.truncated else ""
+        ctx.output(f"-> {status} {reason} ({answer.elapsed_s * 1000:.0f} ms, {len(answer.body)} bytes{cut})")
 
-        text = _decode(raw, charset)
+        text = answer.text
         parsed = _parse_json(text)
         outputs = {"status": status, "json": parsed, "body": text[:MAX_BODY_CHARS]}
         # Masked whole, then cut: a secret cut in two is no longer recognised.
@@ -138,7 +127,8 @@ class HttpStep:
         if status not in params.statuses:
             expected = ", ".join(str(s) for s in params.statuses)
             error = ctx.masker.mask(f"{target}: HTTP {status} {reason}, expected {expected}")
-            return StepOutcome(False, outputs, error, body_tail)
+            final = 400 <= status < 500 and status not in RETRYABLE_4XX
+            return StepOutcome(False, outputs, error, body_tail, final=final)
         failures = []
         for path, text_expectation in params.expect_json.items():
             expectation = parse_expectation(text_expectation)
@@ -165,8 +155,8 @@ def shown_url(url: str, masker: Masker) -> str:
 
 
 def _without_userinfo(url: str, headers: dict[str, str], masker: Masker) -> tuple[str, dict[str, str]]:
-    """``user:password@`` in a URL as a Basic Authorization header: urllib would
-    take it for part of the host name."""
+    """``user:password@`` in a URL as a Basic Authorization header, its password and
+    token registered with the masker before anything is sent or printed."""
     parts = urlsplit(url)
     if parts.username is None:
         return url, headers
@@ -181,24 +171,6 @@ def _without_userinfo(url: str, headers: dict[str, str], masker: Masker) -> tupl
 
 def _has_header(headers: dict[str, str], name: str) -> bool:
     return any(key.lower() == name.lower() for key in headers)
-
-
-def _timed_out(target: str, timeout: float) -> StepOutcome:
-    return StepOutcome(False, error=f"{target}: timed out after {timeout:g}s", timed_out=True)
-
-
-def _describe_os_error(err: BaseException | str) -> str:
-    if isinstance(err, str):
-        return err
-    detail = getattr(err, "strerror", None) or str(err) or "no details"
-    return f"{type(err).__name__}: {detail}"
-
-
-def _decode(raw: bytes, charset: str | None) -> str:
-    try:
-        return raw.decode(charset or "utf-8", errors="replace")
-    except LookupError:  # a charset Python does not know
-        return raw.decode("utf-8", errors="replace")
 
 
 def _parse_json(text: str) -> Any:

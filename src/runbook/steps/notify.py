@@ -38,7 +38,7 @@ class NotifyStep:
             for line in ([title] if title else []) + body.rstrip().splitlines():
                 ctx.output(line)
 
-        dispatcher = Dispatcher(ctx.masker, ctx.workdir, console, warnings.append)
+        dispatcher = Dispatcher(ctx.masker, ctx.workdir, console, warnings.append, ctx.runbook_dir)
         dispatcher.send(params.channels, params.subject, params.message)
         dispatcher.drain()
         for warning in warnings:
