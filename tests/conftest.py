@@ -45,6 +45,9 @@ def pg_server_url() -> Iterator[str]:
     # which would delete a running server's data directory.
     datadir = tempfile.mkdtemp(prefix="runbook-test-pg-")
     server = pgserver.get_server(datadir, cleanup_mode="stop")
+    # The server's socket lives in its data directory (0700): other OS users, who approve
+    # in tests/team, may pass through to it (not list it). PostgreSQL checks the mode at start only.
+    os.chmod(datadir, 0o711)
     try:
         yield _with_psycopg_driver(server.get_uri())
     finally:

@@ -223,7 +223,7 @@ def test_paused_run_report(reports: dict[str, tuple[Path, str]], tmp_path: Path)
     assert '<p class="headline">Paused: awaiting approval of step deploy</p>' in dom
     pause = _section(dom, "pause")
     assert "Deploy v2 to everyone?" in pause
-    assert f'<code class="cmd">runbook approve {run_id} deploy --by NAME</code>' in pause
+    assert f'<code class="cmd">runbook approve {run_id} deploy</code>' in pause
     assert '<code class="cmd">runbook run paused.yaml --resume</code>' in pause
     assert 'id="failure"' not in dom
 
@@ -236,7 +236,7 @@ def test_resumed_run_does_not_count_the_pause(tmp_path: Path) -> None:
     scratch.write("gated.yaml", PAUSED)
     assert scratch.runbook("run", "gated.yaml").returncode == 4
     run_id = scratch.latest_run_id()
-    assert scratch.runbook("approve", run_id, "deploy", "--by", "alice").returncode == 0
+    assert scratch.runbook("approve", run_id, "deploy").returncode == 0
     assert scratch.runbook("run", "gated.yaml", "--resume").returncode == 0
     report = json.loads(scratch.runbook("report", run_id, "--format", "json").stdout)
     run = report["run"]
