@@ -26,6 +26,7 @@ from runbook.engine import resume, values
 from runbook.engine.outcome import RunResult, Stop
 from runbook.engine.rollback import undo, undo_order
 from runbook.engine.session import Session
+from runbook.engine.whereabouts import differences
 from runbook.errors import ExitCode, Refused, RunbookError, UsageError
 from runbook.planner import PlannedStep
 from runbook.state import new_run_id
@@ -54,12 +55,16 @@ def run_plan(session: Session) -> RunResult:
                 dry_run=opts.dry_run,
                 actor=opts.actor,
                 params={"values": values.record(plan.resolved, opts.overrides)},
+                workdir=str(session.workdir),
             )
         else:
             session.store.set_run_status(run_id, str(RunStatus.RUNNING))
         session.journal.emit(
             EventName.RUN_STARTED, runbook=plan.runbook.name, env=plan.env, dry_run=opts.dry_run, resumed=resumed is not None, actor=opts.actor, pid=os.getpid()
         )
+        if resumed is not None:
+            for line in differences(resumed, host=session.store.host, workdir=session.workdir, base=session.base_dir):
+                session.journal.warning(line)
         return _loop(session, resumed)
 
 

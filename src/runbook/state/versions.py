@@ -11,6 +11,7 @@ open simply retries. A store newer than this runbook is refused, never misread.
 * 3: lock times are the store's clock, not the clients' (clock.py); on
   PostgreSQL the tables live in a schema of their own. No table changes; the
   number keeps an older runbook, which stamps locks with its own clock, out.
+* 4: ``step_logs`` (each attempt's output, masked, in chunks) and ``runs.workdir``.
 
 On PostgreSQL everything happens under one advisory lock held until commit:
 concurrent first opens, upgrades and the move below wait for each other. The
@@ -35,15 +36,15 @@ from runbook.errors import Refused, StateStoreUnusable
 from runbook.state.clock import database_now
 from runbook.state.connect import quoted_schema
 from runbook.state.locks import LockRecord, stale_reason
-from runbook.state.schema import locks, metadata, runs, schema_version, step_attempts
+from runbook.state.schema import locks, metadata, runs, schema_version, step_attempts, step_logs
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Arbitrary but fixed (b"runbook"): the advisory lock serializing creation, upgrades and the move.
 _PG_LOCK_KEY = 0x72756E626F6F6B
 _LEGACY_SCHEMA = "public"
 # Columns upgrades added: a table without them may still be an older store's.
-_ADDED_COLUMNS = {step_attempts.name: {"kind", "pid_started"}, locks.name: {"owner_token"}}
+_ADDED_COLUMNS = {step_attempts.name: {"kind", "pid_started"}, locks.name: {"owner_token"}, runs.name: {"workdir"}}
 
 
 def _upgrade_to_1(conn: Connection, schema: str | None) -> None:
@@ -67,11 +68,7 @@ def _upgrade_to_2(conn: Connection, schema: str | None) -> None:
     A lock row left by a version-1 process keeps a NULL token: it is still
     judged dead or alive by its pid, and taken over by matching that NULL.
     """
-    inspector = sa.inspect(conn)
-    for table, column in ((locks, "owner_token"), (step_attempts, "pid_started")):
-        if column not in {c["name"] for c in inspector.get_columns(table.name, schema=schema)}:
-            type_sql = table.c[column].type.compile(dialect=conn.dialect)
-            conn.execute(sa.text(f"ALTER TABLE {_qualified(conn, schema, table)} ADD COLUMN {column} {type_sql}"))
+    _add_missing_columns(conn, schema, [(locks, "owner_token"), (step_attempts, "pid_started")])
 
 
 def _upgrade_to_3(conn: Connection, schema: str | None) -> None:
@@ -79,8 +76,26 @@ def _upgrade_to_3(conn: Connection, schema: str | None) -> None:
     are: a heartbeat written by a version-2 process is judged by the store's clock from now on."""
 
 
+def _upgrade_to_4(conn: Connection, schema: str | None) -> None:
+    """Version 3 kept step output only in the files of the machine that ran the step,
+    and did not record the directory a run started in."""
+    _add_missing_columns(conn, schema, [(runs, "workdir")])
+    step_logs.create(conn, checkfirst=True)
+    for index in step_logs.indexes:
+        index.create(conn, checkfirst=True)
+
+
+def _add_missing_columns(conn: Connection, schema: str | None, wanted: list[tuple[sa.Table, str]]) -> None:
+    """Add each (table, column) the table lacks, typed as schema.py declares it (nullable)."""
+    inspector = sa.inspect(conn)
+    for table, column in wanted:
+        if column not in {c["name"] for c in inspector.get_columns(table.name, schema=schema)}:
+            type_sql = table.c[column].type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {_qualified(conn, schema, table)} ADD COLUMN {column} {type_sql}"))
+
+
 # UPGRADES[n] brings a store from version n - 1 to version n.
-UPGRADES: dict[int, Callable[[Connection, str | None], None]] = {1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3}
+UPGRADES: dict[int, Callable[[Connection, str | None], None]] = {1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3, 4: _upgrade_to_4}
 
 
 def current_version(conn: Connection, schema: str | None) -> int | None:
