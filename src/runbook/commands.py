@@ -639,6 +639,7 @@ def logs(
 def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_url: str | None = None, echo: Echo = _echo) -> int:
     """A change report of one run, as Markdown, JSON or HTML."""
     from runbook.errors import RunbookError
+    from runbook.render.machine import next_commands
     from runbook.render.report import RENDERERS, build_report
     from runbook.state import StateStore
 
@@ -651,7 +652,9 @@ def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_ur
             estimates = {s.id: (s.title or s.id, s.estimate.high if s.estimate else None) for s in runbook.steps}
         except RunbookError:
             pass  # the file moved or changed shape since; the report still stands on the store
-        built = build_report(record, store.attempts(run_id), store.approvals(run_id), store.events(run_id), estimates)
+        attempts = store.attempts(run_id)
+        tails = _failed_tails(store, run_id, attempts)
+        built = build_report(record, attempts, store.approvals(run_id), store.events(run_id), estimates, tails=tails, commands=next_commands(record, attempts))
     finally:
         store.close()
     text = RENDERERS[fmt](built)

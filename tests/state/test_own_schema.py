@@ -202,11 +202,12 @@ def test_a_schema_parameter_on_a_sqlite_store_is_refused(project: Path) -> None:
 
 
 def _to_legacy_layout(url: str) -> None:
-    """Turn a store of this version into what runbook before schema version 3 left: the same
-    tables (version 3 changed none) in ``public``, versions 1 and 2 recorded."""
-    moves = [f"ALTER TABLE runbook.{name} SET SCHEMA public" for name in sorted(STORE_TABLES)]
-    sql(url, *moves, "DELETE FROM public.schema_version WHERE version = 3", "DROP SCHEMA runbook")
-    assert tables(url, "public") == STORE_TABLES and "runbook" not in relations(url)
+    """Turn a store of this version into what runbook before schema version 3 left: the
+    tables of version 2 (version 3 changed none; version 4 added ``step_logs`` and
+    ``runs.workdir``) in ``public``, no version recorded (upgraded from 0 on open)."""
+    moves = [f"ALTER TABLE runbook.{name} SET SCHEMA public" for name in sorted(STORE_TABLES - {"step_logs"})]
+    sql(url, "DROP TABLE runbook.step_logs", *moves, "ALTER TABLE public.runs DROP COLUMN workdir", "DELETE FROM public.schema_version", "DROP SCHEMA runbook")
+    assert tables(url, "public") == STORE_TABLES - {"step_logs"} and "runbook" not in relations(url)
 
 
 def test_store_in_public_with_an_unfinished_run_is_moved_and_resumable(pg_url: str, project: Path) -> None:
@@ -240,7 +241,7 @@ def test_store_in_public_with_an_unfinished_run_is_moved_and_resumable(pg_url: s
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert tables(pg_url, "public") == {"audit"}
     assert tables(pg_url, "runbook") == STORE_TABLES
-    assert versions(pg_url) == [1, 2, 3]
+    assert versions(pg_url) == [1, 2, 3, 4]
     with StateStore.open(pg_url) as store:
         run = store.get_run(str(killed_run[0]))
         assert run is not None and run.status == "passed"
@@ -288,7 +289,7 @@ def test_processes_opening_a_store_at_once(pg_url: str, tmp_path: Path, layout: 
     assert [p.returncode for p in procs] == [0] * 4, outcomes
     expected_runs = "1" if layout == "legacy" else "0"
     assert [out.strip() for out, _ in outcomes] == [expected_runs] * 4
-    assert versions(pg_url) == ([1, 2, 3] if layout == "legacy" else [SCHEMA_VERSION])
+    assert versions(pg_url) == ([1, 2, 3, 4] if layout == "legacy" else [SCHEMA_VERSION])
     assert tables(pg_url, "runbook") == STORE_TABLES and tables(pg_url, "public") == set()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -81,6 +82,22 @@ def event_json(event: EventRecord) -> dict[str, Any]:
     return {"id": event.id, "step": event.step_id, "event": event.event, "at": iso(event.at), "actor": event.actor, "pid": event.pid, "detail": event.detail}
 
 
+def next_commands(run: RunRecord, attempts: Sequence[AttemptRecord]) -> dict[str, str]:
+    """The commands that continue (``resume``) or undo (``rollback``) the run, when any does."""
+    if run.dry_run:
+        return {}
+    parent = (run.params or {}).get("rollback_of")
+    if parent:
+        return {} if run.finished_at is not None else {"rollback": f"runbook rollback {parent}"}
+    commands = {}
+    if run.finished_at is None and run.status != "passed":
+        env = f" --env {run.env}" if run.env != "default" else ""
+        commands["resume"] = f"runbook run {Path(run.path).name}{env} --resume"
+    if any(a.kind == "step" and a.status == "passed" for a in attempts) and run.status != "rolled_back":
+        commands["rollback"] = f"runbook rollback {run.run_id}"
+    return commands
+
+
 def history_json(runs: Sequence[RunRecord], shown: Mapping[str, ShownStatus]) -> str:
     return dumps({"runs": [run_json(run, shown.get(run.run_id)) for run in runs]})
 
@@ -104,6 +121,7 @@ def status_json(
         "steps": list(latest.values()),
         "attempts": [attempt_json(a) for a in attempts],
         "approvals": [approval_json(a) for a in approvals],
+        "commands": next_commands(run, attempts),
     }
     if events is not None:
         document["events"] = [event_json(e) for e in events]

@@ -30,6 +30,9 @@ class StepRow:
     checks: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     summary: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    # The last lines of a failed step's output, from the state store (``runbook logs``).
+    tail: list[str] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -46,6 +49,9 @@ class Report:
     criteria: list[dict[str, Any]]
     rollbacks: list[StepRow]
     events: list[Any]
+    attempts: list[Any] = field(default_factory=list)
+    # What continues or undoes the run, as typed on a command line (empty when nothing does).
+    commands: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -54,8 +60,18 @@ class Report:
         return None
 
 
-def build_report(run: Any, attempts: list[Any], approvals: list[Any], events: list[Any], estimates: dict[str, tuple[str, float | None]]) -> Report:
-    """``estimates`` maps step id -> (title, upper estimate in seconds) from the runbook file."""
+def build_report(
+    run: Any,
+    attempts: list[Any],
+    approvals: list[Any],
+    events: list[Any],
+    estimates: dict[str, tuple[str, float | None]],
+    *,
+    tails: dict[str, list[str]] | None = None,
+    commands: dict[str, str] | None = None,
+) -> Report:
+    """``estimates`` maps step id -> (title, upper estimate in seconds) from the runbook file;
+    ``tails`` a failed step's last lines of output; ``commands`` what resumes or rolls the run back."""
     rows: dict[str, StepRow] = {}
     rollbacks: list[StepRow] = []
     for attempt in attempts:
@@ -72,9 +88,13 @@ def build_report(run: Any, attempts: list[Any], approvals: list[Any], events: li
         row.checks = attempt.checks or row.checks
         row.error = attempt.error
         outputs = attempt.outputs or {}
+        row.outputs = outputs or row.outputs
         row.summary = outputs.get("summary") if isinstance(outputs.get("summary"), str) else row.summary
+    for step_id, tail in (tails or {}).items():
+        if step_id in rows:
+            rows[step_id].tail = tail
     criteria = [e.detail for e in events if e.event == "criterion" and e.detail]
-    return Report(run, list(rows.values()), approvals, criteria, rollbacks, events)
+    return Report(run, list(rows.values()), approvals, criteria, rollbacks, events, attempts, commands or {})
 
 
 def _when(value: datetime | None) -> str:
@@ -122,7 +142,10 @@ def render_markdown(report: Report) -> str:
     failed = [r for r in report.steps if r.error and r.status not in ("passed", "dry_run", "skipped")]
     if failed:
         md += ["", "## Problems", ""]
-        md += [f"- `{r.step_id}` ({r.status}): {r.error}" for r in failed]
+        for r in failed:
+            md.append(f"- `{r.step_id}` ({r.status}): {r.error}")
+            if r.tail:
+                md += ["", "  ```", *(f"  {line}" for line in r.tail), "  ```"]
     summaries = [r for r in report.steps if r.summary]
     if summaries:
         md += ["", "## Dry-run and step summaries", ""]
@@ -141,41 +164,36 @@ def render_markdown(report: Report) -> str:
 
 
 def render_json(report: Report) -> str:
-    run = report.run
+    """``report --format json``: documented, key by key, in docs/machine-output.md."""
+    from runbook.render.machine import approval_json, attempt_json, dumps, iso, run_json
+
     data = {
-        "run": {
-            "id": run.run_id,
-            "runbook": run.runbook,
-            "env": run.env,
-            "status": run.status,
-            "dry_run": run.dry_run,
-            "actor": run.actor,
-            "host": run.host,
-            "started_at": run.started_at,
-            "finished_at": run.finished_at,
-            "duration_s": report.duration,
-        },
+        "run": run_json(report.run),
         "steps": [
             {
                 "id": r.step_id,
                 "title": r.title,
                 "status": r.status,
                 "attempts": r.attempts,
-                "started_at": r.started,
-                "finished_at": r.finished,
+                "started_at": iso(r.started),
+                "finished_at": iso(r.finished),
                 "duration_s": r.duration,
                 "estimate_s": r.estimate_high,
                 "checks": r.checks,
                 "error": r.error,
                 "summary": r.summary,
+                "outputs": r.outputs,
+                "output_tail": r.tail,
             }
             for r in report.steps
         ],
-        "approvals": [{"step": a.step_id, "by": a.by, "at": a.at, "comment": a.comment, "fingerprint": a.fingerprint} for a in report.approvals],
+        "attempts": [attempt_json(a) for a in report.attempts],
+        "approvals": [approval_json(a) for a in report.approvals],
         "success_criteria": report.criteria,
-        "rollbacks": [{"step": r.step_id, "status": r.status, "at": r.finished, "error": r.error} for r in report.rollbacks],
+        "rollbacks": [{"step": r.step_id, "status": r.status, "at": iso(r.finished), "error": r.error} for r in report.rollbacks],
+        "commands": report.commands,
     }
-    return json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n"
+    return dumps(data) + "\n"
 
 
 _STATUS_COLOURS = {"passed": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e", "refused": "#ef6c00", "dry_run": "#5c6bc0"}
@@ -222,6 +240,7 @@ def render_html(report: Report) -> str:
         f"<td>{_secs(r.duration)}</td><td>{_secs(r.estimate_high)}</td><td>"
         + "<br>".join(f"{'✔' if c.get('ok') else '✘'} {e(str(c.get('name')))}: {e(result_text(c))}" for c in r.checks)
         + (f"<div class='{'note' if r.status == 'skipped' else 'err'}'>{e(r.error)}</div>" if r.error and r.status not in ('passed', 'dry_run') else "")
+        + (f"<pre>{e(chr(10).join(r.tail))}</pre>" if r.tail else "")
         + "</td></tr>"
         for r in report.steps
     )
