@@ -205,6 +205,7 @@ steps:
 """
 
 
+@pytest.mark.slow
 def test_resume_from_another_directory_says_what_differs_and_paths_resolve_against_the_project(pg_url: str, tmp_path: Path) -> None:
     """Relative paths resolve against the project directory (where runbooks/ is), wherever
     runbook is started; a resume from another directory says so in one line; a file that is
