@@ -1,6 +1,6 @@
 """Rows of ``step_logs``: each attempt's output, masked, in chunks of lines.
 
-A chunk is what the step printed in about half a second (engine/steplog.py),
+A chunk is what the step printed in about a quarter of a second (engine/steplog.py),
 one row per flush, so a run writes a few rows a second at most however much it
 prints. ``id`` grows in the order chunks were committed: ``runbook logs
 --follow`` asks for the chunks after the last one it printed.
