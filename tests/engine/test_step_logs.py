@@ -232,3 +232,21 @@ def test_resume_from_another_directory_says_what_differs_and_paths_resolve_again
     again = elsewhere.runbook("run", "elsewhere.yaml", "--resume", env={"RUNBOOK_PATH": str(one.root / "runbooks")})
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"this is {elsewhere.root}: relative paths in its steps resolve against {one.root}" in again.stdout
+
+
+def test_resume_on_another_host_says_so_and_logs_show_both_hosts_attempts(pg_url: str, tmp_path: Path) -> None:
+    """Started on host-a (a process whose hostname says so), resumed here: one line names both
+    hosts, and `logs` here shows host-a's output from the store."""
+    from tests.state.test_store_clock import host_env
+
+    project = Project(tmp_path, pg_url)
+    project.write("prints.yaml", PRINTS)
+    on_a = project.runbook("run", "prints.yaml", env={k: v for k, v in host_env("host-a", 0).items() if k in ("PYTHONPATH", "RUNBOOK_TEST_HOSTNAME")})
+    assert on_a.returncode == 1, on_a.stdout + on_a.stderr
+    run_id = _run_id(project)
+    assert json.loads(project.runbook("show", run_id, "--format", "json").stdout)["run"]["host"] == "host-a"
+    here = project.runbook("run", "prints.yaml", "--resume")
+    assert f"run {run_id} started on host host-a; this is " in here.stdout, here.stdout
+    assert "started in" not in here.stdout  # the same directory
+    shown = project.runbook("logs", run_id, "fails").stdout.splitlines()
+    assert shown == ["==> fails attempt 1 <==", "about to fail", "==> fails attempt 2 <==", "about to fail"]
