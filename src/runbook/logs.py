@@ -7,7 +7,8 @@ once the run (or the attempt asked for) has ended and everything it stored
 was printed; a run whose process died without recording its end (SIGKILL)
 counts as ended, judged like ``status`` judges it (state/liveness.py).
 
-Text: a ``==> STEP attempt N <==`` line before each attempt's lines. JSON: one
+Text: a ``==> STEP attempt N <==`` line (``rollback attempt N`` for a rollback)
+before each attempt's lines. JSON: one
 object per chunk and line of output (JSON Lines), see docs/machine-output.md.
 """
 
@@ -31,29 +32,41 @@ POLL_INTERVAL_S = 0.2
 class _Printer:
     """Prints chunks as text or JSON lines, remembering the last attempt headed and chunk printed."""
 
-    def __init__(self, fmt: str, echo: Callable[[str], None]) -> None:
+    def __init__(self, store: StateStore, run_id: str, fmt: str, echo: Callable[[str], None]) -> None:
+        self.store, self.run_id = store, run_id
         self.fmt, self.echo = fmt, echo
         self.last_id = 0
         self._heading: tuple[str, int] | None = None
+        self._kinds: dict[tuple[str, int], str] = {}
 
     def chunks(self, found: list[LogChunk]) -> None:
         for chunk in found:
             self.last_id = chunk.id
+            kind = self._kind(chunk)
             if self.fmt == "json":
-                self.echo(json.dumps(_chunk_json(chunk), ensure_ascii=False))
+                self.echo(json.dumps(_chunk_json(chunk, kind), ensure_ascii=False))
                 continue
             if (chunk.step_id, chunk.attempt) != self._heading:
                 self._heading = (chunk.step_id, chunk.attempt)
-                self.echo(f"==> {chunk.step_id} attempt {chunk.attempt} <==")
+                what = "rollback attempt" if kind == "rollback" else "attempt"
+                self.echo(f"==> {chunk.step_id} {what} {chunk.attempt} <==")
             self.echo(chunk.text)
 
+    def _kind(self, chunk: LogChunk) -> str:
+        """``step`` or ``rollback``: the attempts are read again when one is new."""
+        key = (chunk.step_id, chunk.attempt)
+        if key not in self._kinds:
+            self._kinds = {(a.step_id, a.attempt): a.kind for a in self.store.attempts(self.run_id)}
+        return self._kinds.get(key, "step")
 
-def _chunk_json(chunk: LogChunk) -> dict[str, object]:
+
+def _chunk_json(chunk: LogChunk, kind: str) -> dict[str, object]:
     return {
         "format": FORMAT_VERSION,
         "run_id": chunk.run_id,
         "step": chunk.step_id,
         "attempt": chunk.attempt,
+        "kind": kind,
         "seq": chunk.seq,
         "stream": chunk.stream,
         "at": iso(chunk.at),
@@ -74,7 +87,7 @@ def logs(
     poll: float = POLL_INTERVAL_S,
 ) -> int:
     _check_selection(store, record, step_id, attempt, follow)
-    printer = _Printer(fmt, echo)
+    printer = _Printer(store, record.run_id, fmt, echo)
     printer.chunks(store.log_chunks(record.run_id, step_id=step_id, attempt=attempt))
     while follow:
         ended = _ended(store, record.run_id, step_id, attempt)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from runbook.engine.steplog import StoredLog
 from runbook.state import StateStore
-from tests.engine.conftest import Project
+from tests.engine.conftest import Project, in_process
 from tests.state.store_tables import store_engine
 
 SECRET = "hunter2-very-secret"
@@ -250,3 +250,30 @@ def test_resume_on_another_host_says_so_and_logs_show_both_hosts_attempts(pg_url
     assert "started in" not in here.stdout  # the same directory
     shown = project.runbook("logs", run_id, "fails").stdout.splitlines()
     assert shown == ["==> fails attempt 1 <==", "about to fail", "==> fails attempt 2 <==", "about to fail"]
+
+
+UNDONE = """
+name: undone
+steps:
+  - id: change
+    kind: command
+    run: "echo changing"
+    rollback:
+      kind: command
+      run: "echo undoing"
+"""
+
+
+def test_a_rollbacks_output_is_stored_under_its_own_run_as_a_rollback_attempt(sqlite_project: Project) -> None:
+    project = in_process(sqlite_project)
+    project.write("undone.yaml", UNDONE)
+    assert project.runbook("run", "undone.yaml").returncode == 0
+    run_id = _run_id(project)
+    rolled = project.runbook("rollback", run_id, "--yes")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    rollback_id = _run_id(project)
+    assert rollback_id != run_id
+    assert project.runbook("logs", rollback_id).stdout.splitlines() == ["==> change rollback attempt 1 <==", "undoing"]
+    (chunk,) = [json.loads(line) for line in project.runbook("logs", rollback_id, "--format", "json").stdout.splitlines()]
+    assert (chunk["kind"], chunk["lines"]) == ("rollback", ["undoing"])
+    assert project.runbook("logs", run_id).stdout.splitlines() == ["==> change attempt 1 <==", "changing"]
