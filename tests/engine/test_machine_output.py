@@ -97,3 +97,41 @@ def test_times_are_iso_8601_and_the_report_has_attempts_tails_and_commands(machi
 def test_status_json_with_no_run_recorded(sqlite_project: Project) -> None:
     out = in_process(sqlite_project).runbook("status", "--format", "json")
     assert out.returncode == 0 and json.loads(out.stdout) == {"format": 1, "run": None}
+
+
+BACKFILL = """
+name: filled
+connections:
+  app: "sqlite:///app.db"
+steps:
+  - id: fill
+    kind: backfill
+    connection: app
+    table: items
+    key: id
+    where: total IS NULL
+    update: UPDATE items SET total = id * 2 WHERE id BETWEEN :lo AND :hi AND total IS NULL
+    batch_size: 10
+    min_batch: 10
+    report: reports/fill.csv
+    irreversible: true
+"""
+
+
+def test_the_json_report_carries_a_backfills_outputs_and_its_report_lands_in_the_project(sqlite_project: Project) -> None:
+    """batches, max_batch_ms and the counts in the step's outputs; the relative report path resolves
+    against the project directory."""
+    import sqlite3
+
+    project = in_process(sqlite_project)
+    with sqlite3.connect(project.root / "app.db") as db:
+        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, total INTEGER)")
+        db.executemany("INSERT INTO items (id) VALUES (?)", [(i,) for i in range(1, 51)])
+    project.write("filled.yaml", BACKFILL)
+    ran = project.runbook("run", "filled.yaml")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    run_id = json.loads(project.runbook("history", "--format", "json").stdout)["runs"][0]["id"]
+    (step,) = json.loads(project.runbook("report", run_id, "--format", "json").stdout)["steps"]
+    outputs = step["outputs"]
+    assert outputs["batches"] >= 1 and outputs["updated"] == 50 and outputs["total"] == 50
+    assert isinstance(outputs["max_batch_ms"], float) and outputs["report"] == str(project.root / "reports" / "fill.csv")
