@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from runbook.state.store import RunRecord
 
 if TYPE_CHECKING:
-    from runbook.state import AttemptRecord, RunRecord, StateStore
+    from runbook.state import RunRecord, StateStore
     from runbook.state.liveness import ShownStatus
 
 Echo = Callable[[str], None]
@@ -556,6 +556,7 @@ def status(run_id: str | None = None, *, fmt: str = "text", state_url: str | Non
 def _status_view(store: StateStore, record: RunRecord, *, fmt: str = "text", events: bool = False) -> str:
     """``status``/``show`` of one run: a run whose process is gone shows as interrupted, and a
     step that saved progress (a backfill) shows how far it got. Reads only; writes nothing."""
+    from runbook.logs import failed_tails
     from runbook.render.machine import status_json
     from runbook.render.runs import render_events, render_status
     from runbook.state.liveness import observe
@@ -574,20 +575,8 @@ def _status_view(store: StateStore, record: RunRecord, *, fmt: str = "text", eve
     approvals = store.approvals(record.run_id)
     if fmt == "json":
         return status_json(record, shown, attempts, approvals, progress, store.events(record.run_id) if events else None)
-    text = render_status(record, attempts, approvals, shown=shown, progress=progress, tails=_failed_tails(store, record.run_id, attempts))
+    text = render_status(record, attempts, approvals, shown=shown, progress=progress, tails=failed_tails(store, record.run_id, attempts))
     return text + ("\n" + render_events(store.events(record.run_id)) if events else "")
-
-
-def _failed_tails(store: StateStore, run_id: str, attempts: Sequence[AttemptRecord]) -> dict[str, list[str]]:
-    """The last stored lines of each step whose latest attempt failed, read from the store (any machine)."""
-    from runbook.state.logs import tail
-
-    latest = {a.step_id: a for a in attempts}
-    return {
-        step_id: tail(store.log_chunks(run_id, step_id=step_id, attempt=a.attempt), 5)
-        for step_id, a in latest.items()
-        if a.status in ("failed", "rollback_failed")
-    }
 
 
 def history(name: str | None = None, *, env: str | None = None, limit: int = 20, fmt: str = "text", state_url: str | None = None, echo: Echo = _echo) -> int:
@@ -639,6 +628,7 @@ def logs(
 def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_url: str | None = None, echo: Echo = _echo) -> int:
     """A change report of one run, as Markdown, JSON or HTML."""
     from runbook.errors import RunbookError
+    from runbook.logs import failed_tails
     from runbook.render.machine import next_commands
     from runbook.render.report import RENDERERS, build_report
     from runbook.state import StateStore
@@ -653,7 +643,7 @@ def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_ur
         except RunbookError:
             pass  # the file moved or changed shape since; the report still stands on the store
         attempts = store.attempts(run_id)
-        tails = _failed_tails(store, run_id, attempts)
+        tails = failed_tails(store, run_id, attempts)
         built = build_report(record, attempts, store.approvals(run_id), store.events(run_id), estimates, tails=tails, commands=next_commands(record, attempts))
     finally:
         store.close()

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from runbook.errors import ExitCode, UsageError
 from runbook.render.machine import FORMAT_VERSION, iso
 
 if TYPE_CHECKING:
-    from runbook.state import LogChunk, RunRecord, StateStore
+    from runbook.state import AttemptRecord, LogChunk, RunRecord, StateStore
 
+# Lines of a failed step's output that status, show and report print.
+TAIL_LINES = 5
 # How often --follow asks the store for new chunks: well inside the 1 s a line may take.
 POLL_INTERVAL_S = 0.2
 
@@ -134,3 +136,16 @@ def _nothing_stored(store: StateStore, record: RunRecord, step_id: str | None, a
     local = [a for a in store.attempts(record.run_id, step_id) if a.log_path and (attempt is None or a.attempt == attempt)]
     where = f"; its local log was {local[-1].log_path} on {local[-1].host}" if local else ""
     return f"no output of {what} of run {record.run_id} is in the state store{where}"
+
+
+def failed_tails(store: StateStore, run_id: str, attempts: Sequence[AttemptRecord]) -> dict[str, list[str]]:
+    """The last stored lines of each step whose latest attempt failed, for ``status``, ``show`` and
+    ``report``: read from the store, so they show on any machine, whoever ran the step."""
+    from runbook.state.logs import tail
+
+    latest = {a.step_id: a for a in attempts}
+    return {
+        step_id: tail(store.log_chunks(run_id, step_id=step_id, attempt=a.attempt), TAIL_LINES)
+        for step_id, a in latest.items()
+        if a.status in ("failed", "rollback_failed")
+    }
