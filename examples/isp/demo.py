@@ -16,6 +16,7 @@ Run from the project root. Application state goes to examples/isp/var/
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -87,6 +88,7 @@ def main() -> int:
             _say(
                 "Next, try:\n"
                 f"  .venv/bin/runbook show {run_id} --events      # every transition the run journalled\n"
+                f"  .venv/bin/runbook logs {run_id} backfill      # a step's output, from the state store\n"
                 "  .venv/bin/runbook history                     # the refused run and the passed one\n"
                 + (rollback if args.env == "default" else "")
                 + f"  open {HOME / 'report.html'}"
@@ -104,8 +106,10 @@ def _say(text: str) -> None:
 
 
 def _latest_run(env: dict[str, str]) -> str:
-    out = subprocess.run([sys.executable, "-m", "runbook", "history", "--limit", "1"], cwd=ROOT, env=env, capture_output=True, text=True)
-    return out.stdout.splitlines()[1].split()[0]
+    """The newest run's id, from `history --format json` (docs/machine-output.md), not its text."""
+    argv = [sys.executable, "-m", "runbook", "history", "--limit", "1", "--format", "json"]
+    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return str(json.loads(out.stdout)["runs"][0]["id"])
 
 
 if __name__ == "__main__":

@@ -457,37 +457,57 @@ def unlock(runbook_file: str, env: str | None, force: bool, state_url: str | Non
     _call(commands.unlock, name=runbook_file, env=env, force=force, state_url=state_url)
 
 
+FORMAT_OPT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: see docs/machine-output.md.")
+
+
 @main.command()
 @click.argument("run_id", required=False, shell_complete=_complete_run_id)
+@FORMAT_OPT
 @STATE_OPT
-def status(run_id: str | None, state_url: str | None) -> None:
+def status(run_id: str | None, fmt: str, state_url: str | None) -> None:
     """Each step of a run (the latest by default): state, duration, attempts, checks."""
     from runbook import commands
 
-    _call(commands.status, run_id=run_id, state_url=state_url)
+    _call(commands.status, run_id=run_id, fmt=fmt, state_url=state_url)
 
 
 @main.command()
 @click.argument("runbook_file", metavar="[RUNBOOK]", required=False, shell_complete=_complete_runbook)
 @ENV_OPT
 @click.option("--limit", default=20, show_default=True)
+@FORMAT_OPT
 @STATE_OPT
-def history(runbook_file: str | None, env: str | None, limit: int, state_url: str | None) -> None:
+def history(runbook_file: str | None, env: str | None, limit: int, fmt: str, state_url: str | None) -> None:
     """Recorded runs, newest first."""
     from runbook import commands
 
-    _call(commands.history, name=runbook_file, env=env, limit=limit, state_url=state_url)
+    _call(commands.history, name=runbook_file, env=env, limit=limit, fmt=fmt, state_url=state_url)
 
 
 @main.command()
 @RUN_ID_ARG
 @click.option("--events", is_flag=True, help="Also print the event log.")
+@FORMAT_OPT
 @STATE_OPT
-def show(run_id: str, events: bool, state_url: str | None) -> None:
+def show(run_id: str, events: bool, fmt: str, state_url: str | None) -> None:
     """One run in detail."""
     from runbook import commands
 
-    _call(commands.show, run_id=run_id, events=events, state_url=state_url)
+    _call(commands.show, run_id=run_id, events=events, fmt=fmt, state_url=state_url)
+
+
+@main.command()
+@RUN_ID_ARG
+@click.argument("step_id", metavar="[STEP]", required=False)
+@click.option("--attempt", type=click.IntRange(min=1), metavar="N", help="Only this attempt of STEP (default: every attempt).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the run (or the attempt) ends.")
+@FORMAT_OPT
+@STATE_OPT
+def logs(run_id: str, step_id: str | None, attempt: int | None, follow: bool, fmt: str, state_url: str | None) -> None:
+    """A run's step output, from the state store (works on any machine sharing it)."""
+    from runbook import commands
+
+    _call(commands.logs, run_id=run_id, step_id=step_id, attempt=attempt, follow=follow, fmt=fmt, state_url=state_url, warn=_warn)
 
 
 @main.command()

@@ -579,7 +579,7 @@ def _runbook_name(name: str) -> str:
 # ---------------------------------------------------------------- inspecting
 
 
-def status(run_id: str | None = None, *, state_url: str | None = None, echo: Echo = _echo) -> int:
+def status(run_id: str | None = None, *, fmt: str = "text", state_url: str | None = None, echo: Echo = _echo) -> int:
     from runbook.state import StateStore
 
     store = StateStore.open(state_url, workdir=Path.cwd())
@@ -587,19 +587,21 @@ def status(run_id: str | None = None, *, state_url: str | None = None, echo: Ech
         if run_id is None:
             runs = store.list_runs(limit=1)
             if not runs:
-                echo("no runs recorded yet")
+                echo('{"format": 1, "run": null}' if fmt == "json" else "no runs recorded yet")
                 return ExitCode.OK
             run_id = runs[0].run_id
-        echo(_status_view(store, _run_record(store, run_id)))
+        echo(_status_view(store, _run_record(store, run_id), fmt=fmt))
     finally:
         store.close()
     return ExitCode.OK
 
 
-def _status_view(store: StateStore, record: RunRecord) -> str:
+def _status_view(store: StateStore, record: RunRecord, *, fmt: str = "text", events: bool = False) -> str:
     """``status``/``show`` of one run: a run whose process is gone shows as interrupted, and a
     step that saved progress (a backfill) shows how far it got. Reads only; writes nothing."""
-    from runbook.render.runs import render_status
+    from runbook.logs import failed_tails
+    from runbook.render.machine import status_json
+    from runbook.render.runs import render_events, render_status
     from runbook.state.liveness import observe
 
     record, shown = observe(store, record)
@@ -613,10 +615,15 @@ def _status_view(store: StateStore, record: RunRecord) -> str:
                 from runbook.steps.backfill import checkpoint_progress  # ~30 ms of imports, only for a backfill's progress
 
                 progress[step_id] = checkpoint_progress(checkpoint)
-    return render_status(record, attempts, store.approvals(record.run_id), shown=shown, progress=progress)
+    approvals = store.approvals(record.run_id)
+    if fmt == "json":
+        return status_json(record, shown, attempts, approvals, progress, store.events(record.run_id) if events else None)
+    text = render_status(record, attempts, approvals, shown=shown, progress=progress, tails=failed_tails(store, record.run_id, attempts))
+    return text + ("\n" + render_events(store.events(record.run_id)) if events else "")
 
 
-def history(name: str | None = None, *, env: str | None = None, limit: int = 20, state_url: str | None = None, echo: Echo = _echo) -> int:
+def history(name: str | None = None, *, env: str | None = None, limit: int = 20, fmt: str = "text", state_url: str | None = None, echo: Echo = _echo) -> int:
+    from runbook.render.machine import history_json
     from runbook.render.runs import render_history
     from runbook.state.liveness import observe
     from runbook.state import StateStore
@@ -630,27 +637,42 @@ def history(name: str | None = None, *, env: str | None = None, limit: int = 20,
                 runs[i], shown[run.run_id] = observe(store, run)
     finally:
         store.close()
-    echo(render_history(runs, shown))
+    echo(history_json(runs, shown) if fmt == "json" else render_history(runs, shown))
     return ExitCode.OK
 
 
-def show(run_id: str, *, events: bool = False, state_url: str | None = None, echo: Echo = _echo) -> int:
-    from runbook.render.runs import render_events
+def show(run_id: str, *, events: bool = False, fmt: str = "text", state_url: str | None = None, echo: Echo = _echo) -> int:
     from runbook.state import StateStore
 
     store = StateStore.open(state_url, workdir=Path.cwd())
     try:
-        echo(_status_view(store, _run_record(store, run_id)))
-        if events:
-            echo(render_events(store.events(run_id)))
+        echo(_status_view(store, _run_record(store, run_id), fmt=fmt, events=events))
     finally:
         store.close()
     return ExitCode.OK
 
 
+def logs(
+    run_id: str, step_id: str | None = None, *, attempt: int | None = None, follow: bool = False, fmt: str = "text",
+    state_url: str | None = None, echo: Echo = _echo, warn: Echo | None = None,
+) -> int:  # fmt: skip
+    """A run's stored step output, from the state store only (runbook/logs.py)."""
+    from runbook.logs import logs as show_logs
+    from runbook.state import StateStore
+
+    store = StateStore.open(state_url, workdir=Path.cwd())
+    try:
+        record = _run_record(store, run_id)
+        return show_logs(store, record, step_id=step_id, attempt=attempt, follow=follow, fmt=fmt, echo=echo, warn=warn or echo)
+    finally:
+        store.close()
+
+
 def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_url: str | None = None, echo: Echo = _echo) -> int:
     """A change report of one run, as Markdown, JSON or HTML."""
     from runbook.errors import RunbookError
+    from runbook.logs import failed_tails
+    from runbook.render.machine import next_commands
     from runbook.render.report import RENDERERS, build_report
     from runbook.state import StateStore
     from runbook.state.liveness import observe
@@ -664,7 +686,11 @@ def report(run_id: str, *, fmt: str = "md", output: Path | None = None, state_ur
             estimates = {s.id: (s.title or s.id, s.estimate.high if s.estimate else None) for s in runbook.steps}
         except RunbookError:
             pass  # the file moved or changed shape since; the report still stands on the store
-        built = build_report(record, store.attempts(run_id), store.approvals(run_id), store.events(run_id), estimates, status=shown.status)
+        attempts = store.attempts(run_id)
+        tails = failed_tails(store, run_id, attempts)
+        built = build_report(
+            record, attempts, store.approvals(run_id), store.events(run_id), estimates, status=shown.status, tails=tails, commands=next_commands(record, attempts)
+        )
     finally:
         store.close()
     text = RENDERERS[fmt](built)

@@ -38,8 +38,8 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
  'SuccessCriterion': {'description': 'What must be true.', 'check': 'Evaluated after the last step.'},
  'Notifications': {'channels': 'Where messages go.', 'messages': 'An event with no message sends nothing.'},
  'Channel': {'type': '`console` | `file` | `webhook`',
-             'path': '`file` (required there): appended to, relative to the working directory. Each entry starts `--- <UTC time> <title>`. Created with mode '
-                     '0600, symlinks not followed.',
+             'path': '`file` (required there): appended to, relative to the project directory ([§2](#2-where-files-are-found)). Each entry starts `--- <UTC '
+                     'time> <title>`. Created with mode 0600, symlinks not followed.',
              'url': '`webhook` (required there; `http://` or `https://` unless it is a template): receives an HTTP POST of `{"text": "*title*\\nbody"}` '
                     '(Slack-compatible).',
              'headers': '`webhook` request headers. Values are templates (`X-Api-Key: "{{ vars.token }}"`), checked by `runbook validate` and rendered when '
@@ -102,7 +102,7 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
                'secret': 'Accepted; currently has no effect (mark the *var* secret instead).'},
  'step:command': {'run': 'A list runs as argv with no shell: each element, rendered, is exactly one argument, and nothing in it is interpreted. **Prefer it '
                          'whenever a value is templated in.** A string runs with `/bin/sh -c`.',
-                  'cwd': 'Directory to run in, relative to the working directory.',
+                  'cwd': 'Directory to run in, relative to the project directory ([§2](#2-where-files-are-found)).',
                   'env': 'Added to the environment `runbook` itself runs with.'},
  'step:manual': {'instruction': 'What to do. It is shown as the step\'s "run" in plans and prompts.'},
  'step:sql': {'connection': 'A name from `connections`.',
@@ -154,7 +154,8 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
                    'preview': 'Classify and report as a dry run does, in any run: nothing is written and nothing checkpointed ("the dry run first, review, '
                               'then commit" inside one real run; see below).',
                    'report': 'CSV of flagged rows (`key,classification,candidates`, with one column per key column for a key of several, where the '
-                             'classification is `ambiguous_first`, `ambiguous_skipped` or `unresolved`), relative to the working directory.'},
+                             'classification is `ambiguous_first`, `ambiguous_skipped` or `unresolved`), relative to the project directory '
+                             '([§2](#2-where-files-are-found)).'},
  'step:http': {'url': '`user:password@` in it becomes a Basic `Authorization` header, and the password is masked.',
                'method': '`GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS` (any case)',
                'headers': 'Values of headers whose name contains auth, token, secret, key, cookie, session, passw, signature or credential are masked in '

@@ -202,11 +202,16 @@ def test_a_schema_parameter_on_a_sqlite_store_is_refused(project: Path) -> None:
 
 
 def _to_legacy_layout(url: str) -> None:
-    """Turn a store of this version into what runbook before schema version 3 left: the same
-    tables (version 3 changed none) in ``public``, versions 1 and 2 recorded."""
-    moves = [f"ALTER TABLE runbook.{name} SET SCHEMA public" for name in sorted(STORE_TABLES)]
-    sql(url, *moves, "DELETE FROM public.schema_version WHERE version >= 3", "DROP SCHEMA runbook")
-    assert tables(url, "public") == STORE_TABLES and "runbook" not in relations(url)
+    """Turn a store of this version into what runbook before schema version 3 left: the
+    tables of version 2 (version 3 changed none; version 4 added ``step_logs`` and
+    ``runs.workdir``, version 5 ``controls`` and two columns of ``approvals``) in
+    ``public``, no version recorded (upgraded from 0 on open)."""
+    added = {"step_logs", "controls"}
+    moves = [f"ALTER TABLE runbook.{name} SET SCHEMA public" for name in sorted(STORE_TABLES - added)]
+    drops = [f"DROP TABLE runbook.{name}" for name in sorted(added)]
+    columns = ["ALTER TABLE public.runs DROP COLUMN workdir", "ALTER TABLE public.approvals DROP COLUMN os_user", "ALTER TABLE public.approvals DROP COLUMN decision"]
+    sql(url, *drops, *moves, *columns, "DELETE FROM public.schema_version", "DROP SCHEMA runbook")
+    assert tables(url, "public") == STORE_TABLES - added and "runbook" not in relations(url)
 
 
 def test_store_in_public_with_an_unfinished_run_is_moved_and_resumable(pg_url: str, project: Path) -> None:

@@ -31,6 +31,13 @@ def _matches(pattern: str, ctx: CheckContext, min_size: int) -> list[Path]:
     return [p for p in found if p.is_file() and p.stat().st_size >= min_size]
 
 
+def _nothing_matches(pattern: str, ctx: CheckContext) -> str:
+    """Says what was looked for where: a relative path resolves against the project directory (engine/whereabouts.py)."""
+    if os.path.isabs(pattern):
+        return f"nothing matches {pattern}"
+    return f"nothing matches {ctx.workdir / pattern} ({pattern} resolved against the project directory {ctx.workdir})"
+
+
 class FileExistsCheck:
     name: ClassVar[str] = "file_exists"
     Params: ClassVar[type[BaseModel]] = FileExistsParams
@@ -42,7 +49,7 @@ class FileExistsCheck:
     def evaluate(self, params: FileExistsParams, ctx: CheckContext) -> CheckResult:
         files = _matches(params.path, ctx, params.min_size)
         if not files:
-            return CheckResult(False, "no file", f"a file matching {params.path}")
+            return CheckResult(False, "no file", f"a file matching {params.path}", _nothing_matches(params.path, ctx))
         return CheckResult(True, str(max(files, key=lambda p: p.stat().st_mtime)), "a file")
 
 
@@ -58,7 +65,7 @@ class FileFreshCheck:
         expected = f"age <= {format_duration(params.max_age)}"
         files = _matches(params.path, ctx, params.min_size)
         if not files:
-            return CheckResult(False, "no file", expected, f"nothing matches {params.path}")
+            return CheckResult(False, "no file", expected, _nothing_matches(params.path, ctx))
         newest = max(files, key=lambda p: p.stat().st_mtime)
         age = max(0.0, time.time() - newest.stat().st_mtime)
         return CheckResult(age <= params.max_age, f"age {format_duration(age)}", expected, str(newest))

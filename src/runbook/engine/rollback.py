@@ -17,6 +17,7 @@ from runbook.engine import resume
 from runbook.engine.context import StepState, StepStates
 from runbook.engine.outcome import RunResult, Stop
 from runbook.engine.session import Session
+from runbook.engine.whereabouts import differences
 from runbook.errors import ExitCode, Refused, RunbookError, UsageError
 from runbook.planner import Plan, PlannedStep, RenderedBody, render_body
 from runbook.state import new_run_id
@@ -111,6 +112,8 @@ def rollback_run(session: Session, parent: RunRecord, *, to_step: str | None = N
         raise UsageError(f"no rollback option {option!r}; the runbook has: {known}")
     recorded = resume.load_states(store, parent.run_id, session.states)
     order = [] if option else undo_order(plan, session.states, to_step=to_step)
+    for line in differences(parent, host=store.host, workdir=session.workdir, base=session.base_dir):
+        journal.warning(line)
     lines = _describe(session, parent, order, option)
     changed = resume.changed_since_run(order, {k: a.fingerprint for k, a in recorded.items()})
     if changed:
@@ -143,6 +146,7 @@ def rollback_run(session: Session, parent: RunRecord, *, to_step: str | None = N
             dry_run=False,
             actor=session.options.actor,
             params={"rollback_of": parent.run_id, "to": to_step, "option": option},
+            workdir=str(session.workdir),
         )
         journal.emit(EventName.ROLLBACK_STARTED, parent=parent.run_id, to=to_step, option=option)
         session.acted = True

@@ -29,6 +29,7 @@ from runbook.engine.outcome import RunResult, Stop
 from runbook.engine.rollback import undo, undo_order
 from runbook.engine.session import Session
 from runbook.engine.skip import without_skipped
+from runbook.engine.whereabouts import differences
 from runbook.errors import ExitCode, Refused, RunbookError, UsageError
 from runbook.planner import PlannedStep
 from runbook.state import new_run_id
@@ -59,6 +60,7 @@ def run_plan(session: Session) -> RunResult:
                 dry_run=opts.dry_run,
                 actor=opts.actor,
                 params={"values": values.record(plan.resolved, opts.overrides), "starter": asdict(session.approvals.identity)},
+                workdir=str(session.workdir),
             )
         else:
             session.store.set_run_status(run_id, str(RunStatus.RUNNING))
@@ -67,6 +69,9 @@ def run_plan(session: Session) -> RunResult:
         )
         if opts.skip:
             session.journal.emit(EventName.NOTICE, message=f"skipped in this run (--skip): {', '.join(opts.skip)}")
+        if resumed is not None:
+            for line in differences(resumed, host=session.store.host, workdir=session.workdir, base=session.base_dir):
+                session.journal.warning(line)
         return _loop(session, resumed)
 
 

@@ -30,6 +30,7 @@ from runbook.engine.journal import Journal
 from runbook.engine.lockwait import acquire_waiting
 from runbook.engine.outcome import RunResult, Stop
 from runbook.engine.step import StepRunner
+from runbook.engine.whereabouts import project_dir
 from runbook.errors import ExitCode
 from runbook.model import Runbook
 from runbook.notify import Dispatcher, render_message
@@ -82,6 +83,8 @@ class Session:
         self.store = store
         self.options = options
         self.workdir = workdir
+        # What steps' relative paths resolve against (whereabouts.py); logs stay in workdir's .runbook/.
+        self.base_dir = project_dir(plan.loaded.path, workdir)
         masker = plan.resolved.masker
         self.journal = Journal(store, masker, emit)
         self.states = StepStates()
@@ -93,7 +96,7 @@ class Session:
         self.checks = CheckRunner(
             self.journal,
             CheckContext(
-                workdir=workdir,
+                workdir=self.base_dir,
                 env=process_env,
                 masker=masker,
                 connections=self.connections,
@@ -129,14 +132,15 @@ class Session:
             states=self.states,
             supervisor=self.supervisor,
             connections=self.connections,
-            workdir=workdir,
+            workdir=self.base_dir,
+            log_root=workdir,
             process_env=process_env,
             dry_run=options.dry_run,
             before_first_action=self._first_action,
         )
         self.dispatcher = Dispatcher(
             masker,
-            workdir,
+            self.base_dir,
             console=lambda title, body: self.journal.emit(EventName.NOTIFICATION, title=title, body=body, record=False),
             warn=lambda message: self.journal.warning(message),
             runbook_dir=plan.loaded.path.parent,

@@ -19,8 +19,9 @@ from runbook.engine.approvals import Approvals
 from runbook.engine.checks import CheckRunner
 from runbook.engine.context import Renderer, StepState, StepStates
 from runbook.engine.journal import Journal
-from runbook.safefile import AppendLog
 from runbook.engine.outcome import Stop
+from runbook.engine.steplog import AttemptLog, StoredLog
+from runbook.safefile import AppendLog
 from runbook.errors import ExitCode, RunbookError
 from runbook.planner import PlannedStep, RenderedBody
 from runbook.process import ProcessSupervisor
@@ -45,6 +46,7 @@ class StepRunner:
         connections: Connections,
         workdir: Path,
         process_env: Mapping[str, str],
+        log_root: Path | None = None,
         dry_run: bool,
         before_first_action: Callable[[], None] = lambda: None,
     ) -> None:
@@ -55,8 +57,10 @@ class StepRunner:
         self.states = states
         self.supervisor = supervisor
         self.connections = connections
+        # Steps' relative paths resolve against workdir; the local logs live under log_root (default: workdir).
         self.workdir = workdir
-        self.logs_dir = workdir / ".runbook" / "logs"
+        self.log_root = log_root or workdir
+        self.logs_dir = self.log_root / ".runbook" / "logs"
         self.process_env = process_env
         self.dry_run = dry_run
         self.dry_run_problems: list[str] = []
@@ -123,6 +127,8 @@ class StepRunner:
                 self.record(planned, StepStatus.FAILED, why)
                 raise Stop(RunStatus.FAILED, ExitCode.STEP_FAILED, step=planned.id, reason=why)
             why = f"precondition {check.label!r} failed: observed {result.observed}, expected {result.expected}"
+            if result.observed == "no file" and result.detail:
+                why += f": {result.detail}"  # which path, resolved against what
             if mode == "warn":
                 self.journal.warning(why, step=planned.id)
             elif self.dry_run:
@@ -190,8 +196,9 @@ class StepRunner:
         self.journal.emit(EventName.STEP_STARTED, step=step_id, title=title, attempt=attempt, kind=body.kind, what=body.description)
         log_path = self.logs_dir / self.journal.run_id / (f"{step_id}.rollback.{attempt}.log" if mode == "rollback" else f"{step_id}.{attempt}.log")
         checks: list[dict[str, Any]] = []
+        log = self._attempt_log(step_id, attempt, log_path)
         try:
-            ctx = self._step_context(planned, body, attempt, log_path, step_id)
+            ctx = self._step_context(planned, body, attempt, log, step_id)
         except RunbookError as err:
             # Refused before the body ran (a planted symlink in the log's path).
             self.journal.finish_attempt(step_id, attempt, StepStatus.FAILED, error=err.message)
@@ -206,11 +213,15 @@ class StepRunner:
         except Stop as stop:
             # A gate's check saw the signal (CheckRunner); any other stop passes through.
             if stop.status != RunStatus.INTERRUPTED:
+                log.close()
                 raise
             outcome = StepOutcome(False, error="interrupted", interrupted=True)
         except BaseException as err:
+            log.close()
             self.journal.finish_attempt(step_id, attempt, StepStatus.FAILED, error=f"internal error: {err!r}", log_path=str(log_path))
             raise
+        # Every stored chunk is committed before the attempt's end is: `logs --follow` stops at that end.
+        log.close()
         if outcome.interrupted or self.supervisor.stop_requested:
             # Whether the command, a gate or nothing in particular was running: the
             # attempt is interrupted and runs again on --resume.
@@ -281,9 +292,14 @@ class StepRunner:
             return StepOutcome(False, outcome.outputs, err.message, outcome.tail)
         return StepOutcome(True, {**outcome.outputs, **declared}, None, outcome.tail, outcome.summary)
 
-    def _step_context(self, planned: PlannedStep, body: RenderedBody, attempt: int, log_path: Path, step_id: str) -> StepContext:
-        log = AppendLog(log_path, self.workdir)
-        log.open()
+    def _attempt_log(self, step_id: str, attempt: int, log_path: Path) -> AttemptLog:
+        stored = StoredLog(
+            self.journal.store, self.journal.run_id, step_id, attempt, local_path=log_path, warn=lambda message: self.journal.warning(message, step=step_id)
+        )
+        return AttemptLog(AppendLog(log_path, self.log_root), stored)
+
+    def _step_context(self, planned: PlannedStep, body: RenderedBody, attempt: int, log: AttemptLog, step_id: str) -> StepContext:
+        log.local.open()
         masker = self.journal.masker
         timeout = body.timeout or planned.step.timeout
 
@@ -304,7 +320,7 @@ class StepRunner:
             attempt=attempt,
             timeout=timeout,
             dry_run=self.dry_run,
-            log_path=log_path,
+            log_path=log.local.path,
             supervisor=self.supervisor,
             progress=lambda event: self.journal.emit(EventName.PROGRESS, step=step_id, record=False, **event),
             on_process_start=lambda pgid: self.journal.process_started(step_id, attempt, pgid, timeout),

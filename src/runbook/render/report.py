@@ -41,6 +41,9 @@ class StepRow:
     summary: str | None = None
     log_path: str | None = None
     finished: datetime | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    # The last lines of a failed step's output, from the state store (``runbook logs``).
+    tail: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +80,9 @@ class Report:
     pause: Pause | None = None
     last_activity: datetime | None = None
     rolled_back_by: str | None = None
+    attempts: list[Any] = field(default_factory=list)
+    # What continues or undoes the run, as typed on a command line (empty when nothing does).
+    commands: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -99,9 +105,12 @@ def build_report(
     estimates: dict[str, tuple[str, float | None]],
     *,
     status: str | None = None,
+    tails: dict[str, list[str]] | None = None,
+    commands: dict[str, str] | None = None,
 ) -> Report:
     """``estimates`` maps step id -> (title, upper estimate in seconds), in the runbook's order;
-    ``status`` overrides the recorded one (a dead run's ``interrupted``)."""
+    ``status`` overrides the recorded one (a dead run's ``interrupted``); ``tails`` a failed
+    step's last lines of output from the store; ``commands`` what resumes or rolls the run back."""
     active = run_active_time(run, events)
     # A rollback run undoes some steps of another run: the rest were never its to run.
     listed = {} if (run.params or {}).get("rollback_of") else estimates
@@ -117,7 +126,8 @@ def build_report(
         row.status, row.error, row.finished = attempt.status, attempt.error, attempt.finished_at
         row.checks = attempt.checks or row.checks
         row.log_path = attempt.log_path or row.log_path
-        summary = (attempt.outputs or {}).get("summary")
+        row.outputs = attempt.outputs or row.outputs
+        summary = row.outputs.get("summary")
         row.summary = summary if isinstance(summary, str) else row.summary
         if attempt.kind == "step" and attempt.status not in _RECORDS:
             row.attempts += 1
@@ -126,6 +136,9 @@ def build_report(
                 row.offset = active.offset(attempt.started_at)
     for step_id, ran in tried.items():
         rows[step_id].seconds = step_seconds(ran)
+    for step_id, tail in (tails or {}).items():
+        if step_id in rows:
+            rows[step_id].tail = tail
     if status == "interrupted":  # the process is gone: a step it left running was interrupted (as `status` shows)
         for row in rows.values():
             row.status = "interrupted" if row.status == "running" else row.status
@@ -142,6 +155,8 @@ def build_report(
         next_steps=_next_steps(events),
         last_activity=events[-1].at if events else run.finished_at,
         rolled_back_by=_last_detail(events, "rolled_back_by").get("run"),
+        attempts=attempts,
+        commands=commands or {},
     )
     report.failure = _failure(report, events)
     report.pause = _pause(report, events)
@@ -173,7 +188,9 @@ def _failure(report: Report, events: list[Any]) -> Failure | None:
         return None
     row = failed[-1]
     help_ = _last_detail(events, "failure_help", row.step_id)
-    return Failure(row.step_id, row.error, list(help_.get("tail") or []), list(help_.get("hints") or []), row.attempts, row.log_path)
+    # The failure's own help names the tail it printed; a run killed before it got there has the stored log's.
+    tail = list(help_.get("tail") or []) or row.tail
+    return Failure(row.step_id, row.error, tail, list(help_.get("hints") or []), row.attempts, row.log_path)
 
 
 def _pause(report: Report, events: list[Any]) -> Pause | None:

@@ -1,54 +1,50 @@
-"""``runbook report --format json``: the report's facts for tools."""
+"""``runbook report --format json``: the report's facts for tools, documented key by key
+in docs/machine-output.md (with ``format``, ISO 8601 times, durations in seconds)."""
 
 from __future__ import annotations
 
-import json
-
-from runbook.render.report import Report, decision, headline
+from runbook.render.machine import approval_json, attempt_json, dumps, iso, run_json
+from runbook.render.report import Report, headline
 
 
 def render(report: Report) -> str:
-    run = report.run
+    run = {
+        **run_json(report.run),
+        "status": report.status,
+        "headline": headline(report),
+        "last_activity_at": iso(report.last_activity),
+        # Active time: pauses between resumes and waits for an answer are left out, as in `status`.
+        "duration_s": report.duration,
+        "paused_s": report.active.paused,
+        "waited_s": report.active.waited,
+        "next": report.next_steps,
+    }
     data = {
-        "run": {
-            "id": run.run_id,
-            "runbook": run.runbook,
-            "env": run.env,
-            "status": report.status,
-            "headline": headline(report),
-            "dry_run": run.dry_run,
-            "actor": run.actor,
-            "host": run.host,
-            "started_at": run.started_at,
-            "finished_at": run.finished_at,
-            "last_activity_at": report.last_activity,
-            "duration_s": report.duration,
-            "paused_s": report.active.paused,
-            "waited_s": report.active.waited,
-            "next": report.next_steps,
-        },
+        "run": run,
         "steps": [
             {
                 "id": r.step_id,
                 "title": r.title,
                 "status": r.status,
                 "attempts": r.attempts,
+                "finished_at": iso(r.finished),
                 "duration_s": r.seconds,
                 "estimate_s": r.estimate_high,
                 "checks": r.checks,
                 "error": r.error,
                 "summary": r.summary,
+                "outputs": r.outputs,
+                "output_tail": r.tail,
                 "log_path": r.log_path,
             }
             for r in report.steps
         ],
         "failure": None if report.failure is None else vars(report.failure),
         "pause": None if report.pause is None else vars(report.pause),
-        "approvals": [
-            {"step": a.step_id, "decision": decision(a), "by": a.by, "os_user": getattr(a, "os_user", None), "host": a.host, "at": a.at, "comment": a.comment, "fingerprint": a.fingerprint}
-            for a in report.approvals
-        ],
+        "attempts": [attempt_json(a) for a in report.attempts],
+        "approvals": [approval_json(a) for a in report.approvals],
         "success_criteria": report.criteria,
-        "rollbacks": [{"step": r.step_id, "status": r.status, "at": r.finished, "error": r.error} for r in report.rollbacks],
+        "rollbacks": [{"step": r.step_id, "status": r.status, "at": iso(r.finished), "error": r.error} for r in report.rollbacks],
+        "commands": report.commands,
     }
-    return json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n"
+    return dumps(data) + "\n"

@@ -35,9 +35,11 @@ def render_status(
     *,
     shown: ShownStatus | None = None,
     progress: Mapping[str, str] | None = None,
+    tails: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
     """``shown`` (a ShownStatus) overrides the recorded status of a run whose process is gone;
-    ``progress`` maps a step id to how far it got (a backfill's ``rows N / M``)."""
+    ``progress`` maps a step id to how far it got (a backfill's ``rows N / M``); ``tails``
+    a failed step to the last lines of its output (from the store, ``runbook logs``)."""
     status = shown.status if shown is not None else run.status
     why = f"   ({shown.why})" if shown is not None and shown.why else ""
     progress = progress or {}
@@ -68,6 +70,10 @@ def render_status(
         lines.append(f"  {step_id:<28} {symbol} {state + kind:<16} {took[step_id]:>8} {tries[step_id]:>5}  {summary}")
         if attempt.error and attempt.status not in ("passed",):
             lines.append(f"  {'':<28}   {attempt.error}")
+        tail = (tails or {}).get(step_id, ())
+        lines += [f"  {'':<28}   | {line}" for line in tail]
+        if tail:
+            lines.append(f"  {'':<28}   (all of it: runbook logs {run.run_id} {step_id})")
     for approval in approvals:
         comment = f" ({approval.comment})" if approval.comment else ""
         decision = "rejected" if getattr(approval, "decision", None) == "rejected" else "approval"

@@ -22,6 +22,8 @@ class RunRecord:
     started_at: datetime
     finished_at: datetime | None
     params: dict[str, Any]
+    # The directory the run started in; None for a run recorded before schema version 4.
+    workdir: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,20 @@ class ControlRecord:
     params: dict[str, Any]
     requested_by: str
     host: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LogChunk:
+    """Lines an attempt printed (masked), joined by newlines; ``id`` orders chunks across a run."""
+
+    id: int
+    run_id: str
+    step_id: str
+    attempt: int
+    seq: int
+    stream: str
+    text: str
     at: datetime
 
 

@@ -31,7 +31,7 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 def insert(conn: Connection, run_id: str, *, writer: Writer, started_at: datetime, **fields: Any) -> None:
-    """Record a new running run; ``fields`` are runbook, env, path, fingerprint, dry_run, actor and params."""
+    """Record a new running run; ``fields`` are runbook, env, path, fingerprint, dry_run, actor, params and workdir."""
     values = {
         "run_id": run_id,
         **fields,

@@ -59,6 +59,8 @@ runs = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime),
     sa.Column("params", sa.JSON, nullable=False),
+    # The directory the run started in (host is above); a resume elsewhere says what differs. NULL before version 4.
+    sa.Column("workdir", sa.Text),
     sa.Index("ix_runs_runbook_env_started", "runbook", "env", "started_at"),
     sa.Index("ix_runs_started", "started_at"),
 )
@@ -164,6 +166,24 @@ locks = sa.Table(
     # Random per acquisition: heartbeat, release and takeover match it, never the run id
     # alone (a resume by another process holds the same run id). NULL before version 2.
     sa.Column("owner_token", sa.String(64)),
+)
+
+step_logs = sa.Table(
+    "step_logs",
+    metadata,
+    # Each attempt's output (masked), in chunks of lines written every half second or so
+    # (engine/steplog.py); ``id`` orders them across attempts for ``runbook logs --follow``.
+    sa.Column("id", _EventId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("step_id", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    # "output" (the step's own lines) or "runbook" (what runbook says about the log: the cap).
+    sa.Column("stream", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_step_logs_attempt", "run_id", "step_id", "attempt", "seq"),
+    sa.Index("ix_step_logs_run", "run_id", "id"),
 )
 
 schema_version = sa.Table(

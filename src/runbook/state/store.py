@@ -30,18 +30,19 @@ from runbook.state import attempts as _attempts
 from runbook.state import controls as _controls
 from runbook.state import events as _events
 from runbook.state import locks as _locks
+from runbook.state import logs as _logs
 from runbook.state import runs as _runs
 from runbook.state.attempts import ATTEMPT_KINDS, ATTEMPT_STATUSES
 from runbook.state.clock import database_now, local_now
 from runbook.state.connect import DB_ERRORS, STATE_URL_ENV, WRITE_OPTION, Location, create_engine, in_schema, locate, store_error
 from runbook.state.locks import Heartbeat, LockHandle, LockRecord, process_start_ticks
-from runbook.state.records import ApprovalRecord, AttemptRecord, ControlRecord, EventRecord, RunRecord, Writer, require_one_of
+from runbook.state.records import ApprovalRecord, AttemptRecord, ControlRecord, EventRecord, LogChunk, RunRecord, Writer, require_one_of
 from runbook.state.runs import RUN_STATUSES, UNFINISHED_RUN_STATUSES, new_run_id
 from runbook.state.versions import ensure_schema
 
 __all__ = [
     "ATTEMPT_KINDS", "ATTEMPT_STATUSES", "RUN_STATUSES", "STATE_URL_ENV", "UNFINISHED_RUN_STATUSES",
-    "ApprovalRecord", "AttemptRecord", "EventRecord", "RunRecord", "StateStore", "new_run_id",
+    "ApprovalRecord", "AttemptRecord", "EventRecord", "LogChunk", "RunRecord", "StateStore", "new_run_id",
 ]  # fmt: skip
 
 # How often a colliding random run id is redrawn, and a lost insert race retried.
@@ -163,10 +164,11 @@ class StateStore(_Transactions):
     @_guarded
     def create_run(
         self, *, runbook: str, env: str, path: str, fingerprint: str, dry_run: bool, actor: str,
-        params: dict[str, Any], run_id: str | None = None,
+        params: dict[str, Any], run_id: str | None = None, workdir: str | None = None,
     ) -> str:  # fmt: skip
-        """Record a new running run; returns its id, ``run_id`` if given (see new_run_id)."""
-        fields = {"runbook": runbook, "env": env, "path": path, "fingerprint": fingerprint, "dry_run": dry_run}
+        """Record a new running run; returns its id, ``run_id`` if given (see new_run_id).
+        ``workdir``: the directory it starts in (the host is this store's)."""
+        fields = {"runbook": runbook, "env": env, "path": path, "fingerprint": fingerprint, "dry_run": dry_run, "workdir": workdir}
         for _ in range(_INSERT_RETRIES):
             now = local_now()
             candidate = run_id or new_run_id(now)
@@ -351,6 +353,20 @@ class StateStore(_Transactions):
     @_guarded
     def clear_checkpoint(self, run_id: str, step_id: str) -> None:
         self._write(_approvals.clear_checkpoint, run_id, step_id)
+
+    # -- step logs ----------------------------------------------------------
+
+    @_guarded
+    def append_log(self, run_id: str, step_id: str, attempt: int, seq: int, text: str, *, stream: str = "output") -> None:
+        """One chunk of an attempt's output (already masked), committed before this returns."""
+        self._write(_logs.insert, run_id, step_id, attempt, seq, text, stream=stream)
+
+    @_guarded
+    def log_chunks(
+        self, run_id: str, *, step_id: str | None = None, attempt: int | None = None, after: int = 0, limit: int | None = None
+    ) -> list[LogChunk]:
+        """The run's stored output after chunk id ``after``, oldest first (see state/logs.py)."""
+        return self._read(_logs.of_run, run_id, step_id=step_id, attempt=attempt, after=after, limit=limit)
 
     # -- locks --------------------------------------------------------------
 

@@ -11,7 +11,7 @@ open simply retries. A store newer than this runbook is refused, never misread.
 * 3: lock times are the store's clock, not the clients' (clock.py); on
   PostgreSQL the tables live in a schema of their own. No table changes; the
   number keeps an older runbook, which stamps locks with its own clock, out.
-* 4: reserved for the logs branch (merged separately); a no-op here.
+* 4: ``step_logs`` (each attempt's output, masked, in chunks) and ``runs.workdir``.
 * 5: ``approvals.os_user`` and ``approvals.decision`` (approvals with identity,
   rejections), the ``controls`` table (cancel, pause, continue, set from any machine).
 
@@ -38,7 +38,7 @@ from runbook.errors import Refused, StateStoreUnusable
 from runbook.state.clock import database_now
 from runbook.state.connect import quoted_schema
 from runbook.state.locks import LockRecord, stale_reason
-from runbook.state.schema import approvals, controls, locks, metadata, runs, schema_version, step_attempts
+from runbook.state.schema import approvals, controls, locks, metadata, runs, schema_version, step_attempts, step_logs
 
 SCHEMA_VERSION = 5
 
@@ -46,7 +46,7 @@ SCHEMA_VERSION = 5
 _PG_LOCK_KEY = 0x72756E626F6F6B
 _LEGACY_SCHEMA = "public"
 # Columns upgrades added: a table without them may still be an older store's.
-_ADDED_COLUMNS = {step_attempts.name: {"kind", "pid_started"}, locks.name: {"owner_token"}, approvals.name: {"os_user", "decision"}}
+_ADDED_COLUMNS = {step_attempts.name: {"kind", "pid_started"}, locks.name: {"owner_token"}, runs.name: {"workdir"}, approvals.name: {"os_user", "decision"}}
 
 
 def _upgrade_to_1(conn: Connection, schema: str | None) -> None:
@@ -70,11 +70,7 @@ def _upgrade_to_2(conn: Connection, schema: str | None) -> None:
     A lock row left by a version-1 process keeps a NULL token: it is still
     judged dead or alive by its pid, and taken over by matching that NULL.
     """
-    inspector = sa.inspect(conn)
-    for table, column in ((locks, "owner_token"), (step_attempts, "pid_started")):
-        if column not in {c["name"] for c in inspector.get_columns(table.name, schema=schema)}:
-            type_sql = table.c[column].type.compile(dialect=conn.dialect)
-            conn.execute(sa.text(f"ALTER TABLE {_qualified(conn, schema, table)} ADD COLUMN {column} {type_sql}"))
+    _add_missing_columns(conn, schema, [(locks, "owner_token"), (step_attempts, "pid_started")])
 
 
 def _upgrade_to_3(conn: Connection, schema: str | None) -> None:
@@ -83,19 +79,31 @@ def _upgrade_to_3(conn: Connection, schema: str | None) -> None:
 
 
 def _upgrade_to_4(conn: Connection, schema: str | None) -> None:
-    """Reserved: logs branch (merged separately). A no-op here, so that the merger slots
-    that branch's version 4 in without renumbering version 5."""
+    """Version 3 kept step output only in the files of the machine that ran the step,
+    and did not record the directory a run started in."""
+    _add_missing_columns(conn, schema, [(runs, "workdir")])
+    step_logs.create(conn, checkfirst=True)
+    for index in step_logs.indexes:
+        index.create(conn, checkfirst=True)
+
+
+def _add_missing_columns(conn: Connection, schema: str | None, wanted: list[tuple[sa.Table, str]]) -> None:
+    """Add each (table, column) the table lacks, typed as schema.py declares it (nullable)."""
+    inspector = sa.inspect(conn)
+    for table, column in wanted:
+        if column not in {c["name"] for c in inspector.get_columns(table.name, schema=schema)}:
+            type_sql = table.c[column].type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {_qualified(conn, schema, table)} ADD COLUMN {column} {type_sql}"))
 
 
 def _upgrade_to_5(conn: Connection, schema: str | None) -> None:
     """Version 4 recorded approvals by a free-text name only and had no way to reach a
     running run. Idempotent: a column or table already there is left as it is."""
-    present = {c["name"] for c in sa.inspect(conn).get_columns(approvals.name, schema=schema)}
-    for column in ("os_user", "decision"):
-        if column not in present:
-            type_sql = approvals.c[column].type.compile(dialect=conn.dialect)
-            default = " NOT NULL DEFAULT 'approved'" if column == "decision" else ""
-            conn.execute(sa.text(f"ALTER TABLE {_qualified(conn, schema, approvals)} ADD COLUMN {column} {type_sql}{default}"))
+    _add_missing_columns(conn, schema, [(approvals, "os_user")])
+    if "decision" not in {c["name"] for c in sa.inspect(conn).get_columns(approvals.name, schema=schema)}:
+        type_sql = approvals.c["decision"].type.compile(dialect=conn.dialect)
+        # Every approval recorded before rejections existed was an approval.
+        conn.execute(sa.text(f"ALTER TABLE {_qualified(conn, schema, approvals)} ADD COLUMN decision {type_sql} NOT NULL DEFAULT 'approved'"))
     controls.create(conn, checkfirst=True)
 
 
