@@ -20,6 +20,10 @@ def _to_version_3(url: str) -> None:
         with engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE step_logs"))
             conn.execute(sa.text("ALTER TABLE runs DROP COLUMN workdir"))
+            # What version 5 added (approvals with identity, live control).
+            conn.execute(sa.text("DROP TABLE controls"))
+            conn.execute(sa.text("ALTER TABLE approvals DROP COLUMN os_user"))
+            conn.execute(sa.text("ALTER TABLE approvals DROP COLUMN decision"))
             conn.execute(sa.text("DELETE FROM schema_version"))
             conn.execute(sa.text("INSERT INTO schema_version (version, applied_at) VALUES (3, CURRENT_TIMESTAMP)"))
     finally:
@@ -33,7 +37,6 @@ def test_a_version_3_store_gains_step_logs_and_workdir_keeping_its_running_run(b
         run_id = store.create_run(runbook="r", env="e", path="p", fingerprint="f", dry_run=False, actor="a", params={})
         store.start_attempt(run_id, "s", fingerprint="f")
     _to_version_3(url)
-    assert SCHEMA_VERSION == 4
     with StateStore.open(url) as store:
         run = store.get_run(run_id)
         assert run is not None and run.status == "running" and run.workdir is None
@@ -43,8 +46,9 @@ def test_a_version_3_store_gains_step_logs_and_workdir_keeping_its_running_run(b
     engine = in_schema(create_engine(location), location.schema)
     try:
         with engine.begin() as conn:
-            UPGRADES[4](conn, location.schema)  # again: nothing to add, nothing lost
-            assert conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one() == 4
+            for version in range(4, SCHEMA_VERSION + 1):
+                UPGRADES[version](conn, location.schema)  # again: nothing to add, nothing lost
+            assert conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one() == SCHEMA_VERSION
         with StateStore.open(url) as store:
             assert [c.text for c in store.log_chunks(run_id)] == ["still here"]
     finally:

@@ -40,6 +40,7 @@ class StepRow:
     error: str | None = None
     summary: str | None = None
     log_path: str | None = None
+    started: datetime | None = None  # its first try's start
     finished: datetime | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     # The last lines of a failed step's output, from the state store (``runbook logs``).
@@ -134,6 +135,7 @@ def build_report(
             tried.setdefault(attempt.step_id, []).append(attempt)
             if row.offset is None:
                 row.offset = active.offset(attempt.started_at)
+                row.started = attempt.started_at
     for step_id, ran in tried.items():
         rows[step_id].seconds = step_seconds(ran)
     for step_id, tail in (tails or {}).items():

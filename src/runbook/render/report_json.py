@@ -27,6 +27,7 @@ def render(report: Report) -> str:
                 "title": r.title,
                 "status": r.status,
                 "attempts": r.attempts,
+                "started_at": iso(r.started),
                 "finished_at": iso(r.finished),
                 "duration_s": r.seconds,
                 "estimate_s": r.estimate_high,
