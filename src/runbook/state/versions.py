@@ -35,9 +35,9 @@ from runbook.errors import Refused, StateStoreUnusable
 from runbook.state.clock import database_now
 from runbook.state.connect import quoted_schema
 from runbook.state.locks import LockRecord, stale_reason
-from runbook.state.schema import locks, metadata, runs, schema_version, step_attempts
+from runbook.state.schema import host_attempts, locks, metadata, runs, schema_version, step_attempts
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 6
 
 # Arbitrary but fixed (b"runbook"): the advisory lock serializing creation, upgrades and the move.
 _PG_LOCK_KEY = 0x72756E626F6F6B
@@ -79,8 +79,23 @@ def _upgrade_to_3(conn: Connection, schema: str | None) -> None:
     are: a heartbeat written by a version-2 process is judged by the store's clock from now on."""
 
 
+def _upgrade_to_4(conn: Connection, schema: str | None) -> None:
+    """Reserved: merged from other branches."""
+
+
+def _upgrade_to_5(conn: Connection, schema: str | None) -> None:
+    """Reserved: merged from other branches."""
+
+
+def _upgrade_to_6(conn: Connection, schema: str | None) -> None:
+    """Version 5 had no ``host_attempts`` (fleet steps: one row per host of an attempt)."""
+    host_attempts.create(conn, checkfirst=True)
+
+
 # UPGRADES[n] brings a store from version n - 1 to version n.
-UPGRADES: dict[int, Callable[[Connection, str | None], None]] = {1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3}
+UPGRADES: dict[int, Callable[[Connection, str | None], None]] = {
+    1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3, 4: _upgrade_to_4, 5: _upgrade_to_5, 6: _upgrade_to_6,
+}  # fmt: skip
 
 
 def current_version(conn: Connection, schema: str | None) -> int | None:

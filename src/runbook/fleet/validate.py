@@ -1,0 +1,57 @@
+"""What the loader refuses about fleet keys (``on``, ``serial``, ``max_fail``, ``parallel``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from typing import TYPE_CHECKING
+
+from runbook.model import Runbook
+from runbook.yamlsource import KeyPath
+
+if TYPE_CHECKING:
+    from runbook.fleet.inventory import Host
+    from runbook.planner import Plan
+
+# Kinds that run on a host over ssh: a shell command and the checks that look at a host.
+STEP_KINDS_ON_HOSTS = frozenset({"command"})
+CHECK_KINDS_ON_HOSTS = frozenset({"command", "file_exists", "file_fresh"})
+
+
+def fleet_problems(runbook: Runbook, step_path: Callable[[int], KeyPath]) -> Iterator[tuple[KeyPath, str]]:
+    for i, step in enumerate(runbook.steps):
+        path = step_path(i)
+        if step.on is None:
+            for key in ("serial", "parallel"):
+                if getattr(step, key) is not None:
+                    yield (*path, key), f"'{key}' belongs to a step that runs on hosts ('on:')"
+        elif step.kind not in STEP_KINDS_ON_HOSTS:
+            yield (*path, "on"), f"a {step.kind!r} step runs where runbook runs; only {', '.join(sorted(STEP_KINDS_ON_HOSTS))} steps run on hosts"
+        if step.on is not None and step.rollback is not None and step.rollback.kind not in STEP_KINDS_ON_HOSTS:
+            yield (*path, "rollback"), "the rollback of a step on hosts runs on those hosts: it must be a command"
+        for role in ("preconditions", "gates"):
+            for j, check in enumerate(getattr(step, role)):
+                if check.on is not None and check.check not in CHECK_KINDS_ON_HOSTS:
+                    yield (*path, role, j, "on"), f"a {check.check!r} check cannot run on hosts; these can: {', '.join(sorted(CHECK_KINDS_ON_HOSTS))}"
+
+
+def resolve_hosts(plan: Plan) -> dict[str, list[Host]]:
+    """Step id -> the hosts its ``on:`` names in the plan's environment (raises InventoryError)."""
+    from runbook.fleet.context import fleet_of
+
+    fleet = fleet_of(plan)
+    resolved = {}
+    for planned in plan.steps:
+        if planned.step.on is not None:
+            resolved[planned.id] = fleet.hosts(planned.step.on, f"steps.{planned.id}.on")
+            # Kept with the planned step for the plan's renderers (render/plan.py).
+            planned.__dict__["_fleet_hosts"] = resolved[planned.id]
+            if not resolved[planned.id]:
+                from runbook.fleet.inventory import InventoryError
+
+                raise InventoryError(f"steps.{planned.id}.on: {planned.step.on!r} names no host")
+        for role in ("preconditions", "gates"):
+            for check in getattr(planned.step, role):
+                if check.on is not None:
+                    fleet.hosts(check.on, f"steps.{planned.id}.{role}.on")
+    return resolved
