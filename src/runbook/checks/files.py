@@ -31,6 +31,22 @@ def _matches(pattern: str, ctx: CheckContext, min_size: int) -> list[Path]:
     return [p for p in found if p.is_file() and p.stat().st_size >= min_size]
 
 
+def exists_verdict(params: FileExistsParams, found: list[tuple[str, float]]) -> CheckResult:
+    """``found``: (path, mtime) of each file matching, big enough (here or on a host)."""
+    if not found:
+        return CheckResult(False, "no file", f"a file matching {params.path}")
+    return CheckResult(True, max(found, key=lambda f: f[1])[0], "a file")
+
+
+def fresh_verdict(params: FileFreshParams, found: list[tuple[str, float]], now: float) -> CheckResult:
+    expected = f"age <= {format_duration(params.max_age)}"
+    if not found:
+        return CheckResult(False, "no file", expected, f"nothing matches {params.path}")
+    newest, mtime = max(found, key=lambda f: f[1])
+    age = max(0.0, now - mtime)
+    return CheckResult(age <= params.max_age, f"age {format_duration(age)}", expected, newest)
+
+
 class FileExistsCheck:
     name: ClassVar[str] = "file_exists"
     Params: ClassVar[type[BaseModel]] = FileExistsParams
@@ -40,10 +56,7 @@ class FileExistsCheck:
         return f"a file matches {params.path}"
 
     def evaluate(self, params: FileExistsParams, ctx: CheckContext) -> CheckResult:
-        files = _matches(params.path, ctx, params.min_size)
-        if not files:
-            return CheckResult(False, "no file", f"a file matching {params.path}")
-        return CheckResult(True, str(max(files, key=lambda p: p.stat().st_mtime)), "a file")
+        return exists_verdict(params, [(str(p), p.stat().st_mtime) for p in _matches(params.path, ctx, params.min_size)])
 
 
 class FileFreshCheck:
@@ -55,13 +68,8 @@ class FileFreshCheck:
         return f"a file matching {params.path} is younger than {format_duration(params.max_age)}"
 
     def evaluate(self, params: FileFreshParams, ctx: CheckContext) -> CheckResult:
-        expected = f"age <= {format_duration(params.max_age)}"
-        files = _matches(params.path, ctx, params.min_size)
-        if not files:
-            return CheckResult(False, "no file", expected, f"nothing matches {params.path}")
-        newest = max(files, key=lambda p: p.stat().st_mtime)
-        age = max(0.0, time.time() - newest.stat().st_mtime)
-        return CheckResult(age <= params.max_age, f"age {format_duration(age)}", expected, str(newest))
+        found = [(str(p), p.stat().st_mtime) for p in _matches(params.path, ctx, params.min_size)]
+        return fresh_verdict(params, found, time.time())
 
 
 FILE_EXISTS = FileExistsCheck()

@@ -23,6 +23,7 @@ from runbook.connections import Connections
 from runbook.engine import leftovers
 from runbook.engine.approvals import Approvals
 from runbook.engine.checks import CheckRunner
+from runbook.fleet.context import fleet_of
 from runbook.engine.context import Renderer, StepStates
 from runbook.engine.journal import Journal
 from runbook.engine.outcome import RunResult, Stop
@@ -93,6 +94,7 @@ class Session:
                 runbook_dir=plan.loaded.path.parent,
                 supervisor=self.supervisor,
             ),
+            fleet=lambda: fleet_of(plan),
         )
         self.approvals = Approvals(
             self.journal,
