@@ -190,3 +190,25 @@ def test_a_host_whose_sshd_dies_mid_step_fails_and_resume_reruns_only_it(tmp_pat
     resumed = _cli(tmp_path, "run", str(runbook), "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [_count(h, name) for h in own.hosts] == [1, 1, 2, 1, 1]
+
+
+def test_on_failure_rollback_undoes_passed_hosts_newest_batch_first(tmp_path: Path, fleet) -> None:
+    name = f"rb-{uuid.uuid4().hex[:8]}"
+    order = tmp_path / "undone"
+    extra = f"""    serial: 2
+    on_failure: rollback
+    rollback:
+      kind: command
+      run: echo "$RUNBOOK_HOST_NAME" >> {order}
+"""
+    runbook = _runbook(tmp_path, fleet, _step(name, extra).replace("    irreversible: true\n", ""))
+    failing = fleet.hosts[5]
+    (failing.state_dir / f"{name}.fail").touch()
+    result = _cli(tmp_path, "run", str(runbook))
+    (failing.state_dir / f"{name}.fail").unlink()
+    assert result.returncode == 1, result.stdout + result.stderr
+    undone = order.read_text().split()
+    names = [h.name for h in fleet.hosts]
+    assert sorted(undone) == sorted(names[:5]), result.stdout
+    assert undone[0] == names[4]
+    assert set(undone[1:3]) == set(names[2:4]) and set(undone[3:5]) == set(names[0:2])
