@@ -20,6 +20,9 @@ app[1:3] ansible_user=app
 [app:vars]
 pool=api
 
+[web]
+web1 deploy="deploy --to v2"  # a comment
+
 [prod:children]
 db
 app
@@ -52,6 +55,7 @@ def test_ansible_ini(tmp_path: Path) -> None:
     assert db1.vars == {"role": "primary", "region": "eu"}
     assert inventory.hosts["app2"].vars == {"pool": "api", "region": "eu"}
     assert inventory.hosts["app2"].user == "app"
+    assert inventory.hosts["web1"].vars["deploy"] == "deploy --to v2"
 
 
 def test_ansible_yaml(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ address, port and user; every other variable is one of the host's ``vars``
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,7 +163,11 @@ def _from_ini(text: str, path: Path) -> Inventory:
         elif kind == "children":
             children.setdefault(section, []).append(line)
         else:
-            name, *assignments = line.split()
+            try:
+                # Ansible splits a host line like a shell: key="two words" is one value.
+                name, *assignments = shlex.split(line, comments=True)
+            except ValueError as err:
+                raise InventoryError(f"{path}:{number}: {err}") from None
             spec: dict[str, Any] = {}
             for assignment in assignments:
                 key, sep, value = assignment.partition("=")
