@@ -224,6 +224,8 @@ class Step(_Strict):
     serial: CountOrPercent | None = None
     max_fail: CountOrPercent = 0
     parallel: int | None = Field(None, ge=1, le=1000)
+    # Runs at the same time as the adjacent steps that have it too (runbook.fleet.side_by_side).
+    concurrent: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("needs", mode="before")

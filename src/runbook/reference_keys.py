@@ -71,7 +71,9 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
           'on': '`command` steps only: run on these hosts over ssh, rendered once per host (`host` in templates) ([docs/fleet.md](fleet.md)).',
           'serial': 'With `on`: hosts per batch; a batch starts when the one before it ended.',
           'max_fail': 'With `on`: more failed hosts than this in a batch stops the rollout before the next batch. The step passes only when every host passed.',
-          'parallel': 'With `on`: hosts run at once within a batch.'},
+          'parallel': 'With `on`: hosts run at once within a batch.',
+          'concurrent': '`command` steps without `confirm`: adjacent steps that all have it run at the same time; the next step starts when all of them ended. '
+                        'None of them may `need` another of them ([docs/fleet.md](fleet.md#steps-side-by-side)).'},
  'Retries': {'count': 'Attempts after the first. `retries: 3` means `count: 3`.',
              'delay': 'Wait before the first retry.',
              'backoff': 'The delay is multiplied by this after each retry.'},

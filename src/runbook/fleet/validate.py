@@ -29,10 +29,29 @@ def fleet_problems(runbook: Runbook, step_path: Callable[[int], KeyPath]) -> Ite
             yield (*path, "on"), f"a {step.kind!r} step runs where runbook runs; only {', '.join(sorted(STEP_KINDS_ON_HOSTS))} steps run on hosts"
         if step.on is not None and step.rollback is not None and step.rollback.kind not in STEP_KINDS_ON_HOSTS:
             yield (*path, "rollback"), "the rollback of a step on hosts runs on those hosts: it must be a command"
+        if step.concurrent:
+            if step.kind not in STEP_KINDS_ON_HOSTS or step.confirm:
+                yield (*path, "concurrent"), "only command steps without 'confirm' run side by side"
+            partners = _concurrent_group(runbook, i)
+            for need in step.needs:
+                if need in partners:
+                    yield (*path, "needs"), f"needs {need!r}, which runs at the same time (concurrent): give one of them concurrent: false"
         for role in ("preconditions", "gates"):
             for j, check in enumerate(getattr(step, role)):
                 if check.on is not None and check.check not in CHECK_KINDS_ON_HOSTS:
                     yield (*path, role, j, "on"), f"a {check.check!r} check cannot run on hosts; these can: {', '.join(sorted(CHECK_KINDS_ON_HOSTS))}"
+
+
+def _concurrent_group(runbook: Runbook, index: int) -> set[str]:
+    """Ids of the adjacent concurrent steps around ``index`` (its group)."""
+    steps = runbook.steps
+    low = index
+    while low > 0 and steps[low - 1].concurrent:
+        low -= 1
+    high = index
+    while high + 1 < len(steps) and steps[high + 1].concurrent:
+        high += 1
+    return {s.id for s in steps[low : high + 1]}
 
 
 def resolve_hosts(plan: Plan) -> dict[str, list[Host]]:
