@@ -25,6 +25,8 @@ def fleet_problems(runbook: Runbook, step_path: Callable[[int], KeyPath]) -> Ite
             for key in ("serial", "parallel"):
                 if getattr(step, key) is not None:
                     yield (*path, key), f"'{key}' belongs to a step that runs on hosts ('on:')"
+            if _reads_host(step.model_dump(include={"title", "params", "rollback", "dry_run", "confirm", "outputs"})):
+                yield path, "its templates read 'host', which only a step with 'on:' has (rendered once per host)"
         elif step.kind not in STEP_KINDS_ON_HOSTS:
             yield (*path, "on"), f"a {step.kind!r} step runs where runbook runs; only {', '.join(sorted(STEP_KINDS_ON_HOSTS))} steps run on hosts"
         if step.on is not None and step.rollback is not None and step.rollback.kind not in STEP_KINDS_ON_HOSTS:
@@ -74,3 +76,19 @@ def resolve_hosts(plan: Plan) -> dict[str, list[Host]]:
                 if check.on is not None:
                     fleet.hosts(check.on, f"steps.{planned.id}.{role}.on")
     return resolved
+
+
+def _reads_host(data: object) -> bool:
+    """Whether a template among ``data``'s strings reads the name ``host``."""
+    from runbook.templating import TemplateFailed, analyze, is_template
+
+    if isinstance(data, dict):
+        return any(_reads_host(v) for v in data.values())
+    if isinstance(data, list):
+        return any(_reads_host(v) for v in data)
+    if isinstance(data, str) and is_template(data):
+        try:
+            return any(ref.parts[0] == "host" for ref in analyze(data).references)
+        except TemplateFailed:
+            return False  # reported where templates are checked
+    return False
