@@ -117,6 +117,7 @@ def _run_batch(runner: StepRunner, planned: PlannedStep, ctx: StepContext, mode:
                 # Journalled before it starts: after a kill -9 this host reads 'running' and runs again.
                 attempts[host.name] = store.start_host_attempt(run_id, ctx.step_id, host.name, kind=kind, batch=batch_no)
                 ctx.output(f"{host.name}| started")
+                ctx.progress({"hosts": {host.name: f"running (batch {batch_no})"}})
                 params = body.params
                 running[host.name] = pool.submit(
                     run_on_host, fleet.transport, host, params.run, cwd=params.cwd, env=params.env,
@@ -141,6 +142,7 @@ def _relay(messages: Messages, ctx: StepContext, runner: StepRunner, *, wait: bo
     for kind, host, value in _drain(messages, _POLL if wait else 0.0):
         if kind == "line":
             ctx.output(f"{host}| {value}")
+            ctx.progress({"hosts": {host: f"running: {value}"}})
         elif kind == "pgid":
             ctx.on_process_start(int(str(value)))
 
@@ -164,7 +166,9 @@ def _record(runner: StepRunner, ctx: StepContext, attempt: int, result: HostResu
         runner.journal.run_id, ctx.step_id, result.host, attempt, status=status, exit_code=result.exit_code,
         error=runner.journal.masker.mask(error) if error else None,
     )  # fmt: skip
-    ctx.output(f"{result.host}| {result.status}" + (f": {result.error}" if result.error and not result.ok else "") + f" ({result.duration:.2f}s)")
+    line = f"{result.status}" + (f": {result.error}" if result.error and not result.ok else "") + f" ({result.duration:.2f}s)"
+    ctx.output(f"{result.host}| {line}")
+    ctx.progress({"hosts": {result.host: line}})
 
 
 def summary_table(results: dict[str, HostResult]) -> list[str]:
