@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 # Each waits (up to 10 s) for the other to have started: run one after the other, the first fails.
 WAIT_FOR = 'touch {me}.started; for i in $(seq 200); do [ -e {other}.started ] && break; sleep 0.05; done; [ -e {other}.started ] && [ ! -e {me}.fail ]'
 
@@ -46,6 +48,7 @@ def test_concurrent_steps_overlap_and_are_joined(tmp_path: Path) -> None:
     assert (tmp_path / "verify.log").read_text() == "joined\n"
 
 
+@pytest.mark.slow
 def test_a_failed_member_lets_the_other_finish_then_stops_and_resume_reruns_only_it(tmp_path: Path) -> None:
     runbook = _runbook(tmp_path)
     (tmp_path / "celery.fail").touch()

@@ -68,7 +68,7 @@ class SshTransport:
         self.config = config
         # Short: a socket path must fit in 108 bytes; %C (a hash) names each connection.
         self._control_dir = Path(tempfile.mkdtemp(prefix="rb-ssh-"))
-        self._masters: dict[str, ConnectFailure | None] = {}
+        # Hosts whose master connection is up.
         self._hosts: dict[str, Host] = {}
         self._lock = threading.Lock()
         atexit.register(self.close)
@@ -94,14 +94,15 @@ class SshTransport:
         return argv
 
     def connect(self, host: Host) -> ConnectFailure | None:
-        """Start the host's master connection once; None when it is up (or was already)."""
+        """Start the host's master connection once; None when it is up (or was already).
+        A failure is not remembered: a retry of the step, or a later step, tries again."""
         with self._lock:
-            if host.name in self._masters:
-                return self._masters[host.name]
+            if host.name in self._hosts:
+                return None
         failure = self._start_master(host)
-        with self._lock:
-            self._masters[host.name] = failure
-            self._hosts[host.name] = host
+        if failure is None:
+            with self._lock:
+                self._hosts[host.name] = host
         return failure
 
     def _start_master(self, host: Host) -> ConnectFailure | None:
@@ -128,8 +129,8 @@ class SshTransport:
     def close(self) -> None:
         """Stop the master connections and remove their sockets."""
         with self._lock:
-            hosts = [self._hosts[name] for name, failure in self._masters.items() if failure is None]
-            self._masters.clear()
+            hosts = list(self._hosts.values())
+            self._hosts.clear()
         for host in hosts:
             subprocess.run(
                 self.base_argv(host) + ["-O", "exit", "--", host.name],
