@@ -142,5 +142,8 @@ class SshTransport:
 def ssh_config_path(option: str | None, base: Path) -> str | None:
     """``ssh_config:`` of the environment (relative to the runbook), else RUNBOOK_SSH_CONFIG, else
     None (ssh reads ~/.ssh/config)."""
-    chosen = option or os.environ.get("RUNBOOK_SSH_CONFIG") or None
-    return str(base / chosen) if chosen else None
+    if option:
+        return str(base / option)
+    from_env = os.environ.get("RUNBOOK_SSH_CONFIG")
+    # As given on the command line: relative to the current directory.
+    return os.path.abspath(from_env) if from_env else None
