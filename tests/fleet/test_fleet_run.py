@@ -168,6 +168,11 @@ def test_kill_9_in_a_parallel_batch_then_resume_runs_no_passed_host_again(tmp_pa
     assert counts[slow.name] == 2
     assert all(counts[h.name] <= 2 for h in fleet.hosts)
     assert sum(1 for h in fleet.hosts if counts[h.name] == 1) >= len(fleet.hosts) - 1 - 0
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / ".runbook" / "state.db") as db:
+        rows = db.execute("SELECT status FROM host_attempts WHERE host = ? ORDER BY attempt", (slow.name,)).fetchall()
+    assert [r[0] for r in rows] == ["interrupted", "passed"]
 
 
 def test_a_host_whose_sshd_dies_mid_step_fails_and_resume_reruns_only_it(tmp_path: Path, make_fleet) -> None:

@@ -27,11 +27,6 @@ class Fleet:
     def hosts(self, on: str | list[str], where: str) -> list[Host]:
         return self.inventory.select(on, where)
 
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-
 
 def fleet_of(plan: Plan) -> Fleet:
     """The plan's fleet (read once per plan: its inventory file, its ssh config)."""

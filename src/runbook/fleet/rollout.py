@@ -51,6 +51,9 @@ def run_on_fleet(runner: StepRunner, planned: PlannedStep, ctx: StepContext, mod
     hosts = fleet.hosts(step.on, f"steps.{step.id}.on")
     store, run_id = runner.journal.store, runner.journal.run_id
     previous = store.host_attempts(run_id, ctx.step_id)
+    for left in (a for a in previous if a.status == "running"):
+        # We hold the environment's lock: the process that started it is gone (killed mid-step).
+        store.finish_host_attempt(run_id, ctx.step_id, left.host, left.attempt, status="interrupted", exit_code=None, error="left running by a runbook process that ended")
     kind = "rollback" if mode == "rollback" else "step"
     if mode == "rollback":
         passed = passed_hosts(previous, "step")
