@@ -217,3 +217,27 @@ def test_on_failure_rollback_undoes_passed_hosts_newest_batch_first(tmp_path: Pa
     assert sorted(undone) == sorted(names[:5]), result.stdout
     assert undone[0] == names[4]
     assert set(undone[1:3]) == set(names[2:4]) and set(undone[3:5]) == set(names[0:2])
+
+
+def test_a_second_step_on_a_host_reuses_its_connection(tmp_path: Path, make_fleet) -> None:
+    """The first step stops the host's sshd listener: only the open master connection can carry the second."""
+    own = make_fleet(["m1"], 70)
+    host = own.hosts[0]
+    steps = f"""  - id: first
+    kind: command
+    on: m1
+    run: kill $(cat {host.directory / 'sshd.pid'}); sleep 0.5
+    irreversible: true
+  - id: second
+    kind: command
+    on: m1
+    run: echo second on $RUNBOOK_HOST_NAME
+    irreversible: true
+"""
+    result = _cli(tmp_path, "run", str(_runbook(tmp_path, own, steps)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "m1| second on m1" in result.stdout
+    with pytest.raises(OSError):
+        import socket
+
+        socket.create_connection((host.address, host.port), timeout=2).close()
