@@ -27,18 +27,22 @@ from runbook.errors import RunbookError
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-_WRAPPER = r"""umask 077
-d=$(mktemp -d "${TMPDIR:-/tmp}/runbook.XXXXXX") || exit 125
-head -n 1 | base64 -d >"$d/s" || { rm -rf "$d"; exit 125; }
-exec 3<&0
-setsid sh "$d/s" </dev/null & p=$!
-( while read -r _ <&3; do :; done; kill -TERM "-$p"; sleep 5; kill -KILL "-$p" ) >/dev/null 2>&1 &
-w=$!
-wait "$p"; r=$?
-kill "$w" 2>/dev/null
-rm -rf "$d"
-exit "$r"
-"""
+# One line: a csh-family login shell cannot read a newline inside quotes. (Only POSIX
+# login shells are tested: bash and dash.)
+_WRAPPER = " ".join(
+    [
+        "umask 077;",
+        'd=$(mktemp -d "${TMPDIR:-/tmp}/runbook.XXXXXX") || exit 125;',
+        'head -n 1 | base64 -d >"$d/s" || { rm -rf "$d"; exit 125; };',
+        "exec 3<&0;",
+        'setsid sh "$d/s" </dev/null & p=$!;',
+        '( while read -r _ <&3; do :; done; kill -TERM "-$p"; sleep 5; kill -KILL "-$p" ) >/dev/null 2>&1 & w=$!;',
+        'wait "$p"; r=$?;',
+        'kill "$w" 2>/dev/null;',
+        'rm -rf "$d";',
+        'exit "$r"',
+    ]
+)
 
 WRAPPER_COMMAND = "sh -c " + shlex.quote(_WRAPPER)
 """The one argument given to ``ssh`` as the remote command (read by the login shell)."""
