@@ -42,7 +42,13 @@ def test_plan_refuses_an_unknown_host_and_lists_resolved_hosts(tmp_path: Path) -
     bad = _cli(tmp_path, "  - {id: a, kind: command, on: web, run: 'true', irreversible: true}\n", "plan", "--env", "prod")
     assert bad.returncode == 2
     assert "'web' is neither a host nor a group of the inventory (known: app, app1, db1)" in bad.stderr
-    good = _cli(tmp_path, "  - {id: a, kind: command, on: [app, db1], serial: 1, run: 'echo {{ host.name }}', irreversible: true}\n", "plan", "--env", "prod")
+    good = _cli(
+        tmp_path,
+        "  - {id: a, kind: command, on: [app, db1], serial: 1, run: 'echo {{ host.name }}', irreversible: true,"
+        " preconditions: [{check: file_exists, on: db1, path: /backups/x}]}\n",
+        "plan", "--env", "prod",
+    )  # fmt: skip
     assert good.returncode == 0, good.stderr
     assert "on: db1, app1 (2 hosts, serial 1)" in good.stdout
     assert "echo <host.name>" in good.stdout
+    assert "a file matches /backups/x (on db1)" in good.stdout

@@ -72,9 +72,10 @@ def resolve_hosts(plan: Plan) -> dict[str, list[Host]]:
 
                 raise InventoryError(f"steps.{planned.id}.on: {planned.step.on!r} names no host")
         for role in ("preconditions", "gates"):
-            for check in getattr(planned.step, role):
-                if check.on is not None:
-                    fleet.hosts(check.on, f"steps.{planned.id}.{role}.on")
+            for rendered in getattr(planned, role):
+                if rendered.check.on is not None:
+                    hosts = fleet.hosts(rendered.check.on, f"steps.{planned.id}.{role}.on")
+                    rendered.__dict__["_fleet_hosts"] = hosts
     return resolved
 
 
