@@ -241,3 +241,33 @@ def test_a_second_step_on_a_host_reuses_its_connection(tmp_path: Path, make_flee
         import socket
 
         socket.create_connection((host.address, host.port), timeout=2).close()
+
+
+def test_a_secret_reaches_the_host_but_not_its_process_list_nor_the_output(tmp_path: Path, fleet) -> None:
+    host = fleet.hosts[0]
+    name = f"secret-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "secret.yaml"
+    path.write_text(
+        f"""name: fleet-secret
+vars:
+  token: {{secret: true, default: "s3cr3t-{name}"}}
+environments:
+  test:
+    ssh_config: {fleet.ssh_config}
+    hosts: [{host.name}]
+steps:
+  - id: use
+    kind: command
+    on: {host.name}
+    env: {{TOKEN: "{{{{ vars.token }}}}"}}
+    run: 'echo {{{{ vars.token }}}} > "$RUNBOOK_HOST_DIR/{name}"; ps -eo args > "$RUNBOOK_HOST_DIR/{name}.ps"; echo "$TOKEN"'
+    irreversible: true
+"""
+    )
+    result = _cli(tmp_path, "run", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    secret = f"s3cr3t-{name}"
+    assert (host.state_dir / name).read_text().strip() == secret
+    assert secret not in (host.state_dir / f"{name}.ps").read_text()
+    assert secret not in result.stdout + result.stderr and "***" in result.stdout
+    assert secret.encode() not in (tmp_path / ".runbook" / "state.db").read_bytes()
