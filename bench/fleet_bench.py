@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -59,7 +60,8 @@ def runbook_file(directory: Path, fleet: local_fleet.LocalFleet, steps: int, par
 
 
 def time_runbook(path: Path) -> tuple[float, Path]:
-    work = Path(tempfile.mkdtemp(prefix="rb-bench-run-"))
+    # Inside the fleet's directory: removed with it.
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=path.parent))
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "runbook", "run", str(path), "--env", "bench", "--yes"], cwd=work, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -153,7 +155,7 @@ def main() -> int:
         for _ in range(args.repeat):
             runbook_walls.append(time_runbook(one)[0])
             if ansible is not None:
-                control = Path(tempfile.mkdtemp(prefix="rb-acp-", dir="/tmp"))
+                control = Path(tempfile.mkdtemp(prefix="acp-", dir=directory))
                 ansible_cold.append(time_ansible(ansible, fleet, args.hosts, control))
                 ansible_warm.append(time_ansible(ansible, fleet, args.hosts, control))
         best = min(runbook_walls)
@@ -172,6 +174,7 @@ def main() -> int:
         print(f"\nload average during the bench: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     finally:
         fleet.stop()
+        shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 
