@@ -370,6 +370,7 @@ class _Checker:
         self._reversibility(runbook)
         for path, message in approval_problems(runbook):
             self.error((*self.step_path(int(path[1])), *path[2:]) if path[0] == "steps" else path, message)
+        self._fleet_keys(runbook)
 
     def _step_order(self, steps: list[Step], path_of: Callable[[int], KeyPath]) -> None:
         index = {s.id: i for i, s in reversed(list(enumerate(steps)))}
@@ -471,6 +472,12 @@ class _Checker:
                 self.error(path, f"template reads {'.'.join(ref.parts[:2])!r}, which is not an earlier step")
             elif top == "steps" and len(ref.parts) > 2 and ref.parts[2] not in ("outputs", "status"):
                 self.error(path, f"template reads {str(ref)!r}; a step offers 'outputs' and 'status'")
+
+    def _fleet_keys(self, runbook: Runbook) -> None:
+        from runbook.fleet.validate import fleet_problems
+
+        for path, message in fleet_problems(runbook, self.step_path):
+            self.error(path, message)
 
     def _reversibility(self, runbook: Runbook) -> None:
         for i, step in enumerate(runbook.steps):

@@ -147,6 +147,27 @@ class Environment(_Strict):
     vars: dict[str, Any] = {}
     protected: bool = False
     approval: ApprovalPolicy | None = None
+    # The fleet (runbook.fleet.inventory): hosts inline (name -> address, port, user, vars)
+    # or a list of names, groups of them, or an Ansible inventory file; ssh's config file.
+    hosts: dict[str, dict[str, Any] | None] | list[str] = {}
+    groups: dict[str, list[str]] = {}
+    inventory: str | None = None
+    ssh_config: str | None = None
+
+
+_COUNT_OR_PERCENT = re.compile(r"^\d+%?$")
+
+
+def _count_or_percent(value: Any) -> Any:
+    """``2`` or ``"25%"`` (of the step's hosts)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _COUNT_OR_PERCENT.match(value.strip()):
+        return value.strip()
+    raise ValueError(f"expected a count (2) or a percentage of the hosts (25%), got {value!r}")
+
+
+CountOrPercent = Annotated[int | str, BeforeValidator(_count_or_percent)]
 
 
 # Step-level lists and mappings default through a factory: a literal ``[]`` default is
@@ -164,6 +185,8 @@ class Check(_Strict):
     # When a resume re-checks this gate: "auto" while its step is on the frontier of what
     # has been done (no later passed step needs it), "always", or "never".
     recheck: Literal["auto", "always", "never"] = "auto"
+    # Hosts (a group, or host names) the check runs on over ssh; holds when it holds on each.
+    on: str | list[str] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -217,6 +240,14 @@ class Step(_Strict):
     hints: dict[str, str] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
     uses: str | None = None
+    # The fleet: hosts the step runs on over ssh, in batches of ``serial`` hosts with at most
+    # ``parallel`` at once, stopping after a batch with more than ``max_fail`` failed hosts.
+    on: str | list[str] | None = None
+    serial: CountOrPercent | None = None
+    max_fail: CountOrPercent = 0
+    parallel: int | None = Field(None, ge=1, le=1000)
+    # Runs at the same time as the adjacent steps that have it too (runbook.fleet.side_by_side).
+    concurrent: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("needs", mode="before")

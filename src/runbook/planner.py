@@ -116,6 +116,8 @@ def template_context(
         "environment": resolved.env,
         "runbook": {"name": runbook.name, "path": str(loaded.path), "version": runbook.metadata.version},
         "run": {"id": run_id or "<run id>", "dry_run": dry_run},
+        # A fleet step's host (runbook.fleet): given for real as each host's command is rendered.
+        "host": Placeholder("host"),
     }
 
 
@@ -203,7 +205,13 @@ def build_plan(loaded: LoadedRunbook, env: str | None = None, overrides: Mapping
         raise
     low = sum(s.estimate.low for s in steps if s.estimate)
     high = sum(s.estimate.high for s in steps if s.estimate)
-    return Plan(loaded, resolved, steps, low, high)
+    plan = Plan(loaded, resolved, steps, low, high)
+    if any(s.on is not None for s in loaded.runbook.steps):
+        from runbook.fleet.validate import resolve_hosts
+
+        # The inventory is read and every step's ``on:`` resolved now: a wrong name is exit 2 before anything runs.
+        resolve_hosts(plan)
+    return plan
 
 
 def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker, fingerprint: str) -> PlannedStep:

@@ -164,13 +164,16 @@ class ProcessSupervisor:
     and exits (128 + the signal's number, ``ExitCode.for_signal``). Code that
     waits for something else (an operator's answer) waits on ``wake_fd`` too.
 
-    One ``run_process`` at a time may use a supervisor.
+    Several ``run_process`` calls may use one supervisor at once, from threads
+    (a step on many hosts): a signal stops every attached group.
     """
 
     def __init__(self) -> None:
         self.stop_requested = False
         self.signal_received: int | None = None
-        self._group: _Group | None = None
+        # Replaced, never mutated: the signal handler reads it while threads attach and detach.
+        self._groups: tuple[_Group, ...] = ()
+        self._groups_lock = threading.Lock()
         self._previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
         self._wake_read: int | None = None
         self._wake_write: int | None = None
@@ -223,8 +226,7 @@ class ProcessSupervisor:
             self.signal_received = signum
         if signum == signal.SIGHUP:
             self._forget_hung_up_terminal()
-        group = self._group
-        if group is not None:
+        for group in self._groups:
             if repeated:
                 group.kill()
             else:
@@ -257,11 +259,13 @@ class ProcessSupervisor:
         self._terminal_fds = [fd for fd in self._terminal_fds if fd not in gone]
 
     def _attach(self, group: _Group) -> int | None:
-        self._group = group
+        with self._groups_lock:
+            self._groups = (*self._groups, group)
         return self._wake_read
 
-    def _detach(self) -> None:
-        self._group = None
+    def _detach(self, group: _Group) -> None:
+        with self._groups_lock:
+            self._groups = tuple(g for g in self._groups if g is not group)
 
 
 class _Output:
@@ -420,12 +424,16 @@ def run_process(
     supervisor: ProcessSupervisor | None = None,
     kill_grace: float = DEFAULT_KILL_GRACE,
     on_start: Callable[[int], None] | None = None,
+    stdin: bytes | None = None,
 ) -> ProcessResult:
     """Run ``command`` to completion, streaming its output line by line.
 
     A ``str`` runs through ``/bin/sh -c``; a list runs as argv with no shell,
     so nothing in it is ever interpreted. ``env``, when given, is the child's
-    whole environment. stdin is /dev/null; stdout and stderr are merged.
+    whole environment. stdin is /dev/null, or with ``stdin`` a pipe that
+    receives those bytes and then stays open until the command has ended (an
+    ssh session's remote end takes its closing as "stop"); stdout and stderr
+    are merged.
 
     Each output line (newline removed, undecodable bytes replaced) is passed
     through ``mask``, then to ``on_line`` (the engine's step log, through
@@ -458,7 +466,7 @@ def run_process(
             argv,
             cwd=cwd,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -472,7 +480,27 @@ def run_process(
         what = "working directory" if cwd is not None and err.filename == cwd else "command"
         output.message(f"runbook: cannot start the {what} {err.filename}: {err.strerror}")
         return ProcessResult(code, False, False, list(output.tail), time.monotonic() - started, 0)
-    return _supervise(proc, output, timeout, supervisor, kill_grace, started)
+    if stdin is not None:
+        _feed(proc, stdin)
+    try:
+        return _supervise(proc, output, timeout, supervisor, kill_grace, started)
+    finally:
+        if proc.stdin is not None:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+
+def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:
+    """Write ``data`` to the child's stdin (small: a script) and keep the pipe open."""
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data)
+        proc.stdin.flush()
+    except BrokenPipeError:
+        # The child exited (or closed stdin) at once; its exit status says why.
+        pass
 
 
 def _supervise(
@@ -512,7 +540,7 @@ def _supervise(
             group.kill()
             proc.wait()
         if supervisor is not None:
-            supervisor._detach()
+            supervisor._detach(group)
         watch.close()
         assert proc.stdout is not None
         proc.stdout.close()

@@ -43,7 +43,7 @@ from runbook import direct_templates, shellquote
 from runbook.errors import RunbookError
 from runbook.masking import Masker, SecretText
 
-TOP_LEVEL_NAMES = frozenset({"vars", "env", "steps", "run", "runbook", "environment", "params", "result"})
+TOP_LEVEL_NAMES = frozenset({"vars", "env", "steps", "run", "runbook", "environment", "params", "result", "host"})
 
 
 class TemplateFailed(RunbookError):

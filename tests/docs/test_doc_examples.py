@@ -121,9 +121,13 @@ def test_example(block: Block, project: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def _parse(block: Block) -> Any:
+    # runbook's own reader: PyYAML's YAML 1.1 would read the key ``on:`` as true.
+    from runbook.errors import InvalidRunbook
+    from runbook.yamlsource import load_yaml
+
     try:
-        return yaml.safe_load(textwrap.dedent(block.text))
-    except yaml.YAMLError as err:
+        return load_yaml(textwrap.dedent(block.text), block.where).data
+    except InvalidRunbook as err:
         raise AssertionError(f"{block.where}: not YAML: {err}") from err
 
 

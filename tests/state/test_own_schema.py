@@ -204,9 +204,9 @@ def test_a_schema_parameter_on_a_sqlite_store_is_refused(project: Path) -> None:
 def _to_legacy_layout(url: str) -> None:
     """Turn a store of this version into what runbook before schema version 3 left: the
     tables of version 2 (version 3 changed none; version 4 added ``step_logs`` and
-    ``runs.workdir``, version 5 ``controls`` and two columns of ``approvals``) in
+    ``runs.workdir``, version 5 ``controls`` and two columns of ``approvals``, version 6 ``host_attempts``) in
     ``public``, no version recorded (upgraded from 0 on open)."""
-    added = {"step_logs", "controls"}
+    added = {"step_logs", "controls", "host_attempts"}
     moves = [f"ALTER TABLE runbook.{name} SET SCHEMA public" for name in sorted(STORE_TABLES - added)]
     drops = [f"DROP TABLE runbook.{name}" for name in sorted(added)]
     columns = ["ALTER TABLE public.runs DROP COLUMN workdir", "ALTER TABLE public.approvals DROP COLUMN os_user", "ALTER TABLE public.approvals DROP COLUMN decision"]

@@ -42,22 +42,27 @@ class CommandCheck:
 
         lines: list[str] = []
         result = run_command(params, ctx, timeout=ctx.timeout or DEFAULT_TIMEOUT_S, on_line=lines.append)
-        output = "\n".join(lines)
-        last = lines[-1] if lines else ""
-        if result.interrupted:
-            return CheckResult(False, "interrupted", "exit 0", last, interrupted=True)
-        if result.timed_out:
-            return CheckResult(False, "timed out", "exit 0", last)
-        if result.returncode != 0:
-            return CheckResult(False, f"exit {result.returncode}", "exit 0", last)
-        if params.output_matches and not re.search(params.output_matches, output, re.M):
-            return CheckResult(False, _excerpt(last), f"output matching /{params.output_matches}/")
-        if params.output_excludes:
-            found = re.search(params.output_excludes, output, re.M)
-            if found:
-                line = output[: found.start()].count("\n")
-                return CheckResult(False, _excerpt(lines[line]), f"no output matching /{params.output_excludes}/")
-        return CheckResult(True, "exit 0", "exit 0")
+        return verdict(params, lines, result.returncode, timed_out=result.timed_out, interrupted=result.interrupted)
+
+
+def verdict(params: CommandCheckParams, lines: list[str], returncode: int | None, *, timed_out: bool, interrupted: bool) -> CheckResult:
+    """What a command check concludes from how its command ended (here or on a host)."""
+    output = "\n".join(lines)
+    last = lines[-1] if lines else ""
+    if interrupted:
+        return CheckResult(False, "interrupted", "exit 0", last, interrupted=True)
+    if timed_out:
+        return CheckResult(False, "timed out", "exit 0", last)
+    if returncode != 0:
+        return CheckResult(False, f"exit {returncode}", "exit 0", last)
+    if params.output_matches and not re.search(params.output_matches, output, re.M):
+        return CheckResult(False, _excerpt(last), f"output matching /{params.output_matches}/")
+    if params.output_excludes:
+        found = re.search(params.output_excludes, output, re.M)
+        if found:
+            line = output[: found.start()].count("\n")
+            return CheckResult(False, _excerpt(lines[line]), f"no output matching /{params.output_excludes}/")
+    return CheckResult(True, "exit 0", "exit 0")
 
 
 def _excerpt(text: str, limit: int = 200) -> str:

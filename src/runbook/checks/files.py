@@ -38,6 +38,23 @@ def _nothing_matches(pattern: str, ctx: CheckContext) -> str:
     return f"nothing matches {ctx.workdir / pattern} ({pattern} resolved against the project directory {ctx.workdir})"
 
 
+def exists_verdict(params: FileExistsParams, found: list[tuple[str, float]], missing: str | None = None) -> CheckResult:
+    """``found``: (path, mtime) of each file matching, big enough (here or on a host);
+    ``missing`` says where it was looked for when nothing was found."""
+    if not found:
+        return CheckResult(False, "no file", f"a file matching {params.path}", missing)
+    return CheckResult(True, max(found, key=lambda f: f[1])[0], "a file")
+
+
+def fresh_verdict(params: FileFreshParams, found: list[tuple[str, float]], now: float, missing: str | None = None) -> CheckResult:
+    expected = f"age <= {format_duration(params.max_age)}"
+    if not found:
+        return CheckResult(False, "no file", expected, missing or f"nothing matches {params.path}")
+    newest, mtime = max(found, key=lambda f: f[1])
+    age = max(0.0, now - mtime)
+    return CheckResult(age <= params.max_age, f"age {format_duration(age)}", expected, newest)
+
+
 class FileExistsCheck:
     name: ClassVar[str] = "file_exists"
     Params: ClassVar[type[BaseModel]] = FileExistsParams
@@ -47,10 +64,8 @@ class FileExistsCheck:
         return f"a file matches {params.path}"
 
     def evaluate(self, params: FileExistsParams, ctx: CheckContext) -> CheckResult:
-        files = _matches(params.path, ctx, params.min_size)
-        if not files:
-            return CheckResult(False, "no file", f"a file matching {params.path}", _nothing_matches(params.path, ctx))
-        return CheckResult(True, str(max(files, key=lambda p: p.stat().st_mtime)), "a file")
+        found = [(str(p), p.stat().st_mtime) for p in _matches(params.path, ctx, params.min_size)]
+        return exists_verdict(params, found, _nothing_matches(params.path, ctx))
 
 
 class FileFreshCheck:
@@ -62,13 +77,8 @@ class FileFreshCheck:
         return f"a file matching {params.path} is younger than {format_duration(params.max_age)}"
 
     def evaluate(self, params: FileFreshParams, ctx: CheckContext) -> CheckResult:
-        expected = f"age <= {format_duration(params.max_age)}"
-        files = _matches(params.path, ctx, params.min_size)
-        if not files:
-            return CheckResult(False, "no file", expected, _nothing_matches(params.path, ctx))
-        newest = max(files, key=lambda p: p.stat().st_mtime)
-        age = max(0.0, time.time() - newest.stat().st_mtime)
-        return CheckResult(age <= params.max_age, f"age {format_duration(age)}", expected, str(newest))
+        found = [(str(p), p.stat().st_mtime) for p in _matches(params.path, ctx, params.min_size)]
+        return fresh_verdict(params, found, time.time(), _nothing_matches(params.path, ctx))
 
 
 FILE_EXISTS = FileExistsCheck()

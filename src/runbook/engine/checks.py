@@ -9,7 +9,9 @@ run as interrupted instead of passing a verdict on what it saw.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from runbook.checks import CheckContext, CheckResult, get_check_kind
 from runbook.connections import describe_db_error
@@ -19,11 +21,16 @@ from runbook.errors import ExitCode, RunbookError
 from runbook.planner import RenderedCheck
 from runbook.status import EventName, RunStatus
 
+if TYPE_CHECKING:
+    from runbook.fleet.context import Fleet
+
 
 class CheckRunner:
-    def __init__(self, journal: Journal, context: CheckContext) -> None:
+    def __init__(self, journal: Journal, context: CheckContext, fleet: Callable[[], Fleet] | None = None) -> None:
         self.journal = journal
         self.context = context
+        # The run's hosts, for checks with ``on:`` (runbook.fleet).
+        self.fleet = fleet
 
     def evaluate(self, check: RenderedCheck, step_id: str, role: str, label: str | None = None, *, attempt: int | None = None) -> CheckResult:
         """The check's result, journalled; raises Stop (interrupted) when a signal asked
@@ -39,7 +46,12 @@ class CheckRunner:
 
         context = replace(self.context, timeout=check.check.timeout, on_process_start=journal_process)
         try:
-            result = kind.evaluate(check.params, context)
+            if check.check.on is not None and self.fleet is not None:
+                from runbook.fleet.checks import evaluate_on_hosts
+
+                result = evaluate_on_hosts(check.check.check, check.params, check.check.on, context, self.fleet())
+            else:
+                result = kind.evaluate(check.params, context)
         except RunbookError as err:
             result = CheckResult.errored(self.journal.masker.mask(err.message))
         except Exception as err:  # a driver or network error is a failed check, not a crash

@@ -31,6 +31,7 @@ from runbook.engine.session import Session
 from runbook.engine.skip import without_skipped
 from runbook.engine.whereabouts import differences
 from runbook.errors import ExitCode, Refused, RunbookError, UsageError
+from runbook.fleet import side_by_side
 from runbook.planner import PlannedStep
 from runbook.state import new_run_id
 from runbook.state.store import RunRecord
@@ -101,9 +102,10 @@ def _loop(session: Session, resumed: RunRecord | None) -> RunResult:
             checks=session.checks,
         )
         session.steps.need_notes = why_not
-        for planned in select_steps(session):
+        for group in side_by_side.groups(select_steps(session)):
             session.check_still_holding()
-            session.steps.run(planned)
+            # One step, or adjacent ``concurrent`` steps at once (runbook.fleet.side_by_side).
+            side_by_side.run_group(group, session.steps.run)
         _criteria(session)
     except Stop as stop:
         return _stopped(session, stop)

@@ -31,6 +31,7 @@ from runbook.engine.lockwait import acquire_waiting
 from runbook.engine.outcome import RunResult, Stop
 from runbook.engine.step import StepRunner
 from runbook.engine.whereabouts import project_dir
+from runbook.fleet.context import fleet_of
 from runbook.errors import ExitCode
 from runbook.model import Runbook
 from runbook.notify import Dispatcher, render_message
@@ -106,6 +107,7 @@ class Session:
                 runbook_dir=plan.loaded.path.parent,
                 supervisor=self.supervisor,
             ),
+            fleet=lambda: fleet_of(plan),
         )
         self.approvals = Approvals(
             self.journal,

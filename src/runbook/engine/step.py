@@ -204,7 +204,7 @@ class StepRunner:
             self.journal.finish_attempt(step_id, attempt, StepStatus.FAILED, error=err.message)
             raise
         try:
-            outcome = self._act(body, ctx)
+            outcome = self._act(planned, body, ctx, mode)
             if mode != "rollback" and not (outcome.interrupted or self.supervisor.stop_requested):
                 outcome = self._after_action(planned, outcome, mode, checks, attempt)
         except RunbookError as err:
@@ -249,8 +249,13 @@ class StepRunner:
         )
         return outcome
 
-    def _act(self, body: RenderedBody, ctx: StepContext) -> StepOutcome:
+    def _act(self, planned: PlannedStep, body: RenderedBody, ctx: StepContext, mode: Mode) -> StepOutcome:
         try:
+            if planned.step.on is not None:
+                # On hosts over ssh (runbook.fleet): rendered and run once per host.
+                from runbook.fleet.rollout import run_on_fleet
+
+                return run_on_fleet(self, planned, ctx, mode)
             return get_step_kind(body.kind).run(body.params, ctx)
         except RunbookError as err:
             return StepOutcome(False, error=self.journal.masker.mask(err.message))

@@ -70,6 +70,8 @@ class _Row:
     reason: str | None = None
     output: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_LINES))
     progress: dict[str, Any] | None = None
+    # A step on hosts (runbook.fleet): host -> its state and last output line, one live line each.
+    hosts: dict[str, str] = field(default_factory=dict)
     # (mark, text) of each precondition and gate, in the order they were checked.
     checks: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -214,6 +216,9 @@ class LiveReporter:
         self._row(e["step"]).output.extend(str(e["line"]).splitlines() or [""])
 
     def _update_progress(self, e: Event) -> None:
+        if "hosts" in e:
+            self._row(e["step"]).hosts.update(e["hosts"])
+            return
         self._row(e["step"]).progress = e
 
     def _update_check(self, e: Event) -> None:
@@ -329,7 +334,10 @@ class LiveReporter:
         elif row.progress and row.status != RUNNING:
             done, rate = int(row.progress.get("done") or 0), float(row.progress.get("rate") or 0)
             details.append(Text(f"{done:,} rows at {rate:,.0f} rows/s", style="dim"))
-        if current and row.status in (RUNNING, ROLLING_BACK):
+        if current and row.hosts and row.status in (RUNNING, ROLLING_BACK):
+            width = max(len(name) for name in row.hosts)
+            details += [Text(f"│ {name:<{width}}  {state}", style="dim", no_wrap=True, overflow="ellipsis") for name, state in row.hosts.items()]
+        elif current and row.status in (RUNNING, ROLLING_BACK):
             details += [Text(f"│ {line}", style="dim", no_wrap=True, overflow="ellipsis") for line in row.output]
         # The status in words under the title, where a long title cannot cut it off;
         # wrapped, not cut: a failed gate's observed and expected values are the point.

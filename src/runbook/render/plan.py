@@ -61,6 +61,8 @@ def render_json(plan: Plan) -> str:
                 "estimate": s.estimate.high if s.estimate else None,
                 "estimate_min": s.estimate.low if s.estimate else None,
                 "fingerprint": s.fingerprint,
+                # Only for steps on hosts (runbook.fleet): the hosts their ``on:`` resolves to.
+                **({"hosts": [h.name for h in s.__dict__.get("_fleet_hosts", [])]} if s.step.on is not None else {}),
             }
             for s in plan.steps
         ],
@@ -105,22 +107,38 @@ def _text_step(s: PlannedStep, width: int) -> list[str]:
     if s.step.when:
         out.append(f"{pad}when: {s.step.when}")
     for c in s.preconditions:
-        out.append(f"{pad}precondition ({c.check.on_fail}): {c.label}: {c.description}")
+        out.append(f"{pad}precondition ({c.check.on_fail}): {c.label}: {c.description}{_on_hosts(c)}")
     if s.needs_confirmation:
         out += _labelled(pad, "confirm: ", s.confirm or "a person confirms the manual step is done")
     out += _labelled(pad, "run: ", s.body.description)
+    if s.step.on is not None:
+        out.append(f"{pad}on: {_hosts_text(s)}")
     if isinstance(s.dry_run, RenderedBody):
         out.append(f"{pad}dry-run: {_first_line(s.dry_run.description)}")
     elif s.dry_run:
         out.append(f"{pad}dry-run: {s.dry_run}")
     for c in s.gates:
-        out.append(f"{pad}gate: {c.label}: {c.description}")
+        out.append(f"{pad}gate: {c.label}: {c.description}{_on_hosts(c)}")
     if s.rollback:
         out.append(f"{pad}rollback: {_first_line(s.rollback.description)}")
     elif s.step.irreversible:
         out.append(f"{pad}irreversible")
     out.append("")
     return out
+
+
+def _hosts_text(s: PlannedStep) -> str:
+    """The hosts a fleet step runs on, resolved, and how it rolls out."""
+    from runbook.fleet.context import fleet_of_step
+
+    hosts, rollout = fleet_of_step(s)
+    return f"{', '.join(h.name for h in hosts)} ({len(hosts)} host{'s' if len(hosts) != 1 else ''}{rollout})"
+
+
+def _on_hosts(c: RenderedCheck) -> str:
+    """`` (on db1, db2)`` for a check on hosts (runbook.fleet), else nothing."""
+    hosts = c.__dict__.get("_fleet_hosts")
+    return f" (on {', '.join(h.name for h in hosts)})" if hosts else ""
 
 
 def _labelled(pad: str, label: str, text: str) -> list[str]:

@@ -139,6 +139,25 @@ controls = sa.Table(
     sa.Index("ix_controls_run", "run_id", "id"),
 )
 
+# One row per host of a fleet step's attempt (runbook.fleet.rollout): written 'running'
+# before the host's command starts, so a resume knows which hosts passed and never re-runs them.
+host_attempts = sa.Table(
+    "host_attempts",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("step_id", sa.Text, primary_key=True),
+    sa.Column("host", sa.Text, primary_key=True),
+    # Numbered per (run, step, host) across kinds, like step attempts.
+    sa.Column("attempt", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("batch", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(40), nullable=False),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+)
+
 checkpoints = sa.Table(
     "checkpoints",
     metadata,

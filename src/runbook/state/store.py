@@ -29,6 +29,7 @@ from runbook.state import approvals as _approvals
 from runbook.state import attempts as _attempts
 from runbook.state import controls as _controls
 from runbook.state import events as _events
+from runbook.state import hosts as _hosts
 from runbook.state import locks as _locks
 from runbook.state import logs as _logs
 from runbook.state import runs as _runs
@@ -341,6 +342,20 @@ class StateStore(_Transactions):
     @_guarded
     def approvals(self, run_id: str) -> list[ApprovalRecord]:
         return self._read(_approvals.of_run, run_id)
+
+    # -- per-host attempts of fleet steps -----------------------------------
+
+    @_guarded
+    def start_host_attempt(self, run_id: str, step_id: str, host: str, *, kind: str, batch: int) -> int:
+        return self._write(_hosts.start, run_id, step_id, host, kind=kind, batch=batch)
+
+    @_guarded
+    def finish_host_attempt(self, run_id: str, step_id: str, host: str, attempt: int, *, status: str, exit_code: int | None, error: str | None) -> None:
+        self._write(_hosts.finish, run_id, step_id, host, attempt, status=status, exit_code=exit_code, error=error)
+
+    @_guarded
+    def host_attempts(self, run_id: str, step_id: str) -> list[_hosts.HostAttempt]:
+        return self._read(_hosts.of_step, run_id, step_id)
 
     @_guarded
     def save_checkpoint(self, run_id: str, step_id: str, data: dict[str, Any]) -> None:

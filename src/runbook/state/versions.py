@@ -14,6 +14,7 @@ open simply retries. A store newer than this runbook is refused, never misread.
 * 4: ``step_logs`` (each attempt's output, masked, in chunks) and ``runs.workdir``.
 * 5: ``approvals.os_user`` and ``approvals.decision`` (approvals with identity,
   rejections), the ``controls`` table (cancel, pause, continue, set from any machine).
+* 6: ``host_attempts`` (fleet steps: one row per host of an attempt).
 
 On PostgreSQL everything happens under one advisory lock held until commit:
 concurrent first opens, upgrades and the move below wait for each other. The
@@ -38,9 +39,9 @@ from runbook.errors import Refused, StateStoreUnusable
 from runbook.state.clock import database_now
 from runbook.state.connect import quoted_schema
 from runbook.state.locks import LockRecord, stale_reason
-from runbook.state.schema import approvals, controls, locks, metadata, runs, schema_version, step_attempts, step_logs
+from runbook.state.schema import approvals, controls, host_attempts, locks, metadata, runs, schema_version, step_attempts, step_logs
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Arbitrary but fixed (b"runbook"): the advisory lock serializing creation, upgrades and the move.
 _PG_LOCK_KEY = 0x72756E626F6F6B
@@ -107,9 +108,14 @@ def _upgrade_to_5(conn: Connection, schema: str | None) -> None:
     controls.create(conn, checkfirst=True)
 
 
+def _upgrade_to_6(conn: Connection, schema: str | None) -> None:
+    """Version 5 had no ``host_attempts`` (fleet steps: one row per host of an attempt)."""
+    host_attempts.create(conn, checkfirst=True)
+
+
 # UPGRADES[n] brings a store from version n - 1 to version n.
 UPGRADES: dict[int, Callable[[Connection, str | None], None]] = {
-    1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3, 4: _upgrade_to_4, 5: _upgrade_to_5,
+    1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3, 4: _upgrade_to_4, 5: _upgrade_to_5, 6: _upgrade_to_6,
 }  # fmt: skip
 
 

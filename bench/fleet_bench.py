@@ -1,0 +1,182 @@
+"""Benchmark of fleet steps: runbook over OpenSSH vs Ansible's ad-hoc ``command`` module.
+
+    python bench/fleet_bench.py [--hosts 20] [--repeat 3] [--no-ansible]
+
+Needs root (one real sshd per host on 127.0.0.100, .101, ...: examples/fleet/local_fleet.py).
+Contenders, side by side, on the same hosts, ssh_config and known_hosts:
+
+* runbook: ``runbook run`` (whole process: start-up, state store, one master
+  connection per host, the step, the summary) of one ``command`` step
+  ``run: "true"`` on every host with ``parallel: N``; a fresh state store each time;
+* Ansible: ``ansible all -m command -a true -f N`` (ansible-core from PyPI, installed
+  into a temporary venv here only), ControlPersist on: its first run opens the
+  connections (cold), later runs reuse them (warm, as favourable to Ansible as it gets).
+
+Then the overhead of a second step on the same hosts: a runbook of two such steps;
+each host's time in the second step (from the state store: journalled before the
+ssh session, finished after it) minus a bare ``ssh HOST true`` over an open master
+connection on the same host: what runbook adds per host over the remote command.
+
+The fastest of ``--repeat`` runs counts. On this machine root's ~/.bashrc (pyenv init)
+runs for every ssh session (~0.1 s): both contenders and the baseline pay it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples" / "fleet"))
+
+import local_fleet  # noqa: E402
+
+from runbook.fleet.inventory import Host  # noqa: E402
+from runbook.fleet.ssh import SshTransport  # noqa: E402
+
+
+def runbook_file(directory: Path, fleet: local_fleet.LocalFleet, steps: int, parallel: int) -> Path:
+    names = ", ".join(h.name for h in fleet.hosts)
+    body = "".join(
+        f"""  - id: step{i}
+    kind: command
+    on: all
+    parallel: {parallel}
+    run: "true"
+    irreversible: true
+"""
+        for i in range(1, steps + 1)
+    )
+    path = directory / f"fleet{steps}.yaml"
+    path.write_text(f"name: fleet-bench\nenvironments:\n  bench:\n    ssh_config: {fleet.ssh_config}\n    hosts: [{names}]\nsteps:\n{body}")
+    return path
+
+
+def time_runbook(path: Path) -> tuple[float, Path]:
+    # Inside the fleet's directory: removed with it.
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=path.parent))
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "runbook", "run", str(path), "--env", "bench", "--yes"], cwd=work, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"runbook failed:\n{result.stdout}\n{result.stderr}")
+    return wall, work
+
+
+def second_step_wall(work: Path) -> float:
+    """From the first host's journalled start to the last host's recorded end, in step 2."""
+    from datetime import datetime
+
+    conn = sqlite3.connect(work / ".runbook" / "state.db")
+    first, last = conn.execute("SELECT MIN(started_at), MAX(finished_at) FROM host_attempts WHERE step_id = 'step2'").fetchone()
+    conn.close()
+    return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+
+
+def bare_ssh_wall(fleet: local_fleet.LocalFleet, repeat: int) -> float:
+    """``ssh HOST true`` on every host at once, each over its open master connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    transport = SshTransport(str(fleet.ssh_config))
+    try:
+        argvs = []
+        for host in fleet.hosts:
+            target = Host(host.name)
+            assert transport.connect(target) is None
+            argvs.append(transport.base_argv(target) + ["-o", "ControlMaster=no", "-T", "--", host.name, "true"])
+        walls = []
+        with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
+            for _ in range(repeat):
+                started = time.perf_counter()
+                list(pool.map(_timed, argvs))
+                walls.append(time.perf_counter() - started)
+        return min(walls)
+    finally:
+        transport.close()
+
+
+def _timed(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def ansible_setup(directory: Path) -> Path | None:
+    venv = directory / "ansible-venv"
+    print("installing ansible-core into a temporary venv ...", flush=True)
+    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True)
+    installed = made.returncode == 0 and subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "ansible-core"], capture_output=True).returncode == 0
+    return venv / "bin" / "ansible" if installed else None
+
+
+def time_ansible(ansible: Path, fleet: local_fleet.LocalFleet, parallel: int, control_dir: Path) -> float:
+    inventory = fleet.directory / "ansible.ini"
+    inventory.write_text("[fleet]\n" + "\n".join(h.name for h in fleet.hosts) + "\n")
+    env = {
+        **os.environ,
+        "ANSIBLE_SSH_ARGS": f"-F {fleet.ssh_config} -o ControlMaster=auto -o ControlPersist=60s",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+    }
+    started = time.perf_counter()
+    result = subprocess.run([str(ansible), "all", "-i", str(inventory), "-m", "command", "-a", "true", "-f", str(parallel)], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"ansible failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return wall
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-ansible", action="store_true")
+    args = parser.parse_args()
+    reason = local_fleet.unavailable_reason()
+    if reason:
+        print(f"cannot start a local fleet: {reason}", file=sys.stderr)
+        return 2
+    directory = Path(tempfile.mkdtemp(prefix="rb-fbench-"))
+    fleet = local_fleet.LocalFleet(directory).start([f"h{i:02d}" for i in range(args.hosts)], first_octet=100)
+    try:
+        one = runbook_file(directory, fleet, 1, args.hosts)
+        two = runbook_file(directory, fleet, 2, args.hosts)
+        ansible = None if args.no_ansible else ansible_setup(directory)
+        runbook_walls, ansible_cold, ansible_warm = [], [], []
+        for _ in range(args.repeat):
+            runbook_walls.append(time_runbook(one)[0])
+            if ansible is not None:
+                control = Path(tempfile.mkdtemp(prefix="acp-", dir=directory))
+                ansible_cold.append(time_ansible(ansible, fleet, args.hosts, control))
+                ansible_warm.append(time_ansible(ansible, fleet, args.hosts, control))
+        best = min(runbook_walls)
+        print(f"\none command step on {args.hosts} hosts, parallel {args.hosts} (best of {args.repeat}):")
+        print(f"  runbook run (whole process, connections opened)   {best:6.2f} s   (target <= 1.5 s)")
+        if ansible_cold:
+            cold, warm = min(ansible_cold), min(ansible_warm)
+            print(f"  ansible -m command, cold (connections opened)      {cold:6.2f} s   {cold / best:5.1f}x runbook")
+            print(f"  ansible -m command, warm (ControlPersist reused)   {warm:6.2f} s   {warm / best:5.1f}x runbook  (target >= 5x)")
+        step2 = min(second_step_wall(time_runbook(two)[1]) for _ in range(args.repeat))
+        bare = bare_ssh_wall(fleet, args.repeat)
+        print(f"\nsecond step on the same {args.hosts} hosts, all at once (best of {args.repeat}):")
+        print(f"  runbook step 2, first journalled start to last recorded end   {step2 * 1000:6.0f} ms")
+        print(f"  bare `ssh HOST true` on every host at once, masters open      {bare * 1000:6.0f} ms")
+        print(f"  overhead per host: (difference) / {args.hosts}                        {(step2 - bare) * 1000 / args.hosts:6.1f} ms   (target <= 30 ms)")
+        print(f"\nload average during the bench: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    finally:
+        fleet.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""OpenSSH as the transport: one master connection per host, every command over it.
+
+The first use of a host starts a master (``ssh -M -N -f``, ControlPersist) on a
+socket in a private directory of this process; every command then runs as a
+multiplexed session over it, so a second step on the same host pays no
+handshake. Without ``ssh_config:`` (or ``RUNBOOK_SSH_CONFIG``) ssh reads the
+user's own ``~/.ssh/config`` as usual: ProxyJump, agent, known_hosts, keys.
+
+Always set on the command line (over any config): ``BatchMode=yes`` (never a
+prompt), ``StrictHostKeyChecking=yes`` (an unknown or changed host key refuses
+the host), ``ConnectTimeout`` and ``ServerAlive*`` (an unreachable host fails
+within ``CONNECT_TIMEOUT`` seconds, one that vanishes mid-command within
+``ALIVE_INTERVAL * ALIVE_COUNT`` seconds).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from runbook.fleet.inventory import Host
+from runbook.fleet.remote import WRAPPER_COMMAND
+
+CONNECT_TIMEOUT = 10
+ALIVE_INTERVAL = 5
+ALIVE_COUNT = 3
+# A master with no session for this long exits by itself (runbook killed before closing it).
+CONTROL_PERSIST = 60
+SSH_FAILED = 255
+
+_HOST_KEY_CHANGED = "REMOTE HOST IDENTIFICATION HAS CHANGED"
+_HOST_KEY_UNKNOWN = "Host key verification failed"
+
+
+@dataclass(frozen=True)
+class ConnectFailure:
+    """Why a host could not be reached; ``kind`` is host_key_changed, host_key_unknown or unreachable."""
+
+    kind: str
+    message: str
+
+
+def explain_ssh_failure(host: Host, text: str) -> ConnectFailure:
+    """An operator's sentence for ssh's own error output (exit status 255)."""
+    last = next((line.strip() for line in reversed(text.splitlines()) if line.strip() and not line.startswith("@")), "no error output")
+    if _HOST_KEY_CHANGED in text:
+        return ConnectFailure(
+            "host_key_changed",
+            f"host {host.name}: its host key has CHANGED since it was recorded in known_hosts; refused "
+            "(a reinstalled host, or someone in between). Verify the new key out of band, then update known_hosts "
+            f"(ssh-keygen -R) and resume",
+        )
+    if _HOST_KEY_UNKNOWN in text:
+        return ConnectFailure("host_key_unknown", f"host {host.name}: its host key is not in known_hosts (strict host key checking); add it after verifying it, then resume ({last})")
+    return ConnectFailure("unreachable", f"host {host.name}: unreachable over ssh: {last}")
+
+
+class SshTransport:
+    """The ssh command lines for a run's hosts, and their master connections."""
+
+    def __init__(self, config: str | None = None) -> None:
+        self.config = config
+        # Short: a socket path must fit in 108 bytes; %C (a hash) names each connection.
+        self._control_dir = Path(tempfile.mkdtemp(prefix="rb-ssh-"))
+        # Hosts whose master connection is up.
+        self._hosts: dict[str, Host] = {}
+        self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def base_argv(self, host: Host) -> list[str]:
+        argv = ["ssh"]
+        if self.config:
+            argv += ["-F", self.config]
+        argv += [
+            "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+            "-o", f"ServerAliveInterval={ALIVE_INTERVAL}",
+            "-o", f"ServerAliveCountMax={ALIVE_COUNT}",
+            "-o", f"ControlPath={self._control_dir}/%C",
+        ]  # fmt: skip
+        if host.address:
+            argv += ["-o", f"HostName={host.address}"]
+        if host.port:
+            argv += ["-p", str(host.port)]
+        if host.user:
+            argv += ["-l", host.user]
+        return argv
+
+    def connect(self, host: Host) -> ConnectFailure | None:
+        """Start the host's master connection once; None when it is up (or was already).
+        A failure is not remembered: a retry of the step, or a later step, tries again."""
+        with self._lock:
+            if host.name in self._hosts:
+                return None
+        failure = self._start_master(host)
+        if failure is None:
+            with self._lock:
+                self._hosts[host.name] = host
+        return failure
+
+    def _start_master(self, host: Host) -> ConnectFailure | None:
+        argv = self.base_argv(host) + ["-o", "ControlMaster=yes", "-o", f"ControlPersist={CONTROL_PERSIST}", "-N", "-f", "--", host.name]
+        # stderr to a file, not a pipe: the master forks to the background and keeps it open.
+        with tempfile.TemporaryFile() as errors:
+            try:
+                code = subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
+                    timeout=CONNECT_TIMEOUT * 2 + 5,
+                ).returncode  # fmt: skip
+            except subprocess.TimeoutExpired:
+                return ConnectFailure("unreachable", f"host {host.name}: no ssh connection within {CONNECT_TIMEOUT * 2 + 5}s")
+            except FileNotFoundError:
+                return ConnectFailure("unreachable", "the OpenSSH client (ssh) is not installed")
+            errors.seek(0)
+            text = errors.read().decode(errors="replace")
+        return None if code == 0 else explain_ssh_failure(host, text)
+
+    def command_argv(self, host: Host) -> list[str]:
+        """The ssh command that runs one step's script on ``host`` (the script comes on stdin)."""
+        return self.base_argv(host) + ["-o", "ControlMaster=no", "-T", "--", host.name, WRAPPER_COMMAND]
+
+    def close(self) -> None:
+        """Stop the master connections and remove their sockets."""
+        with self._lock:
+            hosts = list(self._hosts.values())
+            self._hosts.clear()
+        for host in hosts:
+            subprocess.run(
+                self.base_argv(host) + ["-O", "exit", "--", host.name],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False,
+            )  # fmt: skip
+        shutil.rmtree(self._control_dir, ignore_errors=True)
+
+
+def ssh_config_path(option: str | None, base: Path) -> str | None:
+    """``ssh_config:`` of the environment (relative to the runbook), else RUNBOOK_SSH_CONFIG, else
+    None (ssh reads ~/.ssh/config)."""
+    if option:
+        return str(base / option)
+    from_env = os.environ.get("RUNBOOK_SSH_CONFIG")
+    # As given on the command line: relative to the current directory.
+    return os.path.abspath(from_env) if from_env else None
