@@ -44,25 +44,16 @@ _UNDEFINED_IN_DEFINITION = "<not a plain value>"
 
 def fingerprint(step: Step, context: Mapping[str, Any], masker: Masker, connections: Mapping[str, str]) -> str:
     """Hash of the step's definition, the values it reads and the databases it uses."""
-    data = _without_fleet_defaults(step.model_dump(mode="json", exclude={"estimate", "hints", "description"}))
+    # Keys at their defaults are left out: a key added by a later version of runbook (with a
+    # default that keeps the old behaviour) leaves the fingerprints of existing steps as they
+    # were, so a run resumes across the upgrade without --accept-changes.
+    data = step.model_dump(mode="json", exclude={"estimate", "hints", "description"}, exclude_defaults=True)
     read = _values_read(data, context)
     if read is None:
         read = {"rendered": _rendered(data, context)}
     read["connections"] = {name: connection_identity(name, connections, context) for name in sorted(_connection_names(data, context))}
     text = masker.mask(json.dumps({"definition": data, "reads": read}, sort_keys=True, default=str))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-# The fleet's keys (runbook.fleet) at their defaults: left out, so that a step without them
-# keeps the fingerprint it had before they existed (and a resume across the upgrade holds).
-_FLEET_DEFAULTS: dict[str, Any] = {"on": None, "serial": None, "max_fail": 0, "parallel": None, "concurrent": False}
-
-
-def _without_fleet_defaults(data: dict[str, Any]) -> dict[str, Any]:
-    data = {k: v for k, v in data.items() if k not in _FLEET_DEFAULTS or v != _FLEET_DEFAULTS[k]}
-    for role in ("preconditions", "gates"):
-        data[role] = [{k: v for k, v in check.items() if k != "on" or v is not None} for check in data.get(role, [])]
-    return data
 
 
 def connection_identity(name: str, connections: Mapping[str, str], context: Mapping[str, Any]) -> str:
