@@ -53,11 +53,14 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _guarded(method: Callable[Concatenate[StateStore, _P], _R]) -> Callable[Concatenate[StateStore, _P], _R]:
+_S = TypeVar("_S", bound="_Transactions")
+
+
+def _guarded(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
     """Turn any database error into a one-line, password-masked StateStoreError."""
 
     @functools.wraps(method)
-    def wrapper(self: StateStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    def wrapper(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return method(self, *args, **kwargs)
         except DB_ERRORS as err:
@@ -132,7 +135,52 @@ class _Transactions:
         raise StateStoreError(f"state store {self.url_for_display}: could not {what}")
 
 
-class StateStore(_Transactions):
+class _StepRecords(_Transactions):
+    """What a step keeps besides its attempts: per-host attempts of fleet steps,
+    checkpoints of resumable steps, and its output in chunks."""
+
+    # -- per-host attempts of fleet steps -----------------------------------
+
+    @_guarded
+    def start_host_attempt(self, run_id: str, step_id: str, host: str, *, kind: str, batch: int) -> int:
+        return self._write(_hosts.start, run_id, step_id, host, kind=kind, batch=batch)
+
+    @_guarded
+    def finish_host_attempt(self, run_id: str, step_id: str, host: str, attempt: int, *, status: str, exit_code: int | None, error: str | None) -> None:
+        self._write(_hosts.finish, run_id, step_id, host, attempt, status=status, exit_code=exit_code, error=error)
+
+    @_guarded
+    def host_attempts(self, run_id: str, step_id: str) -> list[_hosts.HostAttempt]:
+        return self._read(_hosts.of_step, run_id, step_id)
+
+    @_guarded
+    def save_checkpoint(self, run_id: str, step_id: str, data: dict[str, Any]) -> None:
+        self._write(_approvals.save_checkpoint, run_id, step_id, data)
+
+    @_guarded
+    def load_checkpoint(self, run_id: str, step_id: str) -> dict[str, Any] | None:
+        return self._read(_approvals.load_checkpoint, run_id, step_id)
+
+    @_guarded
+    def clear_checkpoint(self, run_id: str, step_id: str) -> None:
+        self._write(_approvals.clear_checkpoint, run_id, step_id)
+
+    # -- step logs ----------------------------------------------------------
+
+    @_guarded
+    def append_log(self, run_id: str, step_id: str, attempt: int, seq: int, text: str, *, stream: str = "output") -> None:
+        """One chunk of an attempt's output (already masked), committed before this returns."""
+        self._write(_logs.insert, run_id, step_id, attempt, seq, text, stream=stream)
+
+    @_guarded
+    def log_chunks(
+        self, run_id: str, *, step_id: str | None = None, attempt: int | None = None, after: int = 0, limit: int | None = None
+    ) -> list[LogChunk]:
+        """The run's stored output after chunk id ``after``, oldest first (see state/logs.py)."""
+        return self._read(_logs.of_run, run_id, step_id=step_id, attempt=attempt, after=after, limit=limit)
+
+
+class StateStore(_StepRecords):
     """Runs, step attempts, events, approvals, checkpoints and locks."""
 
     @classmethod
@@ -342,46 +390,6 @@ class StateStore(_Transactions):
     @_guarded
     def approvals(self, run_id: str) -> list[ApprovalRecord]:
         return self._read(_approvals.of_run, run_id)
-
-    # -- per-host attempts of fleet steps -----------------------------------
-
-    @_guarded
-    def start_host_attempt(self, run_id: str, step_id: str, host: str, *, kind: str, batch: int) -> int:
-        return self._write(_hosts.start, run_id, step_id, host, kind=kind, batch=batch)
-
-    @_guarded
-    def finish_host_attempt(self, run_id: str, step_id: str, host: str, attempt: int, *, status: str, exit_code: int | None, error: str | None) -> None:
-        self._write(_hosts.finish, run_id, step_id, host, attempt, status=status, exit_code=exit_code, error=error)
-
-    @_guarded
-    def host_attempts(self, run_id: str, step_id: str) -> list[_hosts.HostAttempt]:
-        return self._read(_hosts.of_step, run_id, step_id)
-
-    @_guarded
-    def save_checkpoint(self, run_id: str, step_id: str, data: dict[str, Any]) -> None:
-        self._write(_approvals.save_checkpoint, run_id, step_id, data)
-
-    @_guarded
-    def load_checkpoint(self, run_id: str, step_id: str) -> dict[str, Any] | None:
-        return self._read(_approvals.load_checkpoint, run_id, step_id)
-
-    @_guarded
-    def clear_checkpoint(self, run_id: str, step_id: str) -> None:
-        self._write(_approvals.clear_checkpoint, run_id, step_id)
-
-    # -- step logs ----------------------------------------------------------
-
-    @_guarded
-    def append_log(self, run_id: str, step_id: str, attempt: int, seq: int, text: str, *, stream: str = "output") -> None:
-        """One chunk of an attempt's output (already masked), committed before this returns."""
-        self._write(_logs.insert, run_id, step_id, attempt, seq, text, stream=stream)
-
-    @_guarded
-    def log_chunks(
-        self, run_id: str, *, step_id: str | None = None, attempt: int | None = None, after: int = 0, limit: int | None = None
-    ) -> list[LogChunk]:
-        """The run's stored output after chunk id ``after``, oldest first (see state/logs.py)."""
-        return self._read(_logs.of_run, run_id, step_id=step_id, attempt=attempt, after=after, limit=limit)
 
     # -- locks --------------------------------------------------------------
 
