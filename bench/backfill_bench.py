@@ -545,7 +545,9 @@ def suite(db: Backend, rows: int, repeat: int) -> list[tuple[str, bool, str]]:
     join = timed[1]
     loop_s, loop_rows = per_row_loop(db, rows)
     db.reset("plan_subscriptions")
+    select_s = resolve_select(db)
     dry = timed_run(db.url, join.step, dry_run=True)
+    startup_s = startup_floor(db)
     kill = kill_and_resume(db, join.step)
     load = os.getloadavg()
 
@@ -576,6 +578,9 @@ def suite(db: Backend, rows: int, repeat: int) -> list[tuple[str, bool, str]]:
     )
     loop_total_s = loop_s * rows / loop_rows
     speedup = loop_total_s / join_run.seconds
+    print(f"{'floor: start-up':16}{'':14}{startup_s:>12.2f}s{'':8}  python -c 'import runbook.engine, sqlalchemy' and the driver, best of 3")
+    print(f"{'floor: SELECT':16}{'':14}{select_s:>12.2f}s{'':8}  the resolve SELECT alone over all rows, one statement:"
+          f" {rows / select_s:,.0f} rows/s (the dry run's ceiling)")
     print(f"{'per-row loop':16}{'':14}{loop_total_s:>12.2f}s{'':8}  {loop_rows:,} rows in {loop_s:.2f}s, extrapolated;"
           f" the join-resolve backfill is {speedup:.1f}x faster")
     checks.append((f"{db.name}: backfill >= 6x faster than the per-row loop", speedup >= TARGETS["loop_speedup"], f"{speedup:.1f}x"))
@@ -593,6 +598,27 @@ def suite(db: Backend, rows: int, repeat: int) -> list[tuple[str, bool, str]]:
          f"{kill['differences']} differing rows")
     )
     return checks
+
+
+def startup_floor(db: Backend) -> float:
+    driver = "psycopg" if db.pg else "pymysql"
+    code = f"import runbook.engine, sqlalchemy, {driver}"
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=_env())
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def resolve_select(db: Backend) -> float:
+    """The join-resolve form's SELECT over the whole table in one statement, counted on the server."""
+    with db.engine.connect() as conn:
+        lo, hi = conn.exec_driver_sql("SELECT min(id), max(id) FROM plan_subscriptions").one()
+        query = sa.text(f"SELECT count(*), count(q.value), sum(q.candidates) FROM ({RESOLVE}) q")
+        started = time.perf_counter()
+        conn.execute(query, {"lo": lo, "hi": hi}).one()
+        return time.perf_counter() - started
 
 
 def scalar_text(engine: sa.Engine, query: str) -> str:
