@@ -56,6 +56,11 @@ class ResolveForm:
             # Untyped binds: the values come straight from the database, as it returned them.
             self.write_one = sa.text(f"UPDATE {t} SET {q(p.set_column or '')} = :_rb_value WHERE {same_key} AND ({p.where})")
 
+    def before_batch(self, conn: sa.Connection) -> None:
+        """Outside the batch's transaction, before it begins."""
+        if self.mysql is not None:
+            self.mysql.before_batch(conn)
+
     def finish(self, conn: sa.Connection) -> None:
         if self.mysql is not None:
             self.mysql.finish(conn)

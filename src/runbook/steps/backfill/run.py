@@ -194,6 +194,7 @@ class Backfill:
         assert pos.max_key is not None
         self.span = None
         t0 = time.monotonic()
+        self.form.before_batch(conn)
         with conn.begin():
             settings = None
             if self.pg:

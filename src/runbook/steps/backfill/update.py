@@ -44,6 +44,9 @@ class UpdateForm:
         if walk.pg and _RETURNING.search(sql) is None and sql.lstrip()[:6].lower() == "update":
             self.counted = _counted(sql, where, key, walk)
 
+    def before_batch(self, conn: sa.Connection) -> None:
+        """Nothing to prepare outside the batch's transaction."""
+
     def finish(self, conn: sa.Connection) -> None:
         """Nothing to clean up."""
 
