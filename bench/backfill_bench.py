@@ -1,6 +1,9 @@
-"""Benchmark of ``kind: backfill`` against one plain UPDATE, on a real PostgreSQL.
+"""Benchmark of ``kind: backfill`` against one plain UPDATE, on a real PostgreSQL and MariaDB.
 
-    python bench/backfill_bench.py [--rows 1000000] [--repeat 3]
+    python bench/backfill_bench.py [--rows 1000000] [--repeat 3] [--pg-bin DIR] [--backends postgresql,mariadb]
+
+Both databases run the same contenders side by side in one run (the MariaDB
+side: ``backfill_bench_mariadb.py``).
 
 Every backfill is measured as a whole ``runbook run`` process (start-up,
 state store, journal and checkpoints included) against one plain ``UPDATE``
@@ -104,7 +107,21 @@ class Run:
     outputs: dict[str, Any]
 
 
-def contenders() -> list[Contender]:
+def contenders(dialect: str = "postgresql") -> list[Contender]:
+    found = pg_contenders()
+    if dialect == "postgresql":
+        return found
+    import backfill_bench_mariadb as mariadb
+
+    checks = mariadb.checks()
+    for c in found:
+        c.check = checks[c.table]
+        if c.table == "plan_subscriptions":
+            c.plain = mariadb.ONE_SHOT
+    return found
+
+
+def pg_contenders() -> list[Contender]:
     cheap_check = "SELECT count(*) FROM {t} WHERE y IS DISTINCT FROM x * 2"
     return [
         Contender(
@@ -334,6 +351,35 @@ def reset(engine: sa.Engine, table: str) -> None:
             pass  # not a superuser on an external server: the table is still fresh
 
 
+@dataclass
+class Backend:
+    """One database the contenders run on: PostgreSQL or MariaDB."""
+
+    name: str
+    url: str
+    engine: sa.Engine
+    about: str
+
+    @property
+    def pg(self) -> bool:
+        return self.name == "postgresql"
+
+    def reset(self, table: str) -> None:
+        if self.pg:
+            reset(self.engine, table)
+        else:
+            import backfill_bench_mariadb as mariadb
+
+            mariadb.reset(self.engine, table)
+
+    def plain(self, contender: Contender) -> float:
+        if self.pg:
+            return plain_update(self.engine, self.url, contender)
+        import backfill_bench_mariadb as mariadb
+
+        return mariadb.plain_update(self.engine, self.url, contender.plain, contender.table)
+
+
 def scalar(engine: sa.Engine, query: str) -> int:
     with engine.connect() as conn:
         return int(conn.exec_driver_sql(query).scalar_one())
@@ -357,19 +403,20 @@ def plain_update(engine: sa.Engine, url: str, contender: Contender) -> float:
     return elapsed
 
 
-def backfill(engine: sa.Engine, url: str, contender: Contender) -> Run:
-    reset(engine, contender.table)
-    run = timed_run(url, contender.step)
-    wrong = scalar(engine, contender.check)
+def backfill(db: Backend, contender: Contender) -> Run:
+    db.reset(contender.table)
+    run = timed_run(db.url, contender.step)
+    wrong = scalar(db.engine, contender.check)
     if wrong:
         raise SystemExit(f"{contender.label}: {wrong:,} rows differ from the plain UPDATE's result")
     return run
 
 
-def per_row_loop(engine: sa.Engine, rows: int) -> tuple[float, int]:
+def per_row_loop(db: Backend, rows: int) -> tuple[float, int]:
     """The script the seed replaces: per subscription a SELECT and an UPDATE, commit every 100.
     Run on the first tenth of the keys; returns (seconds, rows)."""
-    reset(engine, "plan_subscriptions")
+    engine = db.engine
+    db.reset("plan_subscriptions")
     sample = max(1, rows // 10)
     with engine.connect() as conn:
         keys = [r[0] for r in conn.exec_driver_sql(f"SELECT id FROM plan_subscriptions ORDER BY id LIMIT {sample}")]
@@ -387,11 +434,12 @@ def per_row_loop(engine: sa.Engine, rows: int) -> tuple[float, int]:
     return time.perf_counter() - started, len(keys)
 
 
-def kill_and_resume(url: str, engine: sa.Engine, step: dict[str, Any]) -> dict[str, Any]:
+def kill_and_resume(db: Backend, step: dict[str, Any]) -> dict[str, Any]:
     """``runbook run`` SIGKILLed once its checkpoint counts ~40 % of the rows; ``--resume`` finishes."""
     from runbook.state import StateStore
 
-    reset(engine, "plan_subscriptions")
+    url, engine = db.url, db.engine
+    db.reset("plan_subscriptions")
     rows = scalar(engine, "SELECT count(*) FROM plan_subscriptions")
     with tempfile.TemporaryDirectory(prefix="backfill-bench-kill-") as tmp:
         workdir = Path(tmp)
@@ -421,7 +469,7 @@ def kill_and_resume(url: str, engine: sa.Engine, step: dict[str, Any]) -> dict[s
         "rows": rows,
         "resume_ok": resumed.returncode == 0,
         "resume_s": elapsed,
-        "differences": scalar(engine, contenders()[1].check),
+        "differences": scalar(engine, contenders(db.name)[1].check),
         "total": outputs.get("total"),
     }
 
@@ -436,33 +484,72 @@ def main() -> None:
     parser.add_argument(
         "--pg-bin", help="run a private cluster of these PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin"
     )
+    parser.add_argument("--backends", default="postgresql,mariadb", help="comma-separated: postgresql, mariadb")
     args = parser.parse_args()
-    rows: int = args.rows
-    timed = contenders()
-    with server(args.pg_bin) as (admin_url, where), bench_database(admin_url) as url:
+    sys.path.insert(0, str(Path(__file__).parent))
+    checks: list[tuple[str, bool, str]] = []
+    for name in args.backends.split(","):
+        with backend(name, args.pg_bin) as db:
+            checks += suite(db, args.rows, args.repeat)
+    print()
+    for label, ok, observed in checks:
+        print(f"  [{'PASS' if ok else 'MISS'}] {label}: {observed}")
+    if not all(ok for _, ok, _ in checks):
+        sys.exit(1)
+
+
+@contextmanager
+def backend(name: str, pg_bin: str | None) -> Iterator[Backend]:
+    if name == "postgresql":
+        with server(pg_bin) as (admin_url, where), bench_database(admin_url) as url:
+            engine = sa.create_engine(url)
+            try:
+                engine.connect().close()
+                version = ".".join(str(v) for v in engine.dialect.server_version_info or ())
+                about = f"PostgreSQL {version}, {where}, max_wal_size {scalar_text(engine, 'SHOW max_wal_size')}"
+                yield Backend(name, url, engine, about)
+            finally:
+                engine.dispose()
+        return
+    import backfill_bench_mariadb as mariadb
+
+    with mariadb.bench_database() as url:
         engine = sa.create_engine(url)
-        started = time.perf_counter()
-        generate(engine, rows)
-        version = ".".join(str(v) for v in engine.dialect.server_version_info or ())
-        wal = scalar_text(engine, "SHOW max_wal_size")
-        load = os.getloadavg()
-        print(
-            f"generated {rows:,} rows per table in {time.perf_counter() - started:.1f}s (PostgreSQL {version},"
-            f" {where}, max_wal_size {wal}, {os.cpu_count()} CPUs,"
-            f" load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})"
-        )
-        # Interleaved, best of --repeat: a shared machine's load comes and goes.
-        for _ in range(args.repeat):
-            for contender in timed:
-                contender.plains.append(plain_update(engine, url, contender))
-                contender.runs.append(backfill(engine, url, contender))
-        join = timed[1]
-        loop_s, loop_rows = per_row_loop(engine, rows)
-        reset(engine, "plan_subscriptions")
-        dry = timed_run(url, join.step, dry_run=True)
-        kill = kill_and_resume(url, engine, join.step)
-        engine.dispose()
-        load = os.getloadavg()
+        try:
+            yield Backend(name, url, engine, f"MariaDB {mariadb.describe(engine)}")
+        finally:
+            engine.dispose()
+
+
+def suite(db: Backend, rows: int, repeat: int) -> list[tuple[str, bool, str]]:
+    """Every contender on one database; prints its table and returns its checks."""
+    timed = contenders(db.name)
+    started = time.perf_counter()
+    if db.pg:
+        generate(db.engine, rows)
+    else:
+        import backfill_bench_mariadb as mariadb
+
+        mariadb.generate(db.engine, rows)
+    load = os.getloadavg()
+    print(
+        f"\n== {db.name}: generated {rows:,} rows per table in {time.perf_counter() - started:.1f}s ({db.about},"
+        f" {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})",
+        flush=True,
+    )
+    # Interleaved, best of --repeat: a shared machine's load comes and goes.
+    for _ in range(repeat):
+        for contender in timed:
+            contender.plains.append(db.plain(contender))
+            contender.runs.append(backfill(db, contender))
+    join = timed[1]
+    loop_s, loop_rows = per_row_loop(db, rows)
+    db.reset("plan_subscriptions")
+    select_s = resolve_select(db)
+    dry = timed_run(db.url, join.step, dry_run=True)
+    startup_s = startup_floor(db)
+    kill = kill_and_resume(db, join.step)
+    load = os.getloadavg()
 
     print(f"(load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})\n")
     print(f"{'':16}{'plain UPDATE':>14}{'runbook run':>13}{'ratio':>8}  batches  batch time p50 / p99 / max")
@@ -483,34 +570,55 @@ def main() -> None:
             + ", ".join(f"{r.seconds:.2f}s (p50 {r.outputs['batch_ms_p50']:.0f}, p99 {r.outputs['batch_ms_p99']:.0f},"
                         f" max {r.outputs['max_batch_ms']:.0f} ms)" for r in contender.runs)
         )
-        checks.append((f"{contender.label} <= {TARGETS[contender.label]}x", ratio <= TARGETS[contender.label], f"{ratio:.2f}x"))
+        checks.append((f"{db.name}: {contender.label} <= {TARGETS[contender.label]}x", ratio <= TARGETS[contender.label], f"{ratio:.2f}x"))
     join_run = best["join-resolve"]
     checks.append(
-        ("join-resolve longest batch <= 150 ms", join_run.outputs["max_batch_ms"] <= TARGETS["max_batch_ms"],
+        (f"{db.name}: join-resolve longest batch <= 150 ms", join_run.outputs["max_batch_ms"] <= TARGETS["max_batch_ms"],
          f"{join_run.outputs['max_batch_ms']:.0f} ms")
     )
     loop_total_s = loop_s * rows / loop_rows
     speedup = loop_total_s / join_run.seconds
+    print(f"{'floor: start-up':16}{'':14}{startup_s:>12.2f}s{'':8}  python -c 'import runbook.engine, sqlalchemy' and the driver, best of 3")
+    print(f"{'floor: SELECT':16}{'':14}{select_s:>12.2f}s{'':8}  the resolve SELECT alone over all rows, one statement:"
+          f" {rows / select_s:,.0f} rows/s (the dry run's ceiling)")
     print(f"{'per-row loop':16}{'':14}{loop_total_s:>12.2f}s{'':8}  {loop_rows:,} rows in {loop_s:.2f}s, extrapolated;"
           f" the join-resolve backfill is {speedup:.1f}x faster")
-    checks.append(("backfill >= 6x faster than the per-row loop", speedup >= TARGETS["loop_speedup"], f"{speedup:.1f}x"))
+    checks.append((f"{db.name}: backfill >= 6x faster than the per-row loop", speedup >= TARGETS["loop_speedup"], f"{speedup:.1f}x"))
     dry_rate = dry.outputs["total"] / dry.seconds
     print(f"{'dry run':16}{'':14}{dry.seconds:>12.2f}s{'':8}  {dry_rate:,.0f} rows/s classified, {dry.outputs['batches']} batches,"
           f" batch time p50 {dry.outputs['batch_ms_p50']:.0f} / p99 {dry.outputs['batch_ms_p99']:.0f} / max {dry.outputs['max_batch_ms']:.0f} ms")
-    checks.append(("dry-run classification >= 250,000 rows/s", dry_rate >= TARGETS["dry_rows_per_s"], f"{dry_rate:,.0f} rows/s"))
+    checks.append((f"{db.name}: dry-run classification >= 250,000 rows/s", dry_rate >= TARGETS["dry_rows_per_s"], f"{dry_rate:,.0f} rows/s"))
     print(
         f"{'kill + resume':16}{'':14}{kill['resume_s']:>12.2f}s{'':8}  killed after {kill['killed_after'] or 0:,} of {kill['rows']:,} rows,"
-        f" resume ok={kill['resume_ok']}, rows checked {kill['total'] or 0:,}, rows differing from the plain UPDATE: {kill['differences']}"
+        f" resume ok={kill['resume_ok']}, rows checked {kill['total'] or 0:,}, rows differing from the plain UPDATE: {kill['differences']}",
+        flush=True,
     )
     checks.append(
-        ("kill + resume equals the plain UPDATE", kill["killed_after"] is not None and kill["resume_ok"] and kill["differences"] == 0,
+        (f"{db.name}: kill + resume equals the plain UPDATE", kill["killed_after"] is not None and kill["resume_ok"] and kill["differences"] == 0,
          f"{kill['differences']} differing rows")
     )
-    print()
-    for name, ok, observed in checks:
-        print(f"  [{'PASS' if ok else 'MISS'}] {name}: {observed}")
-    if not all(ok for _, ok, _ in checks):
-        sys.exit(1)
+    return checks
+
+
+def startup_floor(db: Backend) -> float:
+    driver = "psycopg" if db.pg else "pymysql"
+    code = f"import runbook.engine, sqlalchemy, {driver}"
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=_env())
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def resolve_select(db: Backend) -> float:
+    """The join-resolve form's SELECT over the whole table in one statement, counted on the server."""
+    with db.engine.connect() as conn:
+        lo, hi = conn.exec_driver_sql("SELECT min(id), max(id) FROM plan_subscriptions").one()
+        query = sa.text(f"SELECT count(*), count(q.value), sum(q.candidates) FROM ({RESOLVE}) q")
+        started = time.perf_counter()
+        conn.execute(query, {"lo": lo, "hi": hi}).one()
+        return time.perf_counter() - started
 
 
 def scalar_text(engine: sa.Engine, query: str) -> str:

@@ -272,4 +272,10 @@ def _validated(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
             return model.model_construct(**data)
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise TemplateFailed(f"{where}.{loc}: after rendering: {first['msg']} (got {first.get('input')!r})") from err
+        message = first["msg"].removeprefix("Value error, ")
+        if not loc:
+            # The kind's own validator, about several keys at once: its message names them, and the
+            # input is the whole step (long, and not the value at fault).
+            raise TemplateFailed(f"{where}: after rendering: {message}") from err
+        raise TemplateFailed(f"{where}.{loc}: after rendering: {message} (got {first.get('input')!r})") from err
+

@@ -157,8 +157,10 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
                    'max_errors': 'Failed batches tolerated (lock or statement timeouts, deadlocks, a dropped connection). Each failure halves the batch size '
                                  'and retries. One more failure fails the step. Errors that a retry would repeat (a wrong type, a constraint violation, an SQL '
                                  'error) fail the step at once.',
-                   'lock_timeout': 'PostgreSQL `lock_timeout` per batch; SQLite `busy_timeout`.',
-                   'statement_timeout': 'PostgreSQL `statement_timeout` per batch.',
+                   'lock_timeout': 'PostgreSQL `lock_timeout` per batch; SQLite `busy_timeout`; MySQL and MariaDB `innodb_lock_wait_timeout` and '
+                                   "`lock_wait_timeout` for the step's session, in whole seconds (rounded up).",
+                   'statement_timeout': 'PostgreSQL `statement_timeout` per batch; MariaDB `max_statement_time`, MySQL `max_execution_time` (`SELECT`s only) '
+                                        "for the step's session.",
                    'pause_when': 'Wait instead of hurting the database while any of them holds; see below.',
                    'health_every': 'How often `pause_when` is evaluated (also once before the first batch).',
                    'max_pause': 'A single wait longer than this fails the step; a resume continues after the last committed batch.',

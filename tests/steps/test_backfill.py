@@ -143,6 +143,12 @@ def add_write_counter(url: str) -> None:
                 "CREATE TRIGGER count_write BEFORE UPDATE OF subscriber_id ON plan_subscriptions"
                 " FOR EACH ROW EXECUTE FUNCTION count_write()"
             )
+        elif engine.dialect.name == "mysql":
+            # MySQL has no UPDATE OF: count the writes that change the column (every write a backfill does).
+            conn.exec_driver_sql(
+                "CREATE TRIGGER count_write BEFORE UPDATE ON plan_subscriptions FOR EACH ROW"
+                " SET NEW.touched = OLD.touched + IF(NEW.subscriber_id <=> OLD.subscriber_id, 0, 1)"
+            )
         else:
             conn.exec_driver_sql(
                 "CREATE TRIGGER count_write AFTER UPDATE OF subscriber_id ON plan_subscriptions"
@@ -187,6 +193,12 @@ class FileCheckpoints:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The backfill's tests run on SQLite, PostgreSQL and MariaDB (skipped when no server answers)."""
+    return str(request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "pg_url", "mariadb": "mariadb_url"}[request.param]))
 
 
 def run_backfill(
@@ -361,12 +373,12 @@ def test_mistakes_in_the_sql_fail_before_any_batch(db_url: str, tmp_path: Path) 
     make_schema(db_url, 60)
     before = table(db_url)
     checkpoints = MemoryCheckpoints()
-    no_candidates = "SELECT id AS key, customer_id AS value FROM plan_subscriptions WHERE id BETWEEN :lo AND :hi"
+    no_candidates = 'SELECT id AS "key", customer_id AS "value" FROM plan_subscriptions WHERE id BETWEEN :lo AND :hi'
     missing = run_backfill(db_url, tmp_path, checkpoints, resolve=no_candidates, set_column="subscriber_id", max_errors=5)
     broken = run_backfill(
         db_url, tmp_path, checkpoints, update="UPDATE plan_subscriptions SET nope = 1 WHERE id BETWEEN :lo AND :hi"
     )
-    outside = "SELECT id AS key, 's-one' AS value, 1 AS candidates FROM plan_subscriptions WHERE id >= :lo AND :hi > 0"
+    outside = """SELECT id AS "key", 's-one' AS "value", 1 AS candidates FROM plan_subscriptions WHERE id >= :lo AND :hi > 0"""
     strays = run_backfill(db_url, tmp_path, checkpoints, resolve=outside, set_column="subscriber_id", max_errors=5)
 
     assert not missing.ok and "missing candidates" in (missing.error or "")
@@ -588,7 +600,7 @@ def test_lock_timeout_counts_errors_and_fails_after_max_errors(db_url: str, tmp_
 
 
 class Blocker:
-    """Another session holding locks: row locks on PostgreSQL, the write lock on SQLite."""
+    """Another session holding locks: row locks on PostgreSQL and MariaDB, the write lock on SQLite."""
 
     def __init__(self, url: str) -> None:
         self.engine = sa.create_engine(url)
@@ -596,7 +608,7 @@ class Blocker:
 
     def lock(self, after: int, upto: int) -> None:
         self.conn = self.engine.connect()
-        if self.engine.dialect.name == "postgresql":
+        if self.engine.dialect.name != "sqlite":
             query = sa.select(plan_subscriptions.c.id).where(plan_subscriptions.c.id > after, plan_subscriptions.c.id <= upto)
             self.conn.execute(query.with_for_update()).all()
         else:

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tests.steps.test_backfill import MemoryCheckpoints, run_backfill
+from tests.steps.test_backfill import MemoryCheckpoints, db_url, run_backfill  # noqa: F401 (fixture)
 from tests.steps.test_backfill_keys import WHERE, expected, forms, make_items, read_items
 
 BATCHES = {"batch_size": 20, "min_batch": 20, "max_batch": 20}
@@ -70,6 +70,9 @@ def test_a_value_of_the_wrong_type_fails_that_batch(db_url: str, tmp_path: Path)
     refuses a value out of the column's range when it meets it."""
     if db_url.startswith("sqlite"):
         value, message = "CASE WHEN x = 71 THEN 'seventy' ELSE x * 2 END", r"resolve returned str 'seventy' for \S+, but items\.v holds int values;"
+    elif db_url.startswith("mysql"):
+        # Strict mode (the default) refuses what does not fit; it would otherwise store 0 or the type's limit.
+        value, message = "CASE WHEN x = 71 THEN 'seventy' ELSE x * 2 END", r"resolve returned a value that items\.v cannot hold: Incorrect integer value: 'seventy';"
     else:
         value, message = "CASE WHEN x = 71 THEN 99999999999 ELSE x * 2 END", r"NumericValueOutOfRange: integer out of range;"
     wrong = (
@@ -148,3 +151,21 @@ def test_the_run_names_the_step_and_the_batch_and_resumes(tmp_path: Path) -> Non
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming after id " in resumed.stdout
     assert {k: v for k, (v, _) in read_items(url, items).items()} == expected(xs)
+
+
+def test_a_batch_size_out_of_bounds_names_the_step_cleanly(tmp_path: Path) -> None:
+    """A templated batch_size that renders outside min_batch..max_batch: exit 2, the message names
+    the step (no dangling '.:' after it) and the keys at fault, without dumping the step's SQL."""
+    (tmp_path / "fill.yaml").write_text(
+        RUNBOOK.format(url=f"sqlite:///{tmp_path / 'app.db'}", resolve=json.dumps(forms("text")["resolve"]["resolve"]))
+        .replace("    batch_size: 20\n", '    batch_size: "{{ vars.size }}"\n')
+        .replace("steps:", "vars:\n  size: 20\nsteps:")
+    )
+    planned = subprocess.run(
+        [sys.executable, "-m", "runbook", "plan", "fill.yaml", "--var", "size=5"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert planned.returncode == 2, planned.stdout + planned.stderr
+    said = planned.stdout + planned.stderr
+    assert "steps[0] (fill_items): after rendering: need min_batch <= batch_size <= max_batch, got 20, 5, 20" in said, said
+    assert ".:" not in said and "Value error" not in said and "SELECT" not in said

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from runbook.process import ProcessSupervisor
-from tests.steps.test_backfill import MemoryCheckpoints, run_backfill
+from tests.steps.test_backfill import MemoryCheckpoints, db_url, run_backfill  # noqa: F401 (fixture)
 from tests.steps.test_backfill_keys import ROWS, WHERE, expected, forms, make_items, read_items
 
 BATCHES = {"batch_size": 20, "min_batch": 20, "max_batch": 20}
@@ -54,7 +55,8 @@ class LongTransaction:
 
     def open(self, age: float) -> None:
         self.conn = self.engine.connect()
-        self.pid = self.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        own = "pg_backend_pid()" if self.engine.dialect.name == "postgresql" else "CONNECTION_ID()"
+        self.pid = self.conn.exec_driver_sql(f"SELECT {own}").scalar_one()
         self.conn.exec_driver_sql("SELECT count(*) FROM items").scalar_one()
         # Old enough to count: the limit in these tests is well below this.
         time.sleep(age)
@@ -70,18 +72,24 @@ class LongTransaction:
         self.engine.dispose()
 
 
-def test_a_long_transaction_pauses_the_backfill_until_it_ends(pg_url: str, tmp_path: Path) -> None:
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server_url(request: pytest.FixtureRequest) -> str:
+    """The databases with other sessions to see: PostgreSQL and MariaDB."""
+    return str(request.getfixturevalue({"postgresql": "pg_url", "mariadb": "mariadb_url"}[request.param]))
+
+
+def test_a_long_transaction_pauses_the_backfill_until_it_ends(server_url: str, tmp_path: Path) -> None:
     """A real transaction held open by the test on the table: the backfill waits before its first
     batch, says why (pid, age), and goes on by itself once the test ends the transaction."""
-    items, xs = make_items(pg_url, "uuid")
-    holder = LongTransaction(pg_url)
+    items, xs = make_items(server_url, "uuid")
+    holder = LongTransaction(server_url)
     holder.open(age=0.3)
     lines = Lines()
     ender = lines.when("pausing", holder.end)
     events: list[dict[str, Any]] = []
     try:
         outcome = run_backfill(
-            pg_url, tmp_path, table="items", where=WHERE, lines=lines, progress=events.append,
+            server_url, tmp_path, table="items", where=WHERE, lines=lines, progress=events.append,
             pause_when=[{"transactions_older_than": "100ms"}], **forms("uuid")["resolve"], **BATCHES,
         )
     finally:
@@ -90,18 +98,22 @@ def test_a_long_transaction_pauses_the_backfill_until_it_ends(pg_url: str, tmp_p
 
     assert outcome.ok, outcome.error
     pausing = next(line for line in lines if line.startswith("pausing"))
-    assert pausing.startswith(f"pausing after batch 0: long transaction: pid {holder.pid} (idle in transaction) open ")
-    assert "on items, over 100ms; re-checking in 1s" in pausing
+    if server_url.startswith("postgresql"):
+        assert pausing.startswith(f"pausing after batch 0: long transaction: pid {holder.pid} (idle in transaction) open ")
+        assert "on items, over 100ms; re-checking in 1s" in pausing
+    else:
+        assert pausing.startswith(f"pausing after batch 0: long transaction: thread {holder.pid} (idle in transaction) open ")
+        assert "in this database, over 100ms; re-checking in 1s" in pausing
     assert any(line.startswith("resuming after a pause of ") for line in lines)
     assert any("waiting" in e and "long transaction" in e["waiting"] for e in events)
-    assert {k: v for k, (v, _) in read_items(pg_url, items).items()} == expected(xs)
+    assert {k: v for k, (v, _) in read_items(server_url, items).items()} == expected(xs)
 
 
-def test_a_pause_longer_than_max_pause_fails_the_step_and_a_resume_continues(pg_url: str, tmp_path: Path) -> None:
+def test_a_pause_longer_than_max_pause_fails_the_step_and_a_resume_continues(server_url: str, tmp_path: Path) -> None:
     """The transaction opens after two batches and stays: the check after the third pauses, max_pause
     fails the step with the committed batches kept; once it ends, a resume does the rest, each row once."""
-    items, xs = make_items(pg_url, "text")
-    holder = LongTransaction(pg_url)
+    items, xs = make_items(server_url, "text")
+    holder = LongTransaction(server_url)
     checkpoints = MemoryCheckpoints()
 
     def open_after_two_batches(event: dict[str, Any]) -> None:
@@ -114,21 +126,21 @@ def test_a_pause_longer_than_max_pause_fails_the_step_and_a_resume_continues(pg_
     }
     lines: list[str] = []
     try:
-        failed = run_backfill(pg_url, tmp_path, checkpoints, progress=open_after_two_batches, lines=lines, **params)
+        failed = run_backfill(server_url, tmp_path, checkpoints, progress=open_after_two_batches, lines=lines, **params)
     finally:
         holder.end()
     assert not failed.ok and not failed.refused
     error = failed.error or ""
-    assert error.startswith("paused ") and "(max_pause 1s) and still old transaction: pid" in error
+    assert error.startswith("paused ") and re.search(r"\(max_pause 1s\) and still old transaction: (pid|thread) \d+", error), error
     assert "a resume continues after id " in error
     assert failed.outputs["batches"] == 3 and checkpoints.data is not None and checkpoints.data["batches"] == 3
-    done = {k: v for k, (v, _) in read_items(pg_url, items).items() if v not in (None, -1)}
+    done = {k: v for k, (v, _) in read_items(server_url, items).items() if v not in (None, -1)}
     assert 0 < len(done) < len(xs)
 
-    resumed = run_backfill(pg_url, tmp_path, checkpoints, **params)
+    resumed = run_backfill(server_url, tmp_path, checkpoints, **params)
     holder.close()
     assert resumed.ok, resumed.error
-    after = read_items(pg_url, items)
+    after = read_items(server_url, items)
     assert {k: v for k, (v, _) in after.items()} == expected(xs)
     assert all(touched == 1 for v, touched in after.values() if v not in (None, -1))
     assert resumed.outputs["total"] == ROWS
@@ -171,7 +183,8 @@ def test_an_sql_check_pauses_on_either_database_and_a_stop_request_ends_the_wait
 
 def test_built_in_checks_on_sqlite_are_noted_once_and_healthy_postgresql_never_waits(db_url: str, tmp_path: Path) -> None:
     """replication_lag and transactions_older_than: not applicable on SQLite (said once); on a
-    PostgreSQL without replicas or old transactions, evaluated every batch without waiting."""
+    PostgreSQL without replicas or old transactions, evaluated every batch without waiting; on
+    MariaDB, which is no replica here, the lag is said not to apply (once)."""
     items, xs = make_items(db_url, "uuid")
     lines: list[str] = []
     outcome = run_backfill(
@@ -186,6 +199,8 @@ def test_built_in_checks_on_sqlite_are_noted_once_and_healthy_postgresql_never_w
             "pause_when: replication lag is not applicable on sqlite; ignored",
             "pause_when: long transaction is not applicable on sqlite; ignored",
         ]
+    elif db_url.startswith("mysql"):
+        assert notes == ["pause_when: replication lag: this server is not a replica (give the check a replica's connection); ignored"]
     else:
         assert notes == []
     assert {k: v for k, (v, _) in read_items(db_url, items).items()} == expected(xs)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.steps.test_backfill import FileCheckpoints, MemoryCheckpoints, SimulatedCrash, run_backfill
+from tests.steps.test_backfill import FileCheckpoints, MemoryCheckpoints, SimulatedCrash, db_url, run_backfill  # noqa: F401 (fixture)
 
 ROWS = 240
 WHERE = "v IS NULL"
@@ -67,6 +67,8 @@ def make_items(url: str, kind: str) -> tuple[sa.Table, dict[tuple[Any, ...], int
                 " $$ BEGIN NEW.touched := OLD.touched + 1; RETURN NEW; END $$"
             )
             conn.exec_driver_sql("CREATE TRIGGER count_write BEFORE UPDATE OF v ON items FOR EACH ROW EXECUTE FUNCTION count_write()")
+        elif engine.dialect.name == "mysql":
+            conn.exec_driver_sql("CREATE TRIGGER count_write BEFORE UPDATE ON items FOR EACH ROW SET NEW.touched = OLD.touched + IF(NEW.v <=> OLD.v, 0, 1)")
         else:
             conn.exec_driver_sql(
                 "CREATE TRIGGER count_write AFTER UPDATE OF v ON items"
@@ -88,7 +90,8 @@ def read_items(url: str, items: sa.Table) -> dict[tuple[Any, ...], tuple[int | N
 def forms(kind: str) -> dict[str, dict[str, Any]]:
     if kind == "composite":
         key: Any = ["tenant_id", "id"]
-        batch = "(tenant_id, id) BETWEEN (:lo_tenant_id, :lo_id) AND (:hi_tenant_id, :hi_id)"
+        # Not BETWEEN of row values: MySQL and MariaDB compare rows with <, <=, >, >= and = only.
+        batch = "(tenant_id, id) >= (:lo_tenant_id, :lo_id) AND (tenant_id, id) <= (:hi_tenant_id, :hi_id)"
         select_key = "tenant_id, id"
     else:
         key, batch, select_key = "id", "id BETWEEN :lo AND :hi", 'id AS "key"'
@@ -232,9 +235,9 @@ steps:
 """
 
 
-def test_refusal_exits_3_and_the_run_resumes_once_the_index_exists(tmp_path: Path) -> None:
+def test_refusal_exits_3_and_the_run_resumes_once_the_index_exists(db_url: str, tmp_path: Path) -> None:
     """runbook run: exit 3 naming the missing index, nothing written; after CREATE UNIQUE INDEX, --resume completes."""
-    url = f"sqlite:///{tmp_path / 'app.db'}"
+    url = db_url
     make_plain(url, [PLAIN])
     (tmp_path / "fill.yaml").write_text(RUNBOOK.format(url=url))
 
@@ -250,6 +253,7 @@ def test_refusal_exits_3_and_the_run_resumes_once_the_index_exists(tmp_path: Pat
     with engine.begin() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM plain WHERE v IS NOT NULL").scalar_one() == 0
         conn.exec_driver_sql("CREATE UNIQUE INDEX ux_plain_code ON plain (code)")
+    engine.dispose()
     resumed = runbook("run", "fill.yaml", "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     with engine.connect() as conn:

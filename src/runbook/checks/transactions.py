@@ -48,7 +48,7 @@ ORDER BY a.xact_start
 """
 
 # Transactions older than :secs of other sessions whose database is this one.
-_MYSQL_LONG_TRANSACTIONS = """
+MYSQL_LONG_TRANSACTIONS = """
 SELECT t.trx_mysql_thread_id AS pid,
        TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) / 1000000 AS age,
        CASE WHEN p.COMMAND = 'Sleep' THEN 'idle in transaction' ELSE LOWER(t.trx_state) END AS state,
@@ -140,7 +140,7 @@ def _pg_rows(conn: sa.Connection, params: NoLongTransactionsParams) -> list[dict
 def _mysql_rows(conn: sa.Connection, params: NoLongTransactionsParams) -> list[dict[str, Any]]:
     import sqlalchemy as sa
 
-    rows = conn.execute(sa.text(_MYSQL_LONG_TRANSACTIONS), {"secs": params.older_than})
+    rows = conn.execute(sa.text(MYSQL_LONG_TRANSACTIONS), {"secs": params.older_than})
     return [{**r._mapping, "locked": None, "query": r.query or "(between statements)"} for r in rows]
 
 

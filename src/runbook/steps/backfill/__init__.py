@@ -28,7 +28,7 @@ from runbook.steps.base import StepContext, StepOutcome
 
 __all__ = ["KIND", "BackfillParams", "BackfillStep", "checkpoint_progress"]
 
-DIALECTS = ("postgresql", "sqlite")
+DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
 
 
 class BackfillStep:
@@ -46,7 +46,7 @@ class BackfillStep:
 
         engine = ctx.connections.engine(params.connection)
         if engine.dialect.name not in DIALECTS:
-            return StepOutcome(False, error=f"backfill supports postgresql and sqlite, not {engine.dialect.name}")
+            return StepOutcome(False, error=f"backfill supports postgresql, mysql/mariadb and sqlite, not {engine.dialect.name}")
         return Backfill(params, ctx, engine).run()
 
 

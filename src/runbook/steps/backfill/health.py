@@ -10,8 +10,9 @@ waits, and goes on by itself once every check is clear. A wait longer than
 committed batch. After a pause the batch size is halved: the adaptive sizing
 grows it back as batches prove fast again.
 
-Built in, on PostgreSQL (on SQLite, which has neither replicas nor a view of
-other sessions, they are reported once as not applicable):
+Built in, on PostgreSQL, MySQL and MariaDB (on SQLite, which has neither
+replicas nor a view of other sessions, they are reported once as not
+applicable):
 
 - ``replication_lag``: on a primary, the largest ``replay_lag`` in
   ``pg_stat_replication``; on a standby, the time since the last transaction
@@ -20,6 +21,14 @@ other sessions, they are reported once as not applicable):
   holds a lock on the backfilled table (another session's; a plain SELECT
   holds one until it ends), which keeps vacuum from cleaning up behind the
   backfill's updates.
+
+On MySQL and MariaDB a primary does not know its replicas' lag: there
+``replication_lag`` reads ``SHOW REPLICA STATUS`` on the check's connection
+(give it a replica's), and pauses while a replication channel is stopped; on
+a server that is no replica it is noted once and ignored. Long transactions
+come from ``information_schema.INNODB_TRX`` (as ``no_long_transactions``),
+any of this database's sessions: InnoDB does not say which tables a
+transaction has read.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from runbook import mysql
 from runbook.connections import describe_db_error
 from runbook.expect import parse_expectation
 from runbook.model import format_duration
@@ -162,6 +172,8 @@ class Health:
                 value = conn.execute(sa.text(check.sql)).scalar()
                 expectation = parse_expectation(check.is_)
                 return f"{check.label} is {_shown(value)} ({expectation})" if expectation.holds(value) else None
+            if mysql.is_mysql(dialect):
+                return self._on_mysql(conn, check)
             if dialect != "postgresql":
                 if check.label not in self.noted:
                     self.noted.add(check.label)
@@ -181,6 +193,56 @@ class Health:
             return f"{check.label}: pid {row.pid} ({row.state}) open {_seconds(row.age)} on {self.p.table}, over {limit}"
         finally:
             conn.rollback()
+
+
+    def _on_mysql(self, conn: sa.Connection, check: PauseCheck) -> str | None:
+        import sqlalchemy as sa
+
+        # Here, not at the top: the check module's imports cost 15 ms of every backfill's start elsewhere.
+        from runbook.checks.transactions import MYSQL_LONG_TRANSACTIONS
+
+        if check.replication_lag is not None:
+            lag = _mysql_replica_lag(conn)
+            if lag is _NOT_A_REPLICA:
+                if check.label not in self.noted:
+                    self.noted.add(check.label)
+                    self.ctx.output(
+                        f"pause_when: {check.label}: this server is not a replica (give the check a replica's connection); ignored"
+                    )
+                return None
+            if lag is None:
+                return f"{check.label} unknown: replication is stopped on the replica"
+            if float(lag) > check.replication_lag:
+                return f"{check.label} {_seconds(lag)} over {format_duration(check.replication_lag)}"
+            return None
+        row = conn.execute(sa.text(MYSQL_LONG_TRANSACTIONS), {"secs": check.transactions_older_than}).first()
+        if row is None:
+            return None
+        limit = format_duration(check.transactions_older_than or 0.0)
+        # InnoDB does not say which tables a transaction has read: any in this database counts.
+        return f"{check.label}: thread {row.pid} ({row.state}) open {_seconds(row.age)} in this database, over {limit}"
+
+
+_NOT_A_REPLICA = object()
+
+
+def _mysql_replica_lag(conn: sa.Connection) -> Any:
+    """``Seconds_Behind_Master`` (``_Source`` on MySQL 8.0.22+), the largest over the replication
+    channels; None when one is stopped (its lag unknown and growing); ``_NOT_A_REPLICA`` without any."""
+    import sqlalchemy as sa
+
+    try:
+        result = conn.exec_driver_sql("SHOW REPLICA STATUS")
+    except sa.exc.ProgrammingError:
+        # Before MySQL 8.0.22 and MariaDB 10.5.1.
+        conn.rollback()
+        result = conn.exec_driver_sql("SHOW SLAVE STATUS")
+    rows = [dict(r._mapping) for r in result]
+    if not rows:
+        return _NOT_A_REPLICA
+    lags = [r.get("Seconds_Behind_Source", r.get("Seconds_Behind_Master")) for r in rows]
+    known = [float(lag) for lag in lags if lag is not None]
+    return max(known) if len(known) == len(lags) else None
 
 
 def _seconds(value: Any) -> str:

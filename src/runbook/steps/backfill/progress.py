@@ -2,7 +2,7 @@
 
 The total is never counted up front (``count(*)`` is a full scan before the
 first batch): it starts as the planner's estimate of the table's rows
-(PostgreSQL) or the span of its rowids (SQLite), is never let fall below the
+(PostgreSQL), InnoDB's (MySQL, MariaDB) or the span of its rowids (SQLite), is never let fall below the
 rows already done, and becomes the exact count when the walk ends.
 """
 
@@ -158,6 +158,14 @@ def estimate_rows(conn: sa.Connection, table: sa.TableClause) -> int | None:
             plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {name}").scalar_one()
             plan = json.loads(plan) if isinstance(plan, str) else plan
             return int(plan[0]["Plan"]["Plan Rows"])
+        if conn.dialect.name in ("mysql", "mariadb"):
+            # InnoDB's estimate from its sampled statistics (the table's, not the schema's).
+            rows = conn.execute(
+                sa.text("SELECT table_rows FROM information_schema.tables WHERE table_schema = COALESCE(:schema, DATABASE())"
+                        " AND table_name = :name"),
+                {"schema": table.schema, "name": table.name},
+            ).scalar()
+            return None if rows is None else int(rows)
         if conn.dialect.name == "sqlite":
             span = conn.exec_driver_sql(f"SELECT max(rowid) - min(rowid) + 1 FROM {name}").scalar()
             return None if span is None else int(span)

@@ -3,7 +3,8 @@
 Rows are classified (one candidate, several, none) and only the resolved ones
 are written, each guarded by ``where`` so a row another writer set meanwhile
 is never overwritten. On PostgreSQL the SELECT, the UPDATE and the counting
-are one statement per batch (``pg_statement``); elsewhere the rows are
+are one statement per batch (``pg_statement``); on MySQL and MariaDB a
+temporary table holds them (``resolve_mysql``); on SQLite the rows are
 classified here and written with one executemany.
 
 With a one-column key the SELECT returns it as ``key``; with several, each
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from runbook import mysql
 from runbook.steps.backfill.failures import BatchFailed
 from runbook.steps.backfill.keys import Key, KeyValue
 from runbook.steps.backfill.params import BackfillParams
 from runbook.steps.backfill.progress import Batch
+from runbook.steps.backfill.resolve_mysql import MysqlResolve
 from runbook.steps.backfill.walk import Span, Walk
 
 if TYPE_CHECKING:
@@ -41,14 +44,26 @@ class ResolveForm:
         self.names = ["key"] if len(key.columns) == 1 else list(key.columns)
         sql = (p.resolve or "").strip().rstrip(";").strip()
         self.user = sa.text(sql).bindparams(*walk.lo, *walk.hi)
+        self.mysql: MysqlResolve | None = None
         if walk.pg:
             self.statement = sa.text(pg_statement(p, key, walk, sql, write=write)).bindparams(*walk.lo, *walk.hi)
+        elif mysql.is_mysql(walk.dialect):
+            self.mysql = MysqlResolve(p, key, walk, sql, write=write)
         else:
             q, t = walk.quote, walk.table_sql
             self.todo_keys = sa.select(*key.cols).where(walk.in_batch()).where(sa.text(f"({p.where})"))
             same_key = " AND ".join(f"{q(c)} = :_rb_k{i}" for i, c in enumerate(key.columns))
             # Untyped binds: the values come straight from the database, as it returned them.
             self.write_one = sa.text(f"UPDATE {t} SET {q(p.set_column or '')} = :_rb_value WHERE {same_key} AND ({p.where})")
+
+    def before_batch(self, conn: sa.Connection) -> None:
+        """Outside the batch's transaction, before it begins."""
+        if self.mysql is not None:
+            self.mysql.before_batch(conn)
+
+    def finish(self, conn: sa.Connection) -> None:
+        if self.mysql is not None:
+            self.mysql.finish(conn)
 
     def trial(self, conn: sa.Connection) -> str | None:
         """Run on an empty range (the caller rolls back); a problem with the SQL, or None."""
@@ -61,10 +76,13 @@ class ResolveForm:
         if self.walk.pg:
             # Also what PostgreSQL checks before any row: the value's type against the column's.
             conn.execute(self.statement, {**self.walk.bounds(None, None), "_rb_first": self.first}).all()
+        if self.mysql is not None:
+            self.mysql.create(conn, self.walk.bounds(None, None))
+            self.mysql.run(conn, self.walk.bounds(None, None), self.first)
         return None
 
     def run(self, conn: sa.Connection, span: Span) -> Batch:
-        runner = self._run_pg if self.walk.pg else self._run_local
+        runner = self._run_pg if self.walk.pg else self._run_mysql if self.mysql is not None else self._run_local
         details, todo, written, refused = runner(conn, span)
         batch = Batch(span.lo, span.hi, span.rows, updated=written)
         for key, candidates, was_written in details:
@@ -91,6 +109,14 @@ class ResolveForm:
         n = len(self.key.columns)
         details = [(tuple(r[5 : 5 + n]), int(r[5 + n] or 0), bool(r[6 + n])) for r in rows if r[5] is not None]
         return details, todo, written, taken - written
+
+    def _run_mysql(self, conn: sa.Connection, span: Span) -> Outcome:
+        assert self.mysql is not None
+        bounds = self.walk.bounds(span.lo, span.hi)
+        outcome, keys_ok = self.mysql.run(conn, bounds, self.first)
+        if not keys_ok:
+            raise BatchFailed("resolve returned a key twice, NULL or outside the batch", lambda c: self._diagnose(c, bounds))
+        return outcome
 
     def _diagnose(self, conn: sa.Connection, bounds: dict[str, Any]) -> str:
         """Which key the resolve SELECT returned twice, NULL or outside the batch."""

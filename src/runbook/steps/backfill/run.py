@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
+from runbook import mysql
 from runbook.connections import describe_db_error
 from runbook.model import format_duration
 from runbook.steps.backfill.checkpoint import CheckpointRefused, Position, position_from
@@ -51,6 +52,7 @@ class Backfill:
     def __init__(self, params: BackfillParams, ctx: StepContext, engine: sa.Engine) -> None:
         self.p, self.ctx, self.engine = params, ctx, engine
         self.pg = engine.dialect.name == "postgresql"
+        self.mysql = mysql.is_mysql(engine.dialect.name)
         self.write = not (ctx.dry_run or params.preview)
         self.report = ctx.workdir / params.report_path
         self.started = time.monotonic()
@@ -65,7 +67,7 @@ class Backfill:
     def run(self) -> StepOutcome:
         import sqlalchemy as sa
 
-        with session(self.engine, self.p.lock_timeout, self.write) as conn:
+        with session(self.engine, self.p.lock_timeout, self.write, self.p.statement_timeout) as conn:
             try:
                 self.key = inspect_key(conn, self.p)
             except KeyRefused as err:
@@ -79,17 +81,25 @@ class Backfill:
                 else UpdateForm(self.p.update or "", self.p.where, self.key, self.walk, write=self.write)
             )
             try:
-                start = self._start(conn)
-            except CheckpointRefused as err:
-                return self._refused(str(err))
-            except sa.exc.SQLAlchemyError as err:
-                return StepOutcome(False, error=f"backfill could not start: {describe_db_error(err, self.ctx.masker)}")
-            if isinstance(start, StepOutcome):
-                return start
-            self.progress = Progress(start.total, start.estimated, start.tally.total)
-            self.health = Health(self.p, self.ctx, conn, self.walk.table_sql)
-            with report_file(self.report, self.ctx.workdir, list(self.key.columns), start.report_bytes, self.ctx.output) as report:
-                return self._loop(conn, start, report)
+                return self._started(conn)
+            finally:
+                self.form.finish(conn)
+
+    def _started(self, conn: sa.Connection) -> StepOutcome:
+        import sqlalchemy as sa
+
+        try:
+            start = self._start(conn)
+        except CheckpointRefused as err:
+            return self._refused(str(err))
+        except sa.exc.SQLAlchemyError as err:
+            return StepOutcome(False, error=f"backfill could not start: {describe_db_error(err, self.ctx.masker)}")
+        if isinstance(start, StepOutcome):
+            return start
+        self.progress = Progress(start.total, start.estimated, start.tally.total)
+        self.health = Health(self.p, self.ctx, conn, self.walk.table_sql)
+        with report_file(self.report, self.ctx.workdir, list(self.key.columns), start.report_bytes, self.ctx.output) as report:
+            return self._loop(conn, start, report)
 
     # ------------------------------------------------------------ start
 
@@ -127,6 +137,7 @@ class Backfill:
 
         trial = conn.begin()
         try:
+            # Not on MySQL: there the resolve form's trial creates its temporary table (and rolls back).
             if self.pg and not self.write:
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             return self.form.trial(conn)
@@ -187,6 +198,7 @@ class Backfill:
         assert pos.max_key is not None
         self.span = None
         t0 = time.monotonic()
+        self.form.before_batch(conn)
         with conn.begin():
             settings = None
             if self.pg:
@@ -195,6 +207,10 @@ class Backfill:
                     "_rb_stmt": _ms(self.p.statement_timeout),
                     "_rb_ro": "off" if self.write else "on",
                 }
+            elif self.mysql:
+                if not self.write:
+                    # Before the transaction's first read, which starts it (the session's timeouts are set already).
+                    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             elif self.write:
                 # Take the write lock first (waiting up to busy_timeout), so the batch reads what it writes.
                 conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -8,7 +8,8 @@ the new rows): one round trip, no extra scan of the batch, about 8 % more work
 than the bare UPDATE. Where that cannot be used (SQLite, an UPDATE that does
 not start with UPDATE or has its own RETURNING, or whose FROM makes the names
 in ``where`` ambiguous), the rows matching ``where`` are counted before and
-listed after, two index range scans of the batch.
+listed after, two index range scans of the batch; on MySQL and MariaDB the
+UPDATE's own count of matched rows replaces the count before.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from runbook import mysql
 from runbook.steps.backfill.keys import Key
 from runbook.steps.backfill.progress import Batch
 from runbook.steps.backfill.walk import Span, Walk
@@ -36,8 +38,17 @@ class UpdateForm:
         self.todo_keys = todo.order_by(*key.cols)
         self.todo_count = sa.select(sa.func.count()).select_from(todo.subquery())
         self.counted: sa.TextClause | None = None
+        # MySQL and MariaDB report the rows an UPDATE matched (SQLAlchemy's drivers set
+        # CLIENT_FOUND_ROWS), which its guard makes the rows that matched ``where``.
+        self.matched = mysql.is_mysql(walk.dialect)
         if walk.pg and _RETURNING.search(sql) is None and sql.lstrip()[:6].lower() == "update":
             self.counted = _counted(sql, where, key, walk)
+
+    def before_batch(self, conn: sa.Connection) -> None:
+        """Nothing to prepare outside the batch's transaction."""
+
+    def finish(self, conn: sa.Connection) -> None:
+        """Nothing to clean up."""
 
     def trial(self, conn: sa.Connection) -> str | None:
         """Runs what a batch runs on an empty range; the caller rolls back. Falls back from the
@@ -74,6 +85,10 @@ class UpdateForm:
             touched, keys = conn.execute(self.counted, bounds).one()
             left = [tuple(k) if isinstance(k, list) else (k,) for k in keys or ()]
             todo, still = int(touched), len(left)
+        elif self.matched:
+            todo = conn.execute(self.user, bounds).rowcount
+            left = [tuple(r) for r in conn.execute(self.todo_keys, bounds)]
+            still = len(left)
         else:
             todo = conn.execute(self.todo_count, bounds).scalar_one()
             conn.execute(self.user, bounds)

@@ -60,7 +60,7 @@ class Walk:
     def __init__(self, key: Key, dialect: sa.Dialect) -> None:
         import sqlalchemy as sa
 
-        self.key, self.dialect = key, dialect.name
+        self.key, self.dialect, self.sa_dialect = key, dialect.name, dialect
         self.pg = dialect.name == "postgresql"
         # Identifiers in SQL built as text (around the author's SQL) are quoted for the dialect.
         self.quote = dialect.identifier_preparer.quote
