@@ -235,6 +235,20 @@ def init(name: str, force: bool) -> None:
     _call(commands.init, name=name, force=force)
 
 
+@main.command("docs")
+@click.argument("topic", required=False)
+@click.argument("sections", nargs=-1, metavar="[SECTION]...")
+def docs_command(topic: str | None, sections: tuple[str, ...]) -> None:
+    """The documentation, shipped with runbook: list the topics, or print TOPIC
+    (only the sections whose heading names SECTION, e.g. `runbook docs format rollback`)."""
+    from runbook import commands
+    from runbook.stdstreams import is_terminal
+
+    # A long text through the pager on a terminal; plain when piped.
+    page = click.echo_via_pager if is_terminal(sys.stdout) else None
+    _call(commands.docs, topic=topic, sections=sections, page=page)
+
+
 @main.command("import")
 @click.argument("checklist", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), metavar="FILE", help="Where to write the runbook (default runbooks/NAME.yaml; - for stdout).")
