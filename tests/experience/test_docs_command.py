@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from click.testing import CliRunner
 from runbook.cli import main
 
 from .conftest import Scratch, Terminal
+from .test_completion import _complete
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs"
@@ -85,3 +88,18 @@ def test_init_points_at_a_command_that_prints_the_reference(scratch: Scratch) ->
     shown = scratch.runbook(*command.group(1).split())
     assert shown.returncode == 0 and shown.stdout.startswith("# Runbook file format")
     assert os.sep + "docs" + os.sep not in reference
+
+
+def test_a_reader_that_stops_early_ends_it_quietly(scratch: Scratch) -> None:
+    """`runbook docs format | head`: the pipe closes before the text is written; no error, no traceback."""
+    for args in (["docs", "format"], ["docs", "format", "vars"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        proc = subprocess.run([sys.executable, "-m", "runbook", *args], cwd=scratch.root, env=scratch.env(), stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+        os.close(write_end)
+        assert (proc.returncode, proc.stderr) == (0, ""), args
+
+
+def test_topics_complete_on_tab(scratch: Scratch) -> None:
+    assert _complete(scratch, "runbook docs ma") == [("plain", "machine-output")]
+    assert ("plain", "format") in _complete(scratch, "runbook docs ")
