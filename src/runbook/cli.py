@@ -168,6 +168,13 @@ def _complete_run_id(ctx: click.Context, param: click.Parameter, incomplete: str
     return [CompletionItem(r.run_id, help=f"{r.runbook} ({r.env}) {r.status}") for r in runs if r.run_id.startswith(incomplete)]
 
 
+def _complete_topic(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """`runbook docs` topics, with their titles."""
+    from runbook.doc_topics import topics
+
+    return [CompletionItem(t.name, help=t.title) for t in topics() if t.name.startswith(incomplete)]
+
+
 RUNBOOK_ARG = click.argument("runbook_file", metavar="RUNBOOK", shell_complete=_complete_runbook)
 RUN_ID_ARG = click.argument("run_id", shell_complete=_complete_run_id)
 ENV_OPT = click.option("--env", "env", metavar="NAME", help="Apply this environment's overrides.")
@@ -233,6 +240,20 @@ def init(name: str, force: bool) -> None:
     from runbook import commands
 
     _call(commands.init, name=name, force=force)
+
+
+@main.command("docs")
+@click.argument("topic", required=False, shell_complete=_complete_topic)
+@click.argument("sections", nargs=-1, metavar="[SECTION]...")
+def docs_command(topic: str | None, sections: tuple[str, ...]) -> None:
+    """The documentation, shipped with runbook: list the topics, or print TOPIC
+    (only the sections whose heading names SECTION, e.g. `runbook docs format rollback`)."""
+    from runbook import commands
+    from runbook.stdstreams import is_terminal
+
+    # A long text through the pager on a terminal; plain when piped.
+    page = click.echo_via_pager if is_terminal(sys.stdout) else None
+    _call(commands.docs, topic=topic, sections=sections, page=page)
 
 
 @main.command("import")

@@ -129,7 +129,7 @@ def list_steps(*, directory: Path | None = None, echo: Echo = _echo) -> int:
 INIT_TEMPLATE = """\
 # {name}: a runbook. Plan it with `runbook plan {name}`, check it with
 # `runbook validate runbooks/{name}.yaml --strict`, run it with `runbook run {name}`.
-# Reference: docs/runbook-format.md (or `runbook schema` for your editor).
+# Reference: `runbook docs format` (or `runbook schema` for your editor).
 name: {name}
 description: What this change does and why it must follow this order.
 
@@ -214,7 +214,24 @@ def init(name: str, *, directory: Path | None = None, force: bool = False, echo:
         raise UsageError(f"{path} already exists", hint="choose another name or pass --force")
     _write(path, INIT_TEMPLATE.format(name=name), what="the runbook")
     echo(f"created {path}")
+    echo("the format: runbook docs format (one section: runbook docs format vars)")
     echo(f"next: runbook plan {name} --var db_url=sqlite:///{name}.db")
+    return ExitCode.OK
+
+
+def docs(topic: str | None, sections: Sequence[str] = (), *, echo: Echo = _echo, page: Echo | None = None) -> int:
+    """List the shipped documents, or print one (``page`` shows a long text, e.g. through a pager)."""
+    from runbook import doc_topics
+    from runbook.stdstreams import reader_may_stop_early
+
+    if topic is None:
+        text = "\n".join([*doc_topics.listing(), "print one with: runbook docs TOPIC [SECTION...]"])
+    else:
+        found = doc_topics.find_topic(topic)
+        text = doc_topics.matching_sections(found, tuple(sections)) if sections else found.text()
+        echo = page or echo
+    with reader_may_stop_early():
+        echo(text)
     return ExitCode.OK
 
 

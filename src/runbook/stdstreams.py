@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from runbook.errors import ExitCode
@@ -70,3 +72,16 @@ def guard_standard_streams() -> None:
 def is_terminal(stream: TextIO | None) -> bool:
     """Whether ``stream`` is an open terminal (False for None: a stream closed at start-up)."""
     return stream is not None and not stream.closed and stream.isatty()
+
+@contextmanager
+def reader_may_stop_early() -> Iterator[None]:
+    """Output a reader may stop reading part way (``runbook docs format | head``): what it
+    read is what it wanted, so a broken pipe ends the command quietly instead of as an error.
+    Standard output then points at /dev/null, so the interpreter's last flush has nowhere to fail."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -54,3 +55,33 @@ def test_twine_check_passes(dist: Path) -> None:
     checked = subprocess.run([sys.executable, "-m", "twine", "check", *map(str, dist.iterdir())], capture_output=True, text=True, timeout=120)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.count("PASSED") == 2
+
+
+@pytest.mark.slow
+def test_wheel_ships_every_doc_as_in_the_repository(dist: Path) -> None:
+    """src/runbook/docs is a link to docs/: the wheel carries the repository's files, byte for byte."""
+    (wheel,) = dist.glob("gated_runbook-*.whl")
+    archive = zipfile.ZipFile(wheel)
+    for doc in (ROOT / "docs").glob("*.md"):
+        assert archive.read(f"runbook/docs/{doc.name}") == doc.read_bytes(), doc.name
+
+
+@pytest.mark.slow
+def test_runbook_docs_works_from_an_installed_wheel(dist: Path, tmp_path: Path) -> None:
+    """pip installs the wheel (its dependencies are this environment's); `runbook docs format`,
+    run away from the checkout, prints the reference from the installed package."""
+    (wheel,) = dist.glob("gated_runbook-*.whl")
+    target = tmp_path / "site"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)], capture_output=True, text=True, timeout=300
+    )
+    assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
+    # The installed copy comes first on the path, before the editable install's src/.
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    where = subprocess.run([sys.executable, "-c", "import runbook; print(runbook.__file__)"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert where.stdout.strip().startswith(str(target)), where.stdout + where.stderr
+    shown = subprocess.run([sys.executable, "-m", "runbook", "docs", "format"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == (ROOT / "docs" / "runbook-format.md").read_text()
+    listed = subprocess.run([sys.executable, "-m", "runbook", "docs"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert "format          Runbook file format" in listed.stdout

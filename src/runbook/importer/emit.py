@@ -61,7 +61,7 @@ def to_yaml(draft: Draft, name: str) -> str:
         data["success_criteria"] = [{"description": c.description, "check": c.check} if c.check else c.description for c in draft.criteria]
     if draft.messages:
         data["notifications"] = {
-            Comment("sent to the console; add a file or webhook channel under `channels:` (docs/runbook-format.md 4.7)"): None,
+            Comment("sent to the console; add a file or webhook channel under `channels:` (`runbook docs format notifications`)"): None,
             "messages": {event: {**{Comment(c): None for c in m.get("comments", [])}, "title": m["title"], "body": m["body"]} for event, m in draft.messages.items()},
         }
     for leftover in draft.leftovers:
