@@ -86,6 +86,20 @@ def _memory_limited(function: Callable[..., int]) -> Callable[..., int]:
     return limited
 
 
+def _reader_may_stop(function: Callable[..., int]) -> Callable[..., int]:
+    """``function`` prints for a reader that may stop early (``runbook history | head``):
+    a broken pipe then ends it quietly, as for any Unix tool that only reads."""
+
+    def reading(**kwargs: Any) -> int:
+        from runbook.stdstreams import reader_may_stop_early
+
+        with reader_may_stop_early():
+            return function(**kwargs)
+        return ExitCode.OK  # the reader stopped reading: what it read is what it wanted
+
+    return reading
+
+
 def _ran_out_of_memory(err: BaseException) -> bool:
     """A MemoryError, or what C code made of one: under a lowered RLIMIT_DATA an allocation
     failing inside the import system (unmarshalling cached bytecode) surfaces as a
@@ -194,7 +208,7 @@ def validate(runbook_file: str, strict: bool) -> None:
     """Check a runbook file and report every problem at once (exit 2 if any)."""
     from runbook import commands
 
-    _call(_memory_limited(commands.validate), name=runbook_file, strict=strict, warn=_warn)
+    _call(_reader_may_stop(_memory_limited(commands.validate)), name=runbook_file, strict=strict, warn=_warn)
 
 
 @main.command()
@@ -210,7 +224,7 @@ def plan(runbook_file: str, env: str | None, var_items: tuple[str, ...], var_fil
     from runbook import commands
 
     _call(
-        _memory_limited(commands.plan), name=runbook_file, env=env, var_items=var_items, var_files=var_files, extra_vars=extra_vars, fmt=fmt, output=output
+        _reader_may_stop(_memory_limited(commands.plan)), name=runbook_file, env=env, var_items=var_items, var_files=var_files, extra_vars=extra_vars, fmt=fmt, output=output
     )
 
 
@@ -220,7 +234,7 @@ def schema(definition: bool) -> None:
     """Print the JSON Schema of the runbook format (for editors and linters)."""
     from runbook import commands
 
-    _call(commands.schema, definition=definition)
+    _call(_reader_may_stop(commands.schema), definition=definition)
 
 
 @main.command("steps")
@@ -229,7 +243,7 @@ def steps_command(directory: Path | None) -> None:
     """List the reusable step definitions (for `uses:`) and their parameters."""
     from runbook import commands
 
-    _call(commands.list_steps, directory=directory)
+    _call(_reader_may_stop(commands.list_steps), directory=directory)
 
 
 @main.command()
@@ -253,7 +267,7 @@ def docs_command(topic: str | None, sections: tuple[str, ...]) -> None:
 
     # A long text through the pager on a terminal; plain when piped.
     page = click.echo_via_pager if is_terminal(sys.stdout) else None
-    _call(commands.docs, topic=topic, sections=sections, page=page)
+    _call(_reader_may_stop(commands.docs), topic=topic, sections=sections, page=page)
 
 
 @main.command("import")
@@ -265,7 +279,7 @@ def import_command(checklist: Path, output: Path | None, explain: bool, force: b
     """Turn a Markdown deployment checklist into a draft runbook to review."""
     from runbook import commands
 
-    _call(_memory_limited(commands.import_checklist), checklist=checklist, output=output, explain=explain, force=force, warn=_warn)
+    _call(_reader_may_stop(_memory_limited(commands.import_checklist)), checklist=checklist, output=output, explain=explain, force=force, warn=_warn)
 
 
 STATE_OPT = click.option("--state", "state_url", metavar="URL", envvar="RUNBOOK_STATE_URL", help="State store URL (default: sqlite .runbook/state.db).")
@@ -489,7 +503,7 @@ def status(run_id: str | None, fmt: str, state_url: str | None) -> None:
     """Each step of a run (the latest by default): state, duration, attempts, checks."""
     from runbook import commands
 
-    _call(commands.status, run_id=run_id, fmt=fmt, state_url=state_url)
+    _call(_reader_may_stop(commands.status), run_id=run_id, fmt=fmt, state_url=state_url)
 
 
 @main.command()
@@ -502,7 +516,7 @@ def history(runbook_file: str | None, env: str | None, limit: int, fmt: str, sta
     """Recorded runs, newest first."""
     from runbook import commands
 
-    _call(commands.history, name=runbook_file, env=env, limit=limit, fmt=fmt, state_url=state_url)
+    _call(_reader_may_stop(commands.history), name=runbook_file, env=env, limit=limit, fmt=fmt, state_url=state_url)
 
 
 @main.command()
@@ -514,7 +528,7 @@ def show(run_id: str, events: bool, fmt: str, state_url: str | None) -> None:
     """One run in detail."""
     from runbook import commands
 
-    _call(commands.show, run_id=run_id, events=events, fmt=fmt, state_url=state_url)
+    _call(_reader_may_stop(commands.show), run_id=run_id, events=events, fmt=fmt, state_url=state_url)
 
 
 @main.command()
@@ -528,7 +542,7 @@ def logs(run_id: str, step_id: str | None, attempt: int | None, follow: bool, fm
     """A run's step output, from the state store (works on any machine sharing it)."""
     from runbook import commands
 
-    _call(commands.logs, run_id=run_id, step_id=step_id, attempt=attempt, follow=follow, fmt=fmt, state_url=state_url, warn=_warn)
+    _call(_reader_may_stop(commands.logs), run_id=run_id, step_id=step_id, attempt=attempt, follow=follow, fmt=fmt, state_url=state_url, warn=_warn)
 
 
 @main.command()
@@ -540,7 +554,7 @@ def report(run_id: str, fmt: str, output: Path | None, state_url: str | None) ->
     """A change report of one run: steps, timings, gates, approvals, criteria."""
     from runbook import commands
 
-    _call(commands.report, run_id=run_id, fmt=fmt, output=output, state_url=state_url)
+    _call(_reader_may_stop(commands.report), run_id=run_id, fmt=fmt, output=output, state_url=state_url)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -222,7 +222,6 @@ def init(name: str, *, directory: Path | None = None, force: bool = False, echo:
 def docs(topic: str | None, sections: Sequence[str] = (), *, echo: Echo = _echo, page: Echo | None = None) -> int:
     """List the shipped documents, or print one (``page`` shows a long text, e.g. through a pager)."""
     from runbook import doc_topics
-    from runbook.stdstreams import reader_may_stop_early
 
     if topic is None:
         text = "\n".join([*doc_topics.listing(), "print one with: runbook docs TOPIC [SECTION...]"])
@@ -230,8 +229,7 @@ def docs(topic: str | None, sections: Sequence[str] = (), *, echo: Echo = _echo,
         found = doc_topics.find_topic(topic)
         text = doc_topics.matching_sections(found, tuple(sections)) if sections else found.text()
         echo = page or echo
-    with reader_may_stop_early():
-        echo(text)
+    echo(text)
     return ExitCode.OK
 
 

@@ -91,8 +91,9 @@ def test_init_points_at_a_command_that_prints_the_reference(scratch: Scratch) ->
 
 
 def test_a_reader_that_stops_early_ends_it_quietly(scratch: Scratch) -> None:
-    """`runbook docs format | head`: the pipe closes before the text is written; no error, no traceback."""
-    for args in (["docs", "format"], ["docs", "format", "vars"]):
+    """`runbook docs format | head`, `runbook history | head`: the pipe closes before the text is
+    written; the verbs that only print end with no error and no traceback."""
+    for args in (["docs", "format"], ["docs", "format", "vars"], ["schema"], ["history"], ["status"]):
         read_end, write_end = os.pipe()
         os.close(read_end)
         proc = subprocess.run([sys.executable, "-m", "runbook", *args], cwd=scratch.root, env=scratch.env(), stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
