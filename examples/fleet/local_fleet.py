@@ -15,7 +15,10 @@ running this; ``LocalFleet(directory, login_user=PLAIN_USER)`` logs in as a
 dedicated user whose login shell is /bin/sh with no rc files (created here if
 missing), so a session costs ssh and nothing else: root's ~/.bashrc on this
 machine runs ``pyenv init`` for every ssh session (Debian's bash reads
-~/.bashrc for sshd sessions), ~0.1 s each. The bench uses it.
+~/.bashrc for sshd sessions), ~0.1 s each. The bench uses it; the tests keep
+the default, since several share files with the test process through the hosts
+(pytest's private tmp_path, the fleet demo's database, sshd's pid file), which
+the plain user cannot reach (tried: 3 of tests/fleet fail that way).
 """
 
 from __future__ import annotations
