@@ -9,8 +9,16 @@ side is an ``ssh_config`` (pass it to runbook with ``ssh_config:`` or
 prepared here, so strict host key checking holds from the first connection.
 
 Used by the fleet demo, the tests (session-scoped fixture) and the bench.
-sshd needs to run as root here (it must be able to switch to the login user;
-we log in as the user running this) and its privilege-separation directory.
+sshd needs to run as root here (it must be able to switch to the login user)
+and its privilege-separation directory. By default we log in as the user
+running this; ``LocalFleet(directory, login_user=PLAIN_USER)`` logs in as a
+dedicated user whose login shell is /bin/sh with no rc files (created here if
+missing), so a session costs ssh and nothing else: root's ~/.bashrc on this
+machine runs ``pyenv init`` for every ssh session (Debian's bash reads
+~/.bashrc for sshd sessions), ~0.1 s each. The bench uses it; the tests keep
+the default, since several share files with the test process through the hosts
+(pytest's private tmp_path, the fleet demo's database, sshd's pid file), which
+the plain user cannot reach (tried: 3 of tests/fleet fail that way).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
+PLAIN_USER = "rbfleet"
+PLAIN_HOME = Path("/var/lib/rbfleet")
 
 
 def unavailable_reason() -> str | None:
@@ -65,10 +75,21 @@ class TestHost:
         self.process = None
 
 
+def ensure_plain_user(name: str = PLAIN_USER, home: Path = PLAIN_HOME) -> str:
+    """A login user with /bin/sh (dash) and an empty home: no rc file runs in its sessions."""
+    if subprocess.run(["id", "-u", name], capture_output=True).returncode != 0:
+        # Password "*": no password login, yet not "locked" ("!"), which sshd refuses without PAM.
+        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh", "--password", "*", name], check=True)
+    home.mkdir(mode=0o755, exist_ok=True)
+    shutil.chown(home, user=name)
+    return name
+
+
 @dataclass
 class LocalFleet:
     directory: Path
     hosts: list[TestHost] = field(default_factory=list)
+    login_user: str | None = None  # None: the user running this
 
     @property
     def ssh_config(self) -> Path:
@@ -90,10 +111,17 @@ class LocalFleet:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         _keygen(self.client_key)
         (self.directory / "authorized_keys").write_text(Path(f"{self.client_key}.pub").read_text())
+        if self.login_user is not None:
+            # sshd reads authorized_keys as the login user: it must reach the file.
+            self.directory.chmod(0o755)
+            (self.directory / "authorized_keys").chmod(0o644)
         for offset, name in enumerate(names):
             address = f"127.0.0.{first_octet + offset}"
             host = TestHost(name, address, _free_port(address), self.directory / name)
             host.state_dir.mkdir(parents=True, exist_ok=True)
+            if self.login_user is not None:
+                host.directory.chmod(0o755)
+                shutil.chown(host.state_dir, user=self.login_user)
             _keygen(host.directory / "host_key")
             self.hosts.append(host)
         self.write_client_files()
@@ -154,7 +182,7 @@ class LocalFleet:
                 f"Host {host.name}",
                 f"  HostName {host.address}",
                 f"  Port {host.port}",
-                f"  User {getpass.getuser()}",
+                f"  User {self.login_user or getpass.getuser()}",
                 f"  IdentityFile {self.client_key}",
                 "  IdentitiesOnly yes",
                 f"  UserKnownHostsFile {self.known_hosts}",

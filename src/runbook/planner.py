@@ -251,7 +251,11 @@ def render_check(check: Check, context: Mapping[str, Any], where: str) -> Render
     kind = get_check_kind(check.check)
     params = _validated(kind.Params, render_data(check.params, context, where, shell_keys=getattr(kind, "shell_keys", ())), where)
     label = render(check.name, context, f"{where}.name") if check.name else check.check
-    return RenderedCheck(check, params, _describe(kind, params), label)
+    rendered = RenderedCheck(check, params, _describe(kind, params), label)
+    if check.on is not None:
+        # Rendered again for each host with ``host`` (runbook.fleet.checks).
+        rendered.__dict__["_render_again"] = (context, where)
+    return rendered
 
 
 def _describe(kind: Any, params: Any) -> str:

@@ -98,7 +98,8 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
            'on_fail': 'Preconditions: `halt`, `skip` or `warn` ([§6](#6-how-a-step-runs) step 5). Gates: `warn` makes a failure a warning; `halt` and `skip` '
                       'fail the step (step 8). Success criteria: not consulted.',
            'timeout': 'Used by the `command` check (default 60 s) and the `http` check (default 10 s). Other kinds ignore it.',
-           'on': '`command`, `file_exists` and `file_fresh` only: check on these hosts over ssh; holds when it holds on every one ([docs/fleet.md](fleet.md)).',
+           'on': '`command`, `file_exists` and `file_fresh` only: check on these hosts over ssh; rendered once per host (`host` in templates); holds when it '
+                 'holds on every one ([docs/fleet.md](fleet.md)).',
            'recheck': 'Gates only: whether `--resume` checks the gate of a passed step again. `auto`: when the step is on the frontier (no other passed step '
                       'needs it); `always`; `never` ([Resuming](#resuming-what-is-carried-over-and-what-is-re-verified)).'},
  'Definition': {'description': 'Shown by tools.',

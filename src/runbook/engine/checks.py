@@ -49,7 +49,7 @@ class CheckRunner:
             if check.check.on is not None and self.fleet is not None:
                 from runbook.fleet.checks import evaluate_on_hosts
 
-                result = evaluate_on_hosts(check.check.check, check.params, check.check.on, context, self.fleet())
+                result = evaluate_on_hosts(check, context, self.fleet())
             else:
                 result = kind.evaluate(check.params, context)
         except RunbookError as err:

@@ -155,7 +155,12 @@ class StepRunner:
             return
         self.journal.record_step(planned.id, StepStatus.DRY_RUN, planned.fingerprint, "would run")
         self.states[planned.id] = StepState(StepStatus.DRY_RUN)
-        self.journal.emit(EventName.WOULD_RUN, step=planned.id, what=planned.body.description if form != "skip" else "(skipped in dry runs)")
+        what = planned.body.description if form != "skip" else "(skipped in dry runs)"
+        if planned.step.on is not None and form != "skip":
+            from runbook.fleet.rollout import would_run_on_hosts
+
+            what = would_run_on_hosts(self, planned)
+        self.journal.emit(EventName.WOULD_RUN, step=planned.id, what=what)
 
     def _failed(self, planned: PlannedStep, outcome: StepOutcome) -> None:
         text = "\n".join(outcome.tail) + "\n" + (outcome.error or "")

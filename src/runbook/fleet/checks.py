@@ -3,7 +3,8 @@
 A check on several hosts holds when it holds on every one; the first host where
 it does not is the result (its name in the detail). ``file_exists`` and
 ``file_fresh`` list the matching files on the host (its clock for the age); a
-relative path is relative to the login directory there.
+relative path is relative to the login directory there. The check's templates
+see ``host`` (name, address, vars): they are rendered again for each host.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from runbook.checks.files import FileExistsParams, FileFreshParams, exists_verdi
 from runbook.fleet.context import Fleet
 from runbook.fleet.hostrun import HostResult, Messages, run_on_host
 from runbook.fleet.inventory import Host
+from runbook.planner import RenderedCheck, render_check
+from runbook.templating import TemplateFailed
 
 # Prints the host's clock, then "mtime<TAB>path" of each regular file the pattern matches
 # with at least RB_MIN_SIZE bytes. The pattern expands as a glob only: IFS is empty and a
@@ -31,17 +34,36 @@ exit 0
 """
 
 
-def evaluate_on_hosts(kind: str, params: Any, on: str | list[str], ctx: CheckContext, fleet: Fleet) -> CheckResult:
-    hosts = fleet.hosts(on, "on")
+def evaluate_on_hosts(check: RenderedCheck, ctx: CheckContext, fleet: Fleet) -> CheckResult:
+    assert check.check.on is not None
+    hosts = fleet.hosts(check.check.on, "on")
     messages: Messages = queue.Queue()  # check output is judged, not shown
+    kind = check.check.check
+
+    def one(host: Host) -> tuple[Host, tuple[HostResult, CheckResult]]:
+        try:
+            params = _params_for(check, host)
+        except TemplateFailed as err:
+            return host, (HostResult(host.name, "failed", error=err.message), CheckResult(False, "a template error", "a rendered check", err.message))
+        return host, _run(kind, params, host, ctx, fleet, messages)
+
     with ThreadPoolExecutor(max_workers=max(1, min(len(hosts), 32)), thread_name_prefix="fleet-check") as pool:
-        results = list(pool.map(lambda host: (host, _run(kind, params, host, ctx, fleet, messages)), hosts))
+        results = list(pool.map(one, hosts))
     for host, (result, verdict_) in results:
         if not verdict_.ok:
             detail = f"on {host.name}" + (f": {verdict_.detail}" if verdict_.detail else "") + (f": {result.error}" if result.status == "unreachable" else "")
             return CheckResult(False, verdict_.observed, verdict_.expected, detail, interrupted=verdict_.interrupted)
     last = results[-1][1][1] if results else CheckResult(False, "no host", "a host")
     return CheckResult(last.ok, last.observed, last.expected, f"on {len(results)} host(s)")
+
+
+def _params_for(check: RenderedCheck, host: Host) -> Any:
+    """The check's parameters rendered with ``host``: once per host, as a step's command is."""
+    again = check.__dict__.get("_render_again")
+    if again is None:
+        return check.params
+    context, where = again
+    return render_check(check.check, {**context, "host": host.template_value()}, f"{where} on {host.name}").params
 
 
 def _run(kind: str, params: Any, host: Host, ctx: CheckContext, fleet: Fleet, messages: Messages) -> tuple[HostResult, CheckResult]:

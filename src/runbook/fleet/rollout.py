@@ -4,7 +4,9 @@ Called by the engine for the body of a step that has ``on:`` (its attempt, retri
 and journal stay the engine's). Each host's attempt is recorded in the state store
 (``host_attempts``) before its command starts and when it ends. A host whose latest attempt
 of this step passed in this run is never run again (a resume, a retry); a rollback runs on
-the hosts that passed, newest batch first. Workers only run ssh; every record, log line and
+the hosts that passed, newest batch first. Under ``--dry-run`` a step with ``dry_run: safe``
+(or a dry-run body) runs on its hosts like any other, as it does locally; any other only
+lists what each host would run (``would_run_on_hosts``). Workers only run ssh; every record, log line and
 event is written here, on the main thread.
 """
 
@@ -68,10 +70,6 @@ def run_on_fleet(runner: StepRunner, planned: PlannedStep, ctx: StepContext, mod
             ctx.output(f"{name}| passed earlier in this run; not run again")
         todo = [h for h in hosts if h.name not in done]
         groups = batches(todo, step.serial, len(hosts))
-    if mode == "dry_run":
-        for host in todo:
-            ctx.output(f"{host.name}| would run: {_render(runner, planned, mode, host).description}")
-        return StepOutcome(True, {"hosts": {h.name: {"status": "dry_run"} for h in todo}}, summary=f"would run on {len(todo)} host(s)")
     first_batch = max((a.batch for a in previous), default=0) + 1
     results: dict[str, HostResult] = {}
     stopped = None
@@ -91,6 +89,18 @@ def run_on_fleet(runner: StepRunner, planned: PlannedStep, ctx: StepContext, mod
     for line in summary_table(results):
         ctx.output(line)
     return _outcome(results, stopped, todo)
+
+
+def would_run_on_hosts(runner: StepRunner, planned: PlannedStep) -> str:
+    """What a dry run shows for a fleet step it does not run: each host's rendered command."""
+    hosts = fleet_of(runner.renderer.plan).hosts(planned.step.on or [], f"steps.{planned.id}.on")
+    lines = [f"on {len(hosts)} host(s):"]
+    for host in hosts:
+        try:
+            lines.append(f"{host.name}| {_render(runner, planned, 'step', host).description}")
+        except TemplateFailed as err:
+            lines.append(f"{host.name}| cannot be rendered: {err.message}")
+    return "\n".join(lines)
 
 
 def _render(runner: StepRunner, planned: PlannedStep, mode: str, host: Host) -> Any:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from runbook.fleet.inventory import Host
 from runbook.fleet.remote import WRAPPER_COMMAND
+from runbook.fleet.socket_dirs import make_socket_dir, sweep_dead_socket_dirs
 
 CONNECT_TIMEOUT = 10
 ALIVE_INTERVAL = 5
@@ -66,8 +67,9 @@ class SshTransport:
 
     def __init__(self, config: str | None = None) -> None:
         self.config = config
-        # Short: a socket path must fit in 108 bytes; %C (a hash) names each connection.
-        self._control_dir = Path(tempfile.mkdtemp(prefix="rb-ssh-"))
+        # Leftovers of runs killed with -9 (runbook.fleet.socket_dirs); %C (a hash) names each connection.
+        sweep_dead_socket_dirs(older_than=CONTROL_PERSIST + CONNECT_TIMEOUT)
+        self._control_dir = make_socket_dir()
         # Hosts whose master connection is up.
         self._hosts: dict[str, Host] = {}
         self._lock = threading.Lock()

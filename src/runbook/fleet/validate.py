@@ -42,6 +42,8 @@ def fleet_problems(runbook: Runbook, step_path: Callable[[int], KeyPath]) -> Ite
             for j, check in enumerate(getattr(step, role)):
                 if check.on is not None and check.check not in CHECK_KINDS_ON_HOSTS:
                     yield (*path, role, j, "on"), f"a {check.check!r} check cannot run on hosts; these can: {', '.join(sorted(CHECK_KINDS_ON_HOSTS))}"
+                if check.on is None and _reads_host(check.model_dump(include={"name", "params"})):
+                    yield (*path, role, j), "its templates read 'host', which only a check with 'on:' has (rendered once per host)"
 
 
 def _concurrent_group(runbook: Runbook, index: int) -> set[str]:
