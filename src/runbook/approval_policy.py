@@ -100,6 +100,13 @@ def standing(
             continue
         if decision.fingerprint != fingerprint or decision.by in counted:
             continue
+        # Judged again here, by the runbook the run is executing: `runbook approve` checked
+        # delegation against whatever copy of the runbook its user had at hand.
+        os_user = getattr(decision, "os_user", None)
+        if os_user is not None and os_user != decision.by and not settings.allow_delegation:
+            continue
+        if os_user is not None and policy is not None and policy.not_by == "starter" and os_user == starter:
+            continue  # the starter approving in another's name is still the starter
         if refusal(policy, settings, decision.by, starter) is None:
             counted.append(decision.by)
             rejection = None

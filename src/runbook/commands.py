@@ -541,7 +541,11 @@ def _runbook_of(record: RunRecord) -> LoadedRunbook:
     from runbook.loader import find_runbook, load_runbook
 
     recorded = Path(record.path)
-    if recorded.is_file():
+    try:
+        here = recorded.is_file()
+    except OSError:  # a directory this user may not enter (another person's checkout): not here
+        here = False
+    if here:
         return load_runbook(recorded)
     try:
         found = find_runbook(recorded.name)

@@ -192,3 +192,42 @@ def test_wait_timeout_stops_awaiting_approval_as_without_wait(checkouts: tuple[C
     assert "waiting for 1 approval(s) of 'deploy'" in out.stdout and "awaiting approval" in out.stdout
     bad = a.runbook("run", "simple.yaml", "--wait-timeout", "soon")
     assert bad.returncode == 2 and "--wait-timeout" in bad.stderr
+
+
+DELEGATION = """
+name: delegated
+approvals: {groups: {dba: [alice]}}
+steps:
+  - id: deploy
+    kind: command
+    run: echo deployed >> deployed.txt
+    irreversible: true
+    confirm: Deploy?
+    approval: {required: 1, approvers: ["group:dba"], not_by: starter}
+"""
+
+
+@pytest.mark.slow
+@needs_other_users
+def test_an_approval_in_another_name_counts_only_where_the_run_allows_delegation(checkouts: tuple[Checkout, Checkout]) -> None:
+    """`approve` judges --by against its user's copy of the runbook; a copy that allows
+    delegation lets bob record an approval as alice, but the run (whose runbook does not
+    allow it) does not count it: the engine judges every decision again."""
+    a, b = checkouts
+    for side in (a, b):
+        side.write("delegated.yaml", DELEGATION)
+    paused = a.runbook("run", "delegated.yaml")
+    assert paused.returncode == 4, paused.stdout + paused.stderr
+    run_id = _only_run(a.state_url, "delegated")
+    # What `runbook approve --by alice` run by bob records from a copy allowing delegation
+    # (here bob could read a's copy, which refuses it: the record is written as that copy would).
+    with StateStore.open(a.state_url) as store:
+        fingerprint = store.step_states(run_id)["deploy"].fingerprint
+        store.record_approval(run_id, "deploy", by="alice", comment=None, fingerprint=fingerprint, os_user="bob")
+    still = a.runbook("run", "delegated.yaml", "--resume")
+    assert still.returncode == 4, still.stdout + still.stderr
+    assert not (a.root / "deployed.txt").exists()
+    real = b.runbook("approve", run_id, "deploy", user="alice")
+    assert real.returncode == 0, real.stdout + real.stderr
+    done = a.runbook("run", "delegated.yaml", "--resume")
+    assert done.returncode == 0, done.stdout + done.stderr
