@@ -8,6 +8,8 @@ check *kind* live in that kind's own ``Params`` model (``runbook.steps`` and
 
 from __future__ import annotations
 
+import math
+
 import re
 from typing import Annotated, Any, Literal
 
@@ -21,18 +23,27 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+MAX_DURATION = 366 * 86400.0
+
+
 def parse_duration(value: Any) -> float:
     """``90``, ``"90s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` -> seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 1h")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"a duration must be a finite number of seconds, not negative, got {value!r}")
+        if value > MAX_DURATION:
+            # Past this, adding it to a date overflows (a throttle of 99999999999h killed a backfill).
+            raise ValueError(f"a duration longer than {MAX_DURATION // 86400:.0f} days is surely a mistake, got {value!r}")
         return float(value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
         if text and _DURATION_PART.sub("", text) == "":
-            return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+            total = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+            if total > MAX_DURATION:
+                raise ValueError(f"a duration longer than {MAX_DURATION // 86400:.0f} days is surely a mistake, got {value!r}")
+            return total
         try:
             return parse_duration(float(text))
         except ValueError:
