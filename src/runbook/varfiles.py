@@ -12,6 +12,7 @@ order (a file or one value), then ``--var``, which overrides everything else.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ def collect_overrides(var_items: Sequence[str] = (), var_files: Sequence[str] = 
     return values
 
 
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
 def read_var_file(path: Path, flag: str) -> dict[str, str]:
     from runbook.yamlsource import load_yaml, read_file
 
@@ -47,6 +51,12 @@ def read_var_file(path: Path, flag: str) -> dict[str, str]:
         return {}
     if not isinstance(data, dict) or not all(isinstance(key, str) and key.strip() for key in data):
         raise UsageError(f"{flag} {path}: expected a mapping of var names to values, like `db_host: db1`")
+    odd = [key for key in data if not _VAR_NAME.match(key.strip())]
+    if odd:
+        # Not echoed: a var file that is the wrong file (a symlink to /etc/shadow) must not print its lines.
+        raise UsageError(
+            f"{flag} {path}: {len(odd)} key(s) are not var names (letters, digits, _ and -); is this the var file you meant?"
+        )
     return {key.strip(): _as_text(value) for key, value in data.items()}
 
 

@@ -102,14 +102,19 @@ def test_bad_var_files_are_usage_errors(scratch: Scratch) -> None:
     scratch.write("conv.yaml", RUNBOOK)
     (scratch.root / "list.yaml").write_text("- a\n- b\n")
     (scratch.root / "unknown.yaml").write_text("nosuch: 1\n")
+    # The wrong file (a symlink to a shadow-like file): refused without printing its lines.
+    (scratch.root / "shadow").write_text("root:$y$j9T$secrethash: x\n")
+    (scratch.root / "vars.yaml").symlink_to(scratch.root / "shadow")
     for args, message in (
         (["--var-file", "missing.yaml"], "--var-file missing.yaml: no such file"),
         (["-e", "@list.yaml"], "expected a mapping of var names to values"),
         (["--var-file", "unknown.yaml"], "declares no var 'nosuch'"),
+        (["--var-file", "vars.yaml"], "1 key(s) are not var names"),
     ):
         result = scratch.runbook("plan", "conv.yaml", *args)
         assert result.returncode == 2, args
         assert message in result.stderr, result.stderr
+        assert "secrethash" not in result.stdout + result.stderr
 
 
 # ---------------------------------------------------------------- --skip
