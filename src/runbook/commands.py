@@ -283,14 +283,10 @@ def _refuse_overwrite(path: Path, force: bool) -> None:
 
 
 def _actor() -> str:
-    import getpass
-    import socket
+    """Who runs this command, by the OS (real uid), never by $USER or $LOGNAME, which anyone sets."""
+    from runbook.identity import current
 
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = f"uid{os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
+    return str(current())
 
 
 def _terminal_to_ask() -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -249,3 +250,17 @@ def test_saved_plan_runs_in_another_checkout(scratch: Scratch) -> None:
     shutil.copy(scratch.root / "plan.json", other.root / "plan.json")
     result = other.runbook("run", "--plan", "plan.json")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_who_ran_it_is_the_os_user_not_the_environment(scratch: Scratch) -> None:
+    """History and events name the OS user (real uid): USER and LOGNAME are anyone's to set."""
+    import pwd
+
+    scratch.write("conv.yaml", RUNBOOK)
+    result = scratch.runbook("run", "conv.yaml", "--plain", env={"USER": "mallory", "LOGNAME": "mallory"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = json.loads(scratch.runbook("history", "--format", "json").stdout)["runs"]
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert runs[0]["actor"].split("@")[0] == me
+    shown = scratch.runbook("show", runs[0]["id"], "--events")
+    assert "mallory" not in shown.stdout

@@ -13,7 +13,6 @@ StateStoreError with any password masked.
 from __future__ import annotations
 
 import functools
-import getpass
 import os
 import socket
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from runbook.errors import RunbookError, StateStoreError
+from runbook.identity import current
 from runbook.state import approvals as _approvals
 from runbook.state import attempts as _attempts
 from runbook.state import controls as _controls
@@ -69,13 +69,6 @@ def _guarded(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[
     return wrapper
 
 
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER, e.g. in a bare container
-        return str(os.getuid())
-
-
 def _is_duplicate_key(err: sa.exc.IntegrityError) -> bool:
     return getattr(err.orig, "sqlstate", None) == "23505"  # PostgreSQL unique_violation
 
@@ -96,7 +89,8 @@ class _Transactions:
         # The PostgreSQL schema holding the tables; None for SQLite.
         self.schema = location.schema
         self.host = socket.gethostname()
-        self.actor = f"{_current_user()}@{self.host}"
+        # Who writes, by the OS (real uid): $USER and $LOGNAME are anyone's to set.
+        self.actor = f"{current().user}@{self.host}"
         self._me = Writer(self.actor, self.host, os.getpid(), process_start_ticks(os.getpid()))
         # Locks this store took, by run id. An attempt of such a run starts only
         # while the lock is still ours, checked in the transaction that records
