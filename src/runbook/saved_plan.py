@@ -40,6 +40,7 @@ class SavedPlan:
     runbook_fingerprint: str
     steps: dict[str, str]
     values: dict[str, Any]
+    plan: Any = None  # the plan as shown (``plan --format json``): what a reviewer read
 
     def env_option(self) -> str | None:
         from runbook.planner import DEFAULT_ENV
@@ -84,7 +85,14 @@ def load(path: Path) -> SavedPlan:
         raise UsageError(f"--plan {path}: not a plan saved by `runbook plan -o FILE`")
     try:
         return SavedPlan(
-            path, str(data["runbook"]), str(data["path"]), str(data["env"]), str(data["runbook_fingerprint"]), dict(data["steps"]), dict(data["values"])
+            path,
+            str(data["runbook"]),
+            str(data["path"]),
+            str(data["env"]),
+            str(data["runbook_fingerprint"]),
+            dict(data["steps"]),
+            dict(data["values"]),
+            data["plan"],
         )
     except (KeyError, TypeError, ValueError):
         raise UsageError(f"--plan {path}: incomplete; save it again with `runbook plan -o {path}`") from None
@@ -108,6 +116,7 @@ def verify(saved: SavedPlan, built: Plan, given: dict[str, str]) -> None:
     """Refuse (exit 3) when the runbook or its values changed since the plan was saved."""
     from runbook.engine import values
     from runbook.engine.session import runbook_fingerprint
+    from runbook.render.plan import render_json
 
     if built.runbook.name != saved.runbook:
         raise Refused(f"{saved.path} is a plan of runbook {saved.runbook!r}, not {built.runbook.name!r}")
@@ -119,6 +128,10 @@ def verify(saved: SavedPlan, built: Plan, given: dict[str, str]) -> None:
     changed += [f"var {name} differs" for name in values.changes(saved.values, built.resolved, given, f"planned in {saved.path}")]
     if not changed and runbook_fingerprint(built.runbook) != saved.runbook_fingerprint:
         changed.append("the runbook's definition changed (outside its steps: vars, notifications, rollback options or criteria)")
+    if not changed and json.loads(render_json(built)) != saved.plan:
+        # The fingerprints may be copied from another saved plan; the part a reviewer reads must
+        # be what this run does, or the review approved something else.
+        changed.append("the plan shown in the file is not what this run would do (was it edited?)")
     if changed:
         raise Refused(
             built.resolved.masker.mask(f"the runbook or its values changed since {saved.path} was saved: {'; '.join(changed)}"),

@@ -84,6 +84,21 @@ def test_saved_plan_refused_when_a_var_or_the_environment_differs(scratch: Scrat
     assert scratch.runbook("run", "--plan", "garbage.json").returncode == 2
 
 
+def test_saved_plan_whose_shown_part_was_spliced_is_refused(scratch: Scratch) -> None:
+    """The fingerprints of one plan copied into another: the part a reviewer read (echo benign)
+    is not what the run would do (echo rm-rf-prod), so it is refused and nothing runs."""
+    scratch.write("conv.yaml", RUNBOOK)
+    assert scratch.runbook("plan", "conv.yaml", "--var", "greeting=benign", "-o", "a.json").returncode == 0
+    assert scratch.runbook("plan", "conv.yaml", "--var", "greeting=rm-rf-prod", "-o", "b.json").returncode == 0
+    reviewed, other = (json.loads((scratch.root / n).read_text()) for n in ("a.json", "b.json"))
+    spliced = {**other, "plan": reviewed["plan"]}
+    (scratch.root / "spliced.json").write_text(json.dumps(spliced))
+    result = scratch.runbook("run", "--plan", "spliced.json")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "the plan shown in the file is not what this run would do" in result.stderr
+    assert "rm-rf-prod" not in result.stdout
+
+
 # ---------------------------------------------------------------- var files
 
 
