@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from runbook.model import ApprovalPolicy, ApprovalSettings, Runbook, Step
 from runbook.state.records import ApprovalRecord
@@ -24,6 +25,23 @@ def policy_for(runbook: Runbook, env: str, step: Step) -> ApprovalPolicy | None:
         return step.approval
     environment = runbook.environments.get(env)
     return environment.approval if environment is not None else None
+
+
+def pinned(runbook: Runbook, env: str) -> dict[str, Any]:
+    """What a run records at its start: each step's approval policy and the runbook's
+    approval settings. The run keeps them to its end, whatever the file says by then:
+    a policy edited out of the file before a resume must not approve the step."""
+    policies = {step.id: policy.model_dump(mode="json") for step in runbook.steps if (policy := policy_for(runbook, env, step)) is not None}
+    return {"policies": policies, "settings": runbook.approvals.model_dump(mode="json")}
+
+
+def from_pinned(recorded: Any, step_id: str) -> tuple[ApprovalPolicy | None, ApprovalSettings] | None:
+    """The policy and settings a run recorded at its start (None: a run from before pinning)."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("policies"), dict):
+        return None
+    raw = recorded["policies"].get(step_id)
+    policy = ApprovalPolicy.model_validate(raw) if raw is not None else None
+    return policy, ApprovalSettings.model_validate(recorded.get("settings") or {})
 
 
 def approvers(policy: ApprovalPolicy, settings: ApprovalSettings) -> frozenset[str] | None:

@@ -69,14 +69,15 @@ def approve(run_id: str, step_id: str, *, by: str | None, comment: str | None, s
         if record.finished_at is not None:
             raise UsageError(f"run {run_id} is finished ({record.status}); there is nothing to approve")
         built, planned = _plan_step(record, step_id)
-        settings = built.runbook.approvals
+        # The run's own policy (pinned at its start), not this checkout's copy of the runbook.
+        pinned = approval_policy.from_pinned((record.params or {}).get("approval"), step_id)
+        policy, settings = pinned if pinned is not None else (approval_policy.policy_for(built.runbook, record.env, planned.step), built.runbook.approvals)
         name = by or me.user
         if name != me.user and not settings.allow_delegation:
             raise UsageError(
                 f"--by {name}: you are {me.user} on {me.host} (the operating system's user), and an approval is recorded in the name of who gives it",
                 hint=f"let {name} run `runbook approve {run_id} {step_id}` as themselves, or allow approving for others in the runbook: approvals: {{allow_delegation: true}}",
             )
-        policy = approval_policy.policy_for(built.runbook, record.env, planned.step)
         starter = started_by(store, run_id)
         why_not = approval_policy.refusal(policy, settings, name, starter)
         if why_not is not None:

@@ -231,3 +231,30 @@ def test_an_approval_in_another_name_counts_only_where_the_run_allows_delegation
     assert real.returncode == 0, real.stdout + real.stderr
     done = a.runbook("run", "delegated.yaml", "--resume")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+PINNED = """
+name: pinned
+environments:
+  production:
+    approval: {required: 2, approvers: [alice, bob], not_by: starter}
+steps:
+  - id: deploy
+    kind: command
+    run: echo deployed >> deployed.txt
+    irreversible: true
+    confirm: Deploy?
+"""
+
+
+def test_the_policy_a_run_started_with_holds_to_its_end(checkouts: tuple[Checkout, Checkout]) -> None:
+    """A policy edited out of the file (or the confirmation removed) before a resume does not
+    approve the step: the run pinned its policies when it started."""
+    a, _ = checkouts
+    a.write("pinned.yaml", PINNED)
+    paused = a.runbook("run", "pinned.yaml", "--env", "production", "--yes")
+    assert paused.returncode == 4, paused.stdout + paused.stderr
+    a.write("pinned.yaml", PINNED.replace("    approval: {required: 2, approvers: [alice, bob], not_by: starter}\n", "    description: prod\n").replace("    confirm: Deploy?\n", ""))
+    resumed = a.runbook("run", "pinned.yaml", "--env", "production", "--resume", "--yes", "--accept-changes")
+    assert resumed.returncode == 4, resumed.stdout + resumed.stderr
+    assert not (a.root / "deployed.txt").exists()

@@ -25,7 +25,7 @@ from runbook.engine.journal import Journal
 from runbook.engine.outcome import Stop
 from runbook.errors import ExitCode, Interrupted, Refused
 from runbook.identity import Identity
-from runbook.model import ApprovalPolicy, ApprovalSettings, Runbook
+from runbook.model import ApprovalPolicy, ApprovalSettings, Runbook, Step
 from runbook.planner import PlannedStep
 from runbook.process import ProcessSupervisor
 from runbook.state import StateStore
@@ -65,14 +65,30 @@ class Approvals:
         self.wait = wait
         self.wait_timeout = wait_timeout
         self._told_stale: set[str] = set()
+        self._pinned: Any = None
+        self._pinned_for: str | None = None
+
+    def _recorded(self) -> Any:
+        """The policies the run pinned at its start (run.py), read once per run."""
+        run_id = self.journal.run_id
+        if self._pinned_for != run_id:
+            record = self.journal.store.get_run(run_id)
+            self._pinned, self._pinned_for = ((record.params or {}).get("approval") if record is not None else None), run_id
+        return self._pinned
 
     @property
     def settings(self) -> ApprovalSettings:
-        return self.runbook.approvals
+        pinned = approval_policy.from_pinned(self._recorded(), "")
+        return pinned[1] if pinned is not None else self.runbook.approvals
+
+    def policy(self, step: Step) -> ApprovalPolicy | None:
+        """The step's policy as the run pinned it at its start; the file's for a run from before pinning."""
+        pinned = approval_policy.from_pinned(self._recorded(), step.id)
+        return pinned[0] if pinned is not None else approval_policy.policy_for(self.runbook, self.env, step)
 
     def confirm(self, planned: PlannedStep, *, question: str | None = None) -> None:
         """Returns when the step may go on; raises Stop when the answer is no, a rejection, or must wait."""
-        policy = approval_policy.policy_for(self.runbook, self.env, planned.step)
+        policy = self.policy(planned.step)
         if self.yes or planned.id in self.approve:
             self._own_approval(planned, policy, "--yes" if self.yes else f"--approve {planned.id}")
         standing = self._standing(planned, policy)

@@ -23,6 +23,7 @@ import difflib
 import os
 from dataclasses import asdict
 
+from runbook import approval_policy
 from runbook.engine import resume, values
 from runbook.engine.approvals import refuse_rejected
 from runbook.engine.outcome import RunResult, Stop
@@ -60,7 +61,11 @@ def run_plan(session: Session) -> RunResult:
                 fingerprint=session.fingerprint,
                 dry_run=opts.dry_run,
                 actor=opts.actor,
-                params={"values": values.record(plan.resolved, opts.overrides), "starter": asdict(session.approvals.identity)},
+                params={
+                    "values": values.record(plan.resolved, opts.overrides),
+                    "starter": asdict(session.approvals.identity),
+                    "approval": approval_policy.pinned(plan.runbook, plan.env),
+                },
                 workdir=str(session.workdir),
             )
         else:

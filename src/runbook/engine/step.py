@@ -85,7 +85,8 @@ class StepRunner:
         rendered = self.renderer.step(planned)
         if not self.preconditions(rendered):
             return
-        if rendered.needs_confirmation and not self.dry_run:
+        # A policy the run pinned at its start holds even if the file no longer asks (approvals.py).
+        if (rendered.needs_confirmation or self.approvals.policy(step) is not None) and not self.dry_run:
             self.approvals.confirm(rendered)
         if self.dry_run:
             self._dry_run(rendered)
