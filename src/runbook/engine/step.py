@@ -191,7 +191,7 @@ class StepRunner:
                 return outcome
             if try_no < attempts:
                 self.journal.notice(f"retrying {step_id} in {delay:g}s (attempt {try_no + 1} of {attempts})")
-                self.pause(delay)
+                interruptible_sleep(self.supervisor, delay)
                 delay *= retries.backoff
         return outcome
 
@@ -275,7 +275,7 @@ class StepRunner:
             outcome.outputs["summary"] = outcome.summary
         if not outcome.ok:
             return outcome
-        outcome = self._declared_outputs(planned, outcome)
+        outcome = declared_outputs(self.renderer, planned, outcome)
         if not outcome.ok:
             return outcome
         for check in self.renderer.gates(planned, outcome.outputs):
@@ -292,16 +292,6 @@ class StepRunner:
             else:
                 return StepOutcome(False, outcome.outputs, f"gate {check.label!r} failed: {seen}", outcome.tail)
         return outcome
-
-    def _declared_outputs(self, planned: PlannedStep, outcome: StepOutcome) -> StepOutcome:
-        if not planned.step.outputs:
-            return outcome
-        context = self.renderer.context(result=outcome.outputs)
-        try:
-            declared = render_data(dict(planned.step.outputs), context, f"steps.{planned.id}.outputs")
-        except TemplateFailed as err:
-            return StepOutcome(False, outcome.outputs, err.message, outcome.tail)
-        return StepOutcome(True, {**outcome.outputs, **declared}, None, outcome.tail, outcome.summary)
 
     def _attempt_log(self, step_id: str, attempt: int, log_path: Path) -> AttemptLog:
         stored = StoredLog(
@@ -339,17 +329,29 @@ class StepRunner:
             control=self.control,
         )
 
-    def pause(self, seconds: float) -> None:
-        """Sleep between attempts, waking early when a stop (a signal) was requested."""
-        deadline = time.monotonic() + seconds
-        while not self.supervisor.stop_requested and (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(left, 0.05))
-        if self.supervisor.stop_requested:
-            raise Stop(RunStatus.INTERRUPTED, ExitCode.INTERRUPTED)
-
-
 def _matches(pattern: str, text: str) -> bool:
     try:
         return re.search(pattern, text, re.I) is not None
     except re.error:
         return pattern.lower() in text.lower()
+
+
+def declared_outputs(renderer: Renderer, planned: PlannedStep, outcome: StepOutcome) -> StepOutcome:
+    """The step's ``outputs:`` rendered over what its kind returned (``result``)."""
+    if not planned.step.outputs:
+        return outcome
+    context = renderer.context(result=outcome.outputs)
+    try:
+        declared = render_data(dict(planned.step.outputs), context, f"steps.{planned.id}.outputs")
+    except TemplateFailed as err:
+        return StepOutcome(False, outcome.outputs, err.message, outcome.tail)
+    return StepOutcome(True, {**outcome.outputs, **declared}, None, outcome.tail, outcome.summary)
+
+
+def interruptible_sleep(supervisor: ProcessSupervisor, seconds: float) -> None:
+    """Sleep between attempts, waking early when a stop (a signal) was requested."""
+    deadline = time.monotonic() + seconds
+    while not supervisor.stop_requested and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.05))
+    if supervisor.stop_requested:
+        raise Stop(RunStatus.INTERRUPTED, ExitCode.INTERRUPTED)
