@@ -100,12 +100,21 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
+# The fixture that makes a fresh database of each kind, by the id a parametrized test shows.
+DATABASE_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "pg_url", "mariadb": "mariadb_url"}
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest) -> str:
     """Run the test once on SQLite and once on PostgreSQL."""
-    if request.param == "sqlite":
-        return request.getfixturevalue("sqlite_url")
-    return request.getfixturevalue("pg_url")
+    return str(request.getfixturevalue(DATABASE_FIXTURES[request.param]))
+
+
+@pytest.fixture(params=list(DATABASE_FIXTURES))
+def any_db_url(request: pytest.FixtureRequest) -> str:
+    """Run the test on SQLite, PostgreSQL and MariaDB (skipped without a MariaDB server).
+    ``@pytest.mark.parametrize("any_db_url", ["postgresql", "mariadb"], indirect=True)`` picks some."""
+    return str(request.getfixturevalue(DATABASE_FIXTURES[request.param]))
 
 
 MARIADB_DEFAULT_URL = "mysql://root@127.0.0.1:3306"
