@@ -9,54 +9,15 @@ without a server these tests are skipped.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from runbook.connections import Connections, normalize_url
-from runbook.masking import Masker
-from runbook.steps.alembic import KIND, AlembicParams
-from runbook.steps.base import StepContext, StepOutcome
+from tests.alembic_project import write_project, write_revision
+from tests.steps.harness import AlembicHarness, disposed_after
 
 R1, R2, R3 = "1a1a1a1a1a1a", "2b2b2b2b2b2b", "3c3c3c3c3c3c"
-
-ENV_PY = '''
-import sqlalchemy as sa
-from alembic import context
-
-config = context.config
-if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"), literal_binds=True)
-    with context.begin_transaction():
-        context.run_migrations()
-else:
-    engine = sa.create_engine(config.get_main_option("sqlalchemy.url"), poolclass=sa.pool.NullPool)
-    with engine.connect() as connection:
-        context.configure(connection=connection)
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
-'''
-
-REVISION = '''"""{message}"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = "{rev}"
-down_revision = {down!r}
-
-
-def upgrade():
-{upgrade}
-
-
-def downgrade():
-{downgrade}
-'''
 
 # Two DDL statements; the second names a table that is not there, until fixed.
 TWO_DDL_UPGRADE = """\
@@ -64,18 +25,9 @@ TWO_DDL_UPGRADE = """\
     op.add_column("{table}", sa.Column("size", sa.Integer))"""
 
 
-def write_revision(versions: Path, rev: str, down: str | None, message: str, upgrade: str, downgrade: str) -> None:
-    (versions / f"{rev}_{message}.py").write_text(
-        REVISION.format(rev=rev, down=down, message=message, upgrade=upgrade, downgrade=downgrade)
-    )
-
-
 def make_project(root: Path, *, third_table: str = "no_such_table") -> Path:
     """R1 creates customers, R2 adds a column and an index, R3 creates widgets then alters ``third_table``."""
-    versions = root / "migrations" / "versions"
-    versions.mkdir(parents=True, exist_ok=True)
-    (root / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/migrations\n")
-    (root / "migrations" / "env.py").write_text(ENV_PY)
+    versions = write_project(root)
     write_revision(versions, R1, None, "customers",
                    '    op.create_table("customers", sa.Column("id", sa.Integer, primary_key=True))',
                    '    op.drop_table("customers")')
@@ -88,62 +40,13 @@ def make_project(root: Path, *, third_table: str = "no_such_table") -> Path:
     return root / "alembic.ini"
 
 
-class MemoryCheckpoints:
-    def __init__(self) -> None:
-        self.data: dict[str, Any] | None = None
-
-    def load(self) -> dict[str, Any] | None:
-        return self.data
-
-    def save(self, data: dict[str, Any]) -> None:
-        self.data = data
-
-
-class Harness:
-    """A step context on one connection named ``db``; its checkpoints outlive a run, as a step's attempts share them."""
-
-    def __init__(self, url: str, workdir: Path) -> None:
-        self.url = url
-        self.masker = Masker()
-        self.connections = Connections({"db": url}, self.masker)
-        self.lines: list[str] = []
-        self.checkpoints = MemoryCheckpoints()
-        self.ctx = StepContext(
-            run_id="r", step_id="s", workdir=workdir, env=dict(os.environ), masker=self.masker,
-            connections=self.connections, output=self.lines.append, checkpoints=self.checkpoints,
-        )
-
-    def run(self, command: str, target: str | None = None, *, dry_run: bool = False) -> StepOutcome:
-        self.lines.clear()
-        self.ctx.dry_run = dry_run
-        params = AlembicParams(config="proj/alembic.ini", connection="db", command=command, target=target)  # type: ignore[arg-type]
-        return KIND.run(params, self.ctx)
-
-    def query(self, sql: str) -> list[Any]:
-        engine = sa.create_engine(normalize_url(self.url), poolclass=sa.pool.NullPool)
-        try:
-            with engine.connect() as conn:
-                result = conn.exec_driver_sql(sql)
-                return list(result.scalars()) if result.returns_rows else []
-        finally:
-            engine.dispose()
-
-    def tables(self) -> set[str]:
-        return set(self.query("SHOW TABLES")) - {"alembic_version"}
-
-    def flavour(self) -> str:
-        return "MariaDB" if "MariaDB" in self.query("SELECT VERSION()")[0] else "MySQL"
-
-
 @pytest.fixture
-def db(mariadb_url: str, tmp_path: Path) -> Iterator[Harness]:
+def db(mariadb_url: str, tmp_path: Path) -> Iterator[AlembicHarness]:
     make_project(tmp_path / "proj")
-    harness = Harness(mariadb_url, tmp_path)
-    yield harness
-    harness.connections.dispose()
+    yield from disposed_after(AlembicHarness(mariadb_url, tmp_path))
 
 
-def test_upgrade_downgrade_current_and_stamp(db: Harness) -> None:
+def test_upgrade_downgrade_current_and_stamp(db: AlembicHarness) -> None:
     outcome = db.run("upgrade", R2)
     assert outcome.ok, outcome.error
     assert outcome.outputs == {"from_revisions": [], "from": "base", "to_revisions": [R2], "to": R2}
@@ -153,13 +56,13 @@ def test_upgrade_downgrade_current_and_stamp(db: Harness) -> None:
     assert db.run("current").outputs["to"] == R2
     down = db.run("downgrade", R1)
     assert down.ok and down.outputs["to"] == R1
-    assert db.query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'customers'") == ["id"]
+    assert db.columns("customers") == ["id"]
     assert db.run("stamp", R2).outputs["to"] == R2
     # Each DDL statement was kept until its migration committed: nothing is left.
     assert db.checkpoints.data == {}
 
 
-def test_dry_run_renders_mysql_sql(db: Harness) -> None:
+def test_dry_run_renders_mysql_sql(db: AlembicHarness) -> None:
     outcome = db.run("upgrade", R2, dry_run=True)
     assert outcome.ok, outcome.error
     assert outcome.outputs["would_apply"] == [f"{R1}: customers", f"{R2}: customer_email"]
@@ -167,7 +70,7 @@ def test_dry_run_renders_mysql_sql(db: Harness) -> None:
     assert db.tables() == set()
 
 
-def test_failure_after_the_first_ddl_says_it_stayed_and_the_next_attempt_takes_it_as_done(db: Harness, tmp_path: Path) -> None:
+def test_failure_after_the_first_ddl_says_it_stayed_and_the_next_attempt_takes_it_as_done(db: AlembicHarness, tmp_path: Path) -> None:
     """R3 creates widgets, then fails: widgets stays while alembic_version says R2. Fixed, the step runs R3 again to the end."""
     assert db.run("upgrade", R2).ok
     failed = db.run("upgrade", "head")
@@ -197,11 +100,11 @@ def test_failure_after_the_first_ddl_says_it_stayed_and_the_next_attempt_takes_i
     assert fixed.ok, fixed.error
     assert fixed.outputs["to"] == R3
     assert f"already applied by an earlier attempt (table already exists), taken as done: {create}" in db.lines
-    assert db.query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'widgets' ORDER BY ORDINAL_POSITION") == ["id", "size"]
+    assert db.columns("widgets") == ["id", "size"]
     assert db.checkpoints.data == {}
 
 
-def test_a_table_dropped_by_hand_is_created_again(db: Harness, tmp_path: Path) -> None:
+def test_a_table_dropped_by_hand_is_created_again(db: AlembicHarness, tmp_path: Path) -> None:
     """The operator undid what stayed: the kept statement simply runs again."""
     assert not db.run("upgrade", "head").ok
     db.query("DROP TABLE widgets")
@@ -212,7 +115,7 @@ def test_a_table_dropped_by_hand_is_created_again(db: Harness, tmp_path: Path) -
     assert db.tables() == {"customers", "widgets"}
 
 
-def test_earlier_migrations_of_the_same_command_are_committed(db: Harness) -> None:
+def test_earlier_migrations_of_the_same_command_are_committed(db: AlembicHarness) -> None:
     """alembic commits each migration with its version row on MySQL: a failure in R3 keeps R1 and R2 whole."""
     failed = db.run("upgrade", "head")
     assert not failed.ok and failed.error
@@ -221,7 +124,7 @@ def test_earlier_migrations_of_the_same_command_are_committed(db: Harness) -> No
     assert db.query("SELECT version_num FROM alembic_version") == [R2]
 
 
-def test_a_failing_data_statement_leaves_nothing(db: Harness, tmp_path: Path) -> None:
+def test_a_failing_data_statement_leaves_nothing(db: AlembicHarness, tmp_path: Path) -> None:
     """Without DDL before it, the failing migration's transaction rolls back whole, and the error says no more."""
     write_revision(tmp_path / "proj" / "migrations" / "versions", R3, R2, "widgets",
                    '    op.execute("UPDATE customers SET email = NULL")\n    op.execute("UPDATE no_such_table SET x = 1")', "    pass")

@@ -1,87 +1,36 @@
-"""The alembic step kind on a small branched-and-merged project, against real SQLite and PostgreSQL."""
+"""The alembic step kind on a small branched-and-merged project, against real SQLite, PostgreSQL
+and MariaDB (or MySQL). What MariaDB's non-transactional DDL leaves when a migration fails
+half-way, and the next attempt, is in test_alembic_mariadb.py."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
-import sqlalchemy as sa
 
 from runbook.checks.alembic_revision import KIND as CHECK
 from runbook.checks.alembic_revision import AlembicRevisionParams
 from runbook.checks.base import CheckContext, CheckResult
-from runbook.connections import Connections
-from runbook.masking import Masker
 from runbook.steps import get_step_kind
 from runbook.steps.alembic import KIND, AlembicParams
-from runbook.steps.base import StepContext, StepOutcome
+from tests.alembic_project import write_project, write_revision
+from tests.steps.harness import AlembicHarness, closed_port, disposed_after
 
 # The seed's shape: two heads before the change (A and B), the change (C, on A),
 # then the merge of C and B.
 BASE, A, B, C, MERGE = "1f8a3c2b9d40", "c64d9a16fa9d", "c6b208ba7659", "ee4f9c4fb5b3", "fdf1b7f6bbe1"
 PRE_CHANGE = f"{A},{B}"
 
-ENV_PY = '''
-import logging
-import sqlalchemy as sa
-from logging.config import fileConfig
-from alembic import context
-
-config = context.config
-if config.attributes.get("configure_logger", True):
-    fileConfig(config.config_file_name, disable_existing_loggers=False)
-{extra}
-
-if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"), literal_binds=True)
-    with context.begin_transaction():
-        context.run_migrations()
-else:
-    engine = sa.create_engine(config.get_main_option("sqlalchemy.url"), poolclass=sa.pool.NullPool)
-    with engine.connect() as connection:
-        context.configure(connection=connection)
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
-'''
-
-REVISION = '''"""{message}"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = "{rev}"
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-{upgrade}
-
-
-def downgrade():
-{downgrade}
-'''
-
 
 def make_project(
     root: Path, *, url: str = "", failing: bool = False, env_extra: str = "", script_location: str = "%(here)s/migrations"
 ) -> Path:
     """An alembic project like the seed's; ``failing`` adds a head after the merge whose upgrade fails."""
-    versions = root / "migrations" / "versions"
-    versions.mkdir(parents=True)
-    ini = root / "alembic.ini"
-    ini.write_text(
-        f"[alembic]\nscript_location = {script_location}\npath_separator = os\n"
-        + (f"sqlalchemy.url = {url}\n" if url else "")
-    )
-    (root / "migrations" / "env.py").write_text(ENV_PY.format(extra=env_extra))
+    versions = write_project(root, url=url, env_extra=env_extra, script_location=script_location)
 
     def table(name: str) -> tuple[str, str]:
         return (
@@ -99,68 +48,18 @@ def make_project(
     if failing:
         revisions.append(("0bad0bad0bad", MERGE, "broken", ("    op.execute('UPDATE no_such_table SET x = 1')", "    pass")))
     for rev, down, message, (up, back) in revisions:
-        (versions / f"{rev}_{message}.py").write_text(
-            REVISION.format(rev=rev, down=down, message=message, upgrade=up, downgrade=back)
-        )
-    return ini
-
-
-class MemoryCheckpoints:
-    def __init__(self) -> None:
-        self.data: dict[str, Any] | None = None
-
-    def load(self) -> dict[str, Any] | None:
-        return self.data
-
-    def save(self, data: dict[str, Any]) -> None:
-        self.data = data
-
-
-class Harness:
-    """A step context on one connection named ``db``, with the lines it printed."""
-
-    def __init__(self, url: str, workdir: Path) -> None:
-        self.url = url
-        self.masker = Masker()
-        self.connections = Connections({"db": url}, self.masker)
-        self.lines: list[str] = []
-        self.ctx = StepContext(
-            run_id="r",
-            step_id="s",
-            workdir=workdir,
-            env=dict(os.environ),
-            masker=self.masker,
-            connections=self.connections,
-            output=self.lines.append,
-            checkpoints=MemoryCheckpoints(),
-        )
-
-    def run(self, command: str, target: str | None = None, *, dry_run: bool = False, **extra: Any) -> StepOutcome:
-        self.lines.clear()
-        self.ctx.dry_run = dry_run
-        params = AlembicParams.model_validate(
-            {"config": "proj/alembic.ini", "connection": "db", "command": command, "target": target, **extra}
-        )
-        return KIND.run(params, self.ctx)
-
-    def tables(self) -> set[str]:
-        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
-        try:
-            return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
-        finally:
-            engine.dispose()
+        write_revision(versions, rev, down, message, up, back)
+    return root / "alembic.ini"
 
 
 @pytest.fixture
-def db(db_url: str, tmp_path: Path) -> Iterator[Harness]:
+def db(any_db_url: str, tmp_path: Path) -> Iterator[AlembicHarness]:
     make_project(tmp_path / "proj")
-    harness = Harness(db_url, tmp_path)
-    yield harness
-    harness.connections.dispose()
+    yield from disposed_after(AlembicHarness(any_db_url, tmp_path))
 
 
 @pytest.fixture
-def pre_change(db: Harness) -> Harness:
+def pre_change(db: AlembicHarness) -> AlembicHarness:
     """The database at the seed's state before the change: heads A and B."""
     outcome = db.run("upgrade", PRE_CHANGE)
     assert outcome.ok, outcome.error
@@ -179,7 +78,7 @@ def test_params_and_describe() -> None:
     assert get_step_kind("alembic") is KIND
 
 
-def test_upgrade_from_two_heads_through_the_merge(pre_change: Harness) -> None:
+def test_upgrade_from_two_heads_through_the_merge(pre_change: AlembicHarness) -> None:
     db = pre_change
     outcome = db.run("upgrade", "head")
     assert outcome.ok, outcome.error
@@ -190,7 +89,7 @@ def test_upgrade_from_two_heads_through_the_merge(pre_change: Harness) -> None:
     assert "subscriber_ids" in db.tables()
 
 
-def test_rollback_to_the_comma_joined_from(pre_change: Harness) -> None:
+def test_rollback_to_the_comma_joined_from(pre_change: AlembicHarness) -> None:
     db = pre_change
     migrate = db.run("upgrade", "heads")
     assert migrate.ok, migrate.error
@@ -202,7 +101,7 @@ def test_rollback_to_the_comma_joined_from(pre_change: Harness) -> None:
     assert db.tables() == {"customers", "soft_delete", "audit"}
 
 
-def test_downgrade_to_one_side_of_the_merge_keeps_the_other_branch(pre_change: Harness) -> None:
+def test_downgrade_to_one_side_of_the_merge_keeps_the_other_branch(pre_change: AlembicHarness) -> None:
     db = pre_change
     assert db.run("upgrade", "head").ok
     outcome = db.run("downgrade", B)
@@ -214,7 +113,7 @@ def test_downgrade_to_one_side_of_the_merge_keeps_the_other_branch(pre_change: H
     assert "subscriber_ids" not in db.tables()
 
 
-def test_current_and_stamp(pre_change: Harness) -> None:
+def test_current_and_stamp(pre_change: AlembicHarness) -> None:
     db = pre_change
     current = db.run("current")
     assert current.ok and current.outputs["from"] == current.outputs["to"] == PRE_CHANGE
@@ -224,12 +123,12 @@ def test_current_and_stamp(pre_change: Harness) -> None:
     assert "subscriber_ids" not in db.tables()
 
 
-def test_current_on_an_empty_database_is_base(db: Harness) -> None:
+def test_current_on_an_empty_database_is_base(db: AlembicHarness) -> None:
     outcome = db.run("current")
     assert outcome.ok and outcome.outputs == {"from_revisions": [], "from": "base", "to_revisions": [], "to": "base"}
 
 
-def test_dry_run_upgrade_shows_revisions_and_offline_sql(pre_change: Harness) -> None:
+def test_dry_run_upgrade_shows_revisions_and_offline_sql(pre_change: AlembicHarness) -> None:
     db = pre_change
     outcome = db.run("upgrade", "head", dry_run=True)
     assert outcome.ok, outcome.error
@@ -248,7 +147,7 @@ def test_dry_run_upgrade_shows_revisions_and_offline_sql(pre_change: Harness) ->
     assert "subscriber_ids" not in db.tables()
 
 
-def test_dry_run_of_a_list_predicts_each_step(db: Harness) -> None:
+def test_dry_run_of_a_list_predicts_each_step(db: AlembicHarness) -> None:
     outcome = db.run("upgrade", PRE_CHANGE, dry_run=True)
     assert outcome.ok, outcome.error
     assert [line.split(":")[0] for line in outcome.outputs["would_apply"]] == [BASE, A, B]
@@ -260,7 +159,7 @@ def test_dry_run_of_a_list_predicts_each_step(db: Harness) -> None:
     assert db.tables() == set()
 
 
-def test_dry_run_downgrade_to_the_joined_from(pre_change: Harness) -> None:
+def test_dry_run_downgrade_to_the_joined_from(pre_change: AlembicHarness) -> None:
     db = pre_change
     assert db.run("upgrade", "head").ok
     outcome = db.run("downgrade", PRE_CHANGE, dry_run=True)
@@ -271,9 +170,9 @@ def test_dry_run_downgrade_to_the_joined_from(pre_change: Harness) -> None:
     assert "subscriber_ids" in db.tables()
 
 
-def test_failing_migration_is_a_failed_outcome(db_url: str, tmp_path: Path) -> None:
+def test_failing_migration_is_a_failed_outcome(any_db_url: str, tmp_path: Path) -> None:
     make_project(tmp_path / "proj", failing=True)
-    db = Harness(db_url, tmp_path)
+    db = AlembicHarness(any_db_url, tmp_path)
     assert db.run("upgrade", PRE_CHANGE).ok
     outcome = db.run("upgrade", "head")
     assert not outcome.ok and outcome.error
@@ -289,12 +188,12 @@ def test_failing_migration_is_a_failed_outcome(db_url: str, tmp_path: Path) -> N
     assert outcome.outputs["failed_in"] == f"upgrade {MERGE} -> 0bad0bad0bad"
     assert outcome.outputs["failed_revision"] == "0bad0bad0bad"
     # PostgreSQL: one transaction around the whole upgrade, nothing of it stays;
-    # SQLite commits DDL as it goes, so the merge stays applied.
+    # SQLite commits DDL as it goes, MariaDB each migration with its version row, so the merge stays applied.
     assert outcome.outputs["to"] == last_applied
     db.connections.dispose()
 
 
-def test_unknown_revision_fails_before_running(pre_change: Harness) -> None:
+def test_unknown_revision_fails_before_running(pre_change: AlembicHarness) -> None:
     outcome = pre_change.run("upgrade", "head,feedbeef0000")
     assert not outcome.ok
     assert outcome.error == (
@@ -306,15 +205,15 @@ def test_unknown_revision_fails_before_running(pre_change: Harness) -> None:
 
 def test_url_from_the_ini_when_no_connection(sqlite_url: str, tmp_path: Path) -> None:
     make_project(tmp_path / "proj", url=sqlite_url)
-    harness = Harness("sqlite://", tmp_path)
+    harness = AlembicHarness("sqlite://", tmp_path)
     outcome = KIND.run(AlembicParams(config="proj/alembic.ini", command="upgrade", target=A), harness.ctx)
     assert outcome.ok, outcome.error
     assert outcome.outputs["to"] == A
-    assert Harness(sqlite_url, tmp_path).tables() == {"customers", "soft_delete"}
+    assert AlembicHarness(sqlite_url, tmp_path).tables() == {"customers", "soft_delete"}
 
 
 def test_missing_config_is_a_failed_outcome(tmp_path: Path, sqlite_url: str) -> None:
-    outcome = Harness(sqlite_url, tmp_path).run("current")
+    outcome = AlembicHarness(sqlite_url, tmp_path).run("current")
     assert not outcome.ok and outcome.error == (
         f"alembic config proj/alembic.ini not found: no file {tmp_path}/proj/alembic.ini "
         "(a relative config starts at the runbook's directory)"
@@ -324,7 +223,7 @@ def test_missing_config_is_a_failed_outcome(tmp_path: Path, sqlite_url: str) -> 
 def test_env_py_that_reconfigures_logging_gets_a_note(sqlite_url: str, tmp_path: Path) -> None:
     # What an unguarded fileConfig does to the capture handler.
     make_project(tmp_path / "proj", env_extra="logging.getLogger('alembic').handlers.clear()")
-    harness = Harness(sqlite_url, tmp_path)
+    harness = AlembicHarness(sqlite_url, tmp_path)
     logger = logging.getLogger("alembic")
     before = (logger.propagate, logger.level, list(logger.handlers))
     outcome = harness.run("upgrade", BASE)
@@ -355,7 +254,7 @@ def test_handlers_an_application_attaches_to_alembic_never_see_its_log(sqlite_ur
     make_project(tmp_path / "proj", env_extra=f"import sys; sys.path.insert(0, {str(tmp_path / 'proj')!r}); import {app}")
     loggers = [logging.getLogger(name) for name in ("alembic", "alembic.runtime.migration")]
     before = [(lg.propagate, lg.level, list(lg.handlers)) for lg in loggers]
-    harness = Harness(sqlite_url, tmp_path)
+    harness = AlembicHarness(sqlite_url, tmp_path)
 
     preview = harness.run("upgrade", A, dry_run=True)
     assert preview.ok, preview.error
@@ -370,11 +269,8 @@ def test_handlers_an_application_attaches_to_alembic_never_see_its_log(sqlite_ur
 
 def test_password_never_appears_in_the_error(tmp_path: Path) -> None:
     make_project(tmp_path / "proj")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
     password = "S3cret-Pa55word"
-    harness = Harness(f"postgresql://runbook:{password}@127.0.0.1:{closed_port}/app", tmp_path)
+    harness = AlembicHarness(f"postgresql://runbook:{password}@127.0.0.1:{closed_port()}/app", tmp_path)
     outcome = harness.run("upgrade", "head")
     assert not outcome.ok and outcome.error
     assert outcome.error.startswith("upgrade to head failed: OperationalError: ")
@@ -385,13 +281,11 @@ def test_password_never_appears_in_the_error(tmp_path: Path) -> None:
 def test_offline_sql_names_the_revision_that_cannot_render(sqlite_url: str, tmp_path: Path) -> None:
     """A migration that reads data cannot render as --sql: the dry run says which one, and still predicts."""
     make_project(tmp_path / "proj")
-    (tmp_path / "proj" / "migrations" / "versions" / "0dada0dada00_reads_data.py").write_text(
-        REVISION.format(
-            rev="0dada0dada00", down=MERGE, message="reads_data",
-            upgrade="    op.get_bind().execute(sa.text('SELECT COUNT(*) FROM customers')).scalar()", downgrade="    pass",
-        )
+    write_revision(
+        tmp_path / "proj" / "migrations" / "versions", "0dada0dada00", MERGE, "reads_data",
+        "    op.get_bind().execute(sa.text('SELECT COUNT(*) FROM customers')).scalar()",
     )
-    harness = Harness(sqlite_url, tmp_path)
+    harness = AlembicHarness(sqlite_url, tmp_path)
     assert harness.run("upgrade", MERGE).ok
     outcome = harness.run("upgrade", "head", dry_run=True)
     assert outcome.ok, outcome.error
@@ -406,7 +300,7 @@ def test_step_and_check_resolve_a_relative_script_location_as_alembic_does(
 ) -> None:
     """script_location without %(here)s is relative to the working directory, for the step, the check and alembic."""
     make_project(tmp_path / "proj", script_location="proj/migrations")
-    harness = Harness(sqlite_url, tmp_path)
+    harness = AlembicHarness(sqlite_url, tmp_path)
     check_ctx = CheckContext(workdir=tmp_path, env={}, masker=harness.masker, connections=harness.connections)
     at_head = AlembicRevisionParams(connection="db", at_head=True, config="proj/alembic.ini")
 
