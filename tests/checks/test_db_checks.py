@@ -1,66 +1,27 @@
-"""Database check kinds against real SQLite files and a real PostgreSQL,
-plus ``run_passed`` against a real state store."""
+"""Database check kinds against real SQLite files, a real PostgreSQL and a real MariaDB (or MySQL),
+plus ``run_passed`` against a real state store. What only MariaDB shows (how it finds long
+transactions) is in test_mariadb.py."""
 
 from __future__ import annotations
 
 import re
-import textwrap
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from runbook.checks import CheckContext, CheckKind, CheckResult, get_check_kind
+from runbook.checks import CheckContext, CheckResult, get_check_kind
 from runbook.connections import Connections
 from runbook.masking import Masker
 from runbook.state import StateStore
 from runbook.state.schema import runs
-
-SECRET = "s3cr3t-token"
-
-metadata = sa.MetaData()
-parent = sa.Table(
-    "parent",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(50), nullable=False),
-)
-child = sa.Table(
-    "child",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("parent_id", sa.Integer, sa.ForeignKey("parent.id", name="fk_child_parent"), nullable=False),
-    # No constraint: holds dangling values, as legacy columns do before a migration adds one.
-    sa.Column("legacy_parent_id", sa.Integer),
-    sa.Column("note", sa.Text),
-    sa.Column("code", sa.String(20)),
-    sa.Index("ix_child_parent", "parent_id"),
-)
-
-
-def build_schema(url: str) -> None:
-    """parent/child with an FK and an index; child 2 and 3 have a NULL note,
-    legacy_parent_id 7 and 8 dangle, code 'dup' appears twice."""
-    engine = sa.create_engine(url)
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(parent.insert(), [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
-        conn.execute(
-            child.insert(),
-            [
-                {"id": 1, "parent_id": 1, "legacy_parent_id": 1, "note": "x", "code": "c1"},
-                {"id": 2, "parent_id": 1, "legacy_parent_id": 7, "note": None, "code": "dup"},
-                {"id": 3, "parent_id": 2, "legacy_parent_id": 8, "note": None, "code": "dup"},
-                {"id": 4, "parent_id": 2, "legacy_parent_id": None, "note": "y", "code": "c4"},
-            ],
-        )
-    engine.dispose()
+from tests.alembic_project import write_project, write_revision
+from tests.checks.sample_schema import SECRET, build_schema, check, default_schema, make_context
 
 
 def break_pg_schema(url: str) -> None:
@@ -76,20 +37,11 @@ def break_pg_schema(url: str) -> None:
     engine.dispose()
 
 
-def make_context(url: str, workdir: Path, **extra: Any) -> Iterator[CheckContext]:
-    masker = Masker([SECRET])
-    connections = Connections({"db": url}, masker)
-    try:
-        yield CheckContext(workdir=workdir, env={}, masker=masker, connections=connections, **extra)
-    finally:
-        connections.dispose()
-
-
 @pytest.fixture
-def ctx(db_url: str, tmp_path: Path) -> Iterator[CheckContext]:
-    """The sample schema on SQLite and on PostgreSQL."""
-    build_schema(db_url)
-    yield from make_context(db_url, tmp_path)
+def ctx(any_db_url: str, tmp_path: Path) -> Iterator[CheckContext]:
+    """The sample schema on SQLite, PostgreSQL and MariaDB."""
+    build_schema(any_db_url)
+    yield from make_context(any_db_url, tmp_path)
 
 
 @pytest.fixture
@@ -100,40 +52,42 @@ def pg_ctx(pg_url: str, tmp_path: Path) -> Iterator[CheckContext]:
     yield from make_context(pg_url, tmp_path)
 
 
-def check(kind_name: str, ctx: CheckContext, **params: Any) -> CheckResult:
-    kind: CheckKind = get_check_kind(kind_name)
-    if kind_name != "run_passed":
-        params.setdefault("connection", "db")
-    return kind.evaluate(kind.Params.model_validate(params), ctx)
-
-
-def default_schema(ctx: CheckContext) -> str:
-    return "public" if ctx.connections.dialect("db") == "postgresql" else "main"
-
-
 # ---------------------------------------------------------------- schema
+
+# A schema that is there, without the sample's tables.
+OTHER_SCHEMA = {"sqlite": "temp", "postgresql": "information_schema", "mysql": "mysql"}
 
 
 def test_table_exists(ctx: CheckContext) -> None:
-    """table_exists sees tables, with or without a schema, and asserts absence with exists: false."""
+    """table_exists sees tables, with or without a schema (on MySQL its database), and asserts absence with exists: false."""
+    schema = default_schema(ctx)
     assert check("table_exists", ctx, table="child") == CheckResult(True, "present", "present")
-    assert check("table_exists", ctx, table="child", schema=default_schema(ctx)).ok
-    assert check("table_exists", ctx, table=f"{default_schema(ctx)}.child").ok
+    assert check("table_exists", ctx, table="child", schema=schema).ok
+    assert check("table_exists", ctx, table=f"{schema}.child").ok
+    elsewhere = OTHER_SCHEMA[ctx.connections.dialect("db")]
+    assert check("table_exists", ctx, table="child", schema=elsewhere) == CheckResult(False, "absent", "present")
     assert check("table_exists", ctx, table="nope") == CheckResult(False, "absent", "present")
     assert check("table_exists", ctx, table="nope", exists=False).ok
     assert check("table_exists", ctx, table="child", exists=False) == CheckResult(False, "present", "absent")
 
 
 def test_column_exists_compares_type_family_and_nullability(ctx: CheckContext) -> None:
-    """column_exists matches types loosely by family and reports the observed type and nullability."""
+    """column_exists matches types loosely by family (MySQL's INTEGER(11), TINYINT(1) for BOOLEAN,
+    MariaDB's LONGTEXT for JSON too) and reports the observed type and nullability."""
     assert check("column_exists", ctx, table="child", column="code").ok
     for spelled in ("varchar", "character varying", "text", "VARCHAR(255)"):
         assert check("column_exists", ctx, table="child", column="code", type=spelled).ok, spelled
+    assert check("column_exists", ctx, table="child", column="parent_id", type="integer", nullable=False).ok
     assert check("column_exists", ctx, table="child", column="parent_id", type="bigint", nullable=False).ok
+    assert check("column_exists", ctx, table="child", column="note", type="text", nullable=True).ok
+    assert check("column_exists", ctx, table="parent", column="active", type="boolean", nullable=False).ok
+    assert check("column_exists", ctx, table="parent", column="settings", type="json").ok
     wrong = check("column_exists", ctx, table="child", column="code", type="integer")
-    assert not wrong.ok and wrong.observed == "VARCHAR(20) NULL" and wrong.expected == "integer"
+    assert (wrong.ok, wrong.observed, wrong.expected) == (False, "VARCHAR(20) NULL", "integer")
+    assert wrong.detail == "type VARCHAR(20) is not a integer"
     nullable = check("column_exists", ctx, table="child", column="note", nullable=False)
-    assert not nullable.ok and nullable.observed.endswith(" NULL") and nullable.expected == "any type NOT NULL"
+    assert (nullable.ok, nullable.observed, nullable.expected) == (False, "TEXT NULL", "any type NOT NULL")
+    assert nullable.detail == "column is nullable"
     missing = check("column_exists", ctx, table="child", column="gone")
     assert (missing.ok, missing.observed, missing.detail) == (False, "absent", "child has no column gone")
     assert check("column_exists", ctx, table="child", column="gone", exists=False).ok
@@ -148,9 +102,12 @@ def test_foreign_key_exists_by_name_or_columns(ctx: CheckContext) -> None:
         "foreign_key_exists", ctx, table="child", columns=["parent_id"], referenced_table="parent", referenced_columns=["id"]
     ).ok
     assert check("foreign_key_exists", ctx, table="child", columns=["parent_id"], referenced_table="parent").ok
-    other = check("foreign_key_exists", ctx, table="child", columns=["parent_id"], referenced_table="child")
-    assert (other.ok, other.observed) == (False, "absent")
-    assert "fk_child_parent (parent_id) -> parent (id)" in (other.detail or "")
+    qualified = f"{default_schema(ctx)}.parent"
+    assert check("foreign_key_exists", ctx, table="child", columns=["parent_id"], referenced_table=qualified).ok
+    for columns, referenced in ((["parent_id"], "child"), (["legacy_parent_id"], "parent")):
+        other = check("foreign_key_exists", ctx, table="child", columns=columns, referenced_table=referenced)
+        assert (other.ok, other.observed) == (False, "absent")
+        assert "fk_child_parent (parent_id) -> parent (id)" in (other.detail or "")
     assert check("foreign_key_exists", ctx, table="child", constraint="fk_nope", exists=False).ok
     assert not check("foreign_key_exists", ctx, table="child", constraint="fk_child_parent", exists=False).ok
     assert check("foreign_key_exists", ctx, table="nope", constraint="fk_child_parent", exists=False).ok
@@ -167,10 +124,19 @@ def test_foreign_key_not_valid_on_postgresql(pg_ctx: CheckContext) -> None:
 
 
 def test_index_exists_by_name_or_columns(ctx: CheckContext) -> None:
-    """index_exists finds an index by name or by its ordered columns, and asserts absence."""
+    """index_exists finds an index by name or by its ordered columns, and asserts absence;
+    the primary key and a unique constraint count as indexes on their columns."""
     assert check("index_exists", ctx, table="child", index="ix_child_parent").ok
     assert check("index_exists", ctx, table="child", columns=["parent_id"]).ok
     assert check("index_exists", ctx, table="child", index="ix_child_parent", columns=["parent_id"]).ok
+    assert check("index_exists", ctx, table="child", columns=["code", "id"]).ok
+    dialect = ctx.connections.dialect("db")
+    if dialect != "sqlite":
+        # SQLite names a unique constraint's index itself (sqlite_autoindex_child_1), and its
+        # INTEGER PRIMARY KEY is the rowid, without an index.
+        assert check("index_exists", ctx, table="child", index="uq_child_code").ok
+        primary = {"postgresql": "child_pkey (id)", "mysql": "PRIMARY (id)"}[dialect]
+        assert check("index_exists", ctx, table="child", columns=["id"]) == CheckResult(True, "present", "present", primary)
     wrong = check("index_exists", ctx, table="child", index="ix_child_parent", columns=["code"])
     assert (wrong.ok, wrong.observed) == (False, "absent") and "ix_child_parent (parent_id)" in (wrong.detail or "")
     assert check("index_exists", ctx, table="child", columns=["note"], exists=False).ok
@@ -242,6 +208,7 @@ def test_row_count(ctx: CheckContext) -> None:
     assert check("row_count", ctx, query="SELECT id FROM parent;", expect=2).ok
     failing = check("row_count", ctx, table="child", where="code = 'dup'", expect="== 0")
     assert (failing.ok, failing.observed, failing.expected) == (False, "2", "== 0")
+    assert check("sql", ctx, query="SELECT COUNT(*) FROM child WHERE code = :code", params={"code": "dup"}, expect="== 2").ok
     assert check("row_count", ctx, table="nope").detail == "table nope does not exist"
 
 
@@ -299,31 +266,12 @@ def test_no_long_transactions_not_applicable_on_sqlite(sqlite_url: str, tmp_path
 REV_A, REV_B, REV_C = "aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"
 
 
-def write_revision(versions: Path, rev: str, down: str | None) -> None:
-    versions.joinpath(f"{rev}_step.py").write_text(textwrap.dedent(f"""\
-        revision = {rev!r}
-        down_revision = {down!r}
-        branch_labels = None
-        depends_on = None
-
-
-        def upgrade():
-            pass
-
-
-        def downgrade():
-            pass
-        """))
-
-
 @pytest.fixture
 def alembic_dir(tmp_path: Path) -> Path:
     """db/alembic.ini with its scripts beside it (%(here)s) and revisions A <- B."""
-    versions = tmp_path / "db" / "migrations" / "versions"
-    versions.mkdir(parents=True)
-    (tmp_path / "db" / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/migrations\n")
-    write_revision(versions, REV_A, None)
-    write_revision(versions, REV_B, REV_A)
+    versions = write_project(tmp_path / "db")
+    write_revision(versions, REV_A, None, "step")
+    write_revision(versions, REV_B, REV_A, "step")
     return versions
 
 
@@ -337,32 +285,32 @@ def set_version(url: str, *revisions: str) -> None:
     engine.dispose()
 
 
-def test_alembic_current(ctx: CheckContext, db_url: str) -> None:
+def test_alembic_current(ctx: CheckContext, any_db_url: str) -> None:
     """current compares the set of alembic_version rows with one revision or a list."""
     base = check("alembic_revision", ctx, current=[])
     assert (base.ok, base.observed, base.detail) == (True, "base (no revision)", "no alembic_version table")
-    set_version(db_url, REV_B)
+    set_version(any_db_url, REV_B)
     assert check("alembic_revision", ctx, current=REV_B) == CheckResult(True, REV_B, REV_B)
     assert check("alembic_revision", ctx, current=REV_A) == CheckResult(False, REV_B, REV_A)
-    set_version(db_url, REV_C, REV_B)
+    set_version(any_db_url, REV_C, REV_B)
     assert check("alembic_revision", ctx, current=[REV_B, REV_C]).ok
     branched = check("alembic_revision", ctx, current=REV_C)
     assert (branched.ok, branched.observed) == (False, f"{REV_B}, {REV_C}")
     assert branched.detail == "several heads are applied (branches not merged)"
 
 
-def test_alembic_heads(ctx: CheckContext, db_url: str, alembic_dir: Path) -> None:
+def test_alembic_heads(ctx: CheckContext, any_db_url: str, alembic_dir: Path) -> None:
     """at_head and single_head read the script directory named by an alembic.ini beside the runbook (no runbook_dir here: workdir)."""
     ini = "db/alembic.ini"
-    set_version(db_url, REV_B)
+    set_version(any_db_url, REV_B)
     assert check("alembic_revision", ctx, at_head=True, config=ini) == CheckResult(True, REV_B, f"head {REV_B}")
     assert check("alembic_revision", ctx, single_head=True, config=ini).observed == f"1 head: {REV_B}"
-    write_revision(alembic_dir, REV_C, REV_A)
+    write_revision(alembic_dir, REV_C, REV_A, "step")
     behind = check("alembic_revision", ctx, at_head=True, config=ini)
     assert (behind.ok, behind.observed, behind.expected) == (False, REV_B, f"head {REV_B}, {REV_C}")
     split = check("alembic_revision", ctx, single_head=True, config=ini)
     assert (split.ok, split.observed, split.expected) == (False, f"2 heads: {REV_B}, {REV_C}", "1 head")
-    set_version(db_url, REV_B, REV_C)
+    set_version(any_db_url, REV_B, REV_C)
     assert check("alembic_revision", ctx, at_head=True, config=ini).ok
     missing = check("alembic_revision", ctx, at_head=True, config="nope.ini")
     assert (missing.ok, missing.observed, missing.error) == (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,17 +19,7 @@ from runbook.masking import Masker
 from runbook.steps import get_step_kind
 from runbook.steps.base import StepContext, StepOutcome
 from runbook.steps.http import KIND, HttpParams
-
-
-class MemoryCheckpoints:
-    def __init__(self) -> None:
-        self.data: dict[str, Any] | None = None
-
-    def load(self) -> dict[str, Any] | None:
-        return self.data
-
-    def save(self, data: dict[str, Any]) -> None:
-        self.data = data
+from tests.steps.harness import MemoryCheckpoints, closed_port
 
 
 class Api(BaseHTTPRequestHandler):
@@ -101,13 +90,6 @@ def run(ctx: StepContext, **params: Any) -> tuple[StepOutcome, list[str]]:
     return KIND.run(HttpParams.model_validate(params), ctx), lines
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_post_json_answered_201(server: str, ctx: StepContext) -> None:
     outcome, lines = run(
         ctx,
@@ -165,7 +147,7 @@ def test_url_credentials_become_basic_auth(server: str, ctx: StepContext) -> Non
 
 def test_connection_refused_never_shows_the_password(ctx: StepContext) -> None:
     password = "S3cret-Pa55word"
-    port = free_port()
+    port = closed_port()
     outcome, lines = run(ctx, url=f"http://deploy:{password}@127.0.0.1:{port}/hook?token=abc123&x=1")
     assert not outcome.ok and outcome.error
     shown = f"http://deploy:***@127.0.0.1:{port}/hook?token=***&x=1"
