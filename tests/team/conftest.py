@@ -17,10 +17,13 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from runbook.state import StateStore
 
 PEOPLE = ("alice", "bob", "carol")
 
@@ -94,14 +97,21 @@ class Checkout:
             self._argv(args, user), cwd=self.root, env=self.env(), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
 
-    def spawn(self, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
-        """``runbook ARGS`` in the background, its output going to a file (read while it runs)."""
+    @contextmanager
+    def running(self, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+        """``runbook ARGS`` in the background, its output going to a file (read while it runs);
+        killed on the way out if it still runs (a test that failed, or timed out waiting for it)."""
         out = self.root / f"out-{time.monotonic_ns()}.log"
         with out.open("wb") as sink:
             proc = subprocess.Popen(
                 self._argv(args, None), cwd=self.root, env=self.env(), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT
             )
-        return proc, out
+        try:
+            yield proc, out
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 @pytest.fixture
@@ -115,6 +125,26 @@ def checkouts(pg_url: str) -> Iterator[tuple[Checkout, Checkout]]:
     finally:
         for path in made:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def write_both(checkouts: tuple[Checkout, Checkout], name: str, text: str) -> None:
+    """The same runbook in both checkouts."""
+    for side in checkouts:
+        side.write(name, text)
+
+
+def only_run(url: str, runbook: str) -> str:
+    """The id of the one run of ``runbook`` in the shared store."""
+    with StateStore.open(url) as store:
+        (run,) = store.list_runs(runbook)
+        return run.run_id
+
+
+def run_status(url: str, run_id: str) -> str:
+    with StateStore.open(url) as store:
+        run = store.get_run(run_id)
+        assert run is not None
+        return run.status
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0, output: Path | None = None) -> None:

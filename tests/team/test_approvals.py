@@ -4,13 +4,11 @@ another checkout, given by other real OS users."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from runbook import identity
 from runbook.state import StateStore
-from tests.team.conftest import Checkout, needs_other_users, wait_for
+from tests.team.conftest import Checkout, needs_other_users, only_run, run_status, wait_for, write_both
 
 TEAM = """
 name: team
@@ -41,30 +39,14 @@ steps:
 """
 
 
-def _only_run(url: str, runbook: str) -> str:
-    with StateStore.open(url) as store:
-        (run,) = store.list_runs(runbook)
-        return run.run_id
-
-
-def _finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-
-
 @pytest.mark.slow
 @needs_other_users
 def test_two_approvers_from_another_checkout_and_the_waiting_run_goes_on(checkouts: tuple[Checkout, Checkout], people: tuple[str, ...]) -> None:
     a, b = checkouts
-    for side in (a, b):
-        side.write("team.yaml", TEAM)
-    proc, out = a.spawn("run", "team.yaml", "--wait")
-    try:
+    write_both(checkouts, "team.yaml", TEAM)
+    with a.running("run", "team.yaml", "--wait") as (proc, out):
         wait_for(lambda: "waiting for 2 approval(s) of 'deploy'" in out.read_text(), "the run to wait for approvals")
-        run_id = _only_run(a.state_url, "team")
+        run_id = only_run(a.state_url, "team")
         me = identity.current().user
 
         # The starter may not approve its own run: not_by: starter.
@@ -85,10 +67,7 @@ def test_two_approvers_from_another_checkout_and_the_waiting_run_goes_on(checkou
 
         second = b.runbook("approve", run_id, "deploy", user="bob")
         assert second.returncode == 0, second.stdout + second.stderr
-        assert _finish(proc) == 0, out.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert proc.wait(timeout=60) == 0, out.read_text()
     text = out.read_text()
     assert "'deploy' approved by bob" in text
     assert (a.root / "deployed.txt").read_text() == "deployed\n"
@@ -107,18 +86,13 @@ def test_two_approvers_from_another_checkout_and_the_waiting_run_goes_on(checkou
 @needs_other_users
 def test_rejection_fails_the_waiting_run_and_resume_needs_a_new_approval(checkouts: tuple[Checkout, Checkout], people: tuple[str, ...]) -> None:
     a, b = checkouts
-    for side in (a, b):
-        side.write("simple.yaml", SIMPLE)
-    proc, out = a.spawn("run", "simple.yaml", "--wait")
-    try:
+    write_both(checkouts, "simple.yaml", SIMPLE)
+    with a.running("run", "simple.yaml", "--wait") as (proc, out):
         wait_for(lambda: "waiting for 1 approval(s)" in out.read_text(), "the run to wait for an approval")
-        run_id = _only_run(a.state_url, "simple")
+        run_id = only_run(a.state_url, "simple")
         rejected = b.runbook("reject", run_id, "deploy", "--reason", "not during the sale", user="carol")
         assert rejected.returncode == 0, rejected.stdout + rejected.stderr
-        assert _finish(proc) == 1, out.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert proc.wait(timeout=60) == 1, out.read_text()
     assert "rejected by carol: not during the sale" in out.read_text()
     assert not (a.root / "deployed.txt").exists()
 
@@ -142,13 +116,11 @@ def test_a_rejection_while_nobody_waits_fails_the_run(checkouts: tuple[Checkout,
     """Without --wait and a terminal the run stops awaiting approval (exit 4), as before; a
     rejection then fails it, and only a new approval lets it resume."""
     a, b = checkouts
-    for side in (a, b):
-        side.write("simple.yaml", SIMPLE)
+    write_both(checkouts, "simple.yaml", SIMPLE)
     assert a.runbook("run", "simple.yaml").returncode == 4
-    run_id = _only_run(a.state_url, "simple")
+    run_id = only_run(a.state_url, "simple")
     assert b.runbook("reject", run_id, "deploy", "--reason", "wrong window").returncode == 0
-    with StateStore.open(a.state_url) as store:
-        assert store.get_run(run_id).status == "failed"  # type: ignore[union-attr]
+    assert run_status(a.state_url, run_id) == "failed"
     assert a.runbook("run", "simple.yaml", "--resume").returncode == 3
     resumed = a.runbook("run", "simple.yaml", "--resume", "--approve", "deploy")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -214,11 +186,10 @@ def test_an_approval_in_another_name_counts_only_where_the_run_allows_delegation
     delegation lets bob record an approval as alice, but the run (whose runbook does not
     allow it) does not count it: the engine judges every decision again."""
     a, b = checkouts
-    for side in (a, b):
-        side.write("delegated.yaml", DELEGATION)
+    write_both(checkouts, "delegated.yaml", DELEGATION)
     paused = a.runbook("run", "delegated.yaml")
     assert paused.returncode == 4, paused.stdout + paused.stderr
-    run_id = _only_run(a.state_url, "delegated")
+    run_id = only_run(a.state_url, "delegated")
     # What `runbook approve --by alice` run by bob records from a copy allowing delegation
     # (here bob could read a's copy, which refuses it: the record is written as that copy would).
     with StateStore.open(a.state_url) as store:
