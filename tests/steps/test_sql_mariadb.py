@@ -90,17 +90,6 @@ def test_running_again_takes_the_ddl_that_stayed_as_done(db: SqlHarness) -> None
     assert not again.ok and again.error == "OperationalError: 1050 Table 't' already exists"
 
 
-def test_values_become_json(db: SqlHarness) -> None:
-    outcome = db.run(
-        sql="SELECT 12.50 AS price, CAST(3 AS DECIMAL) AS whole, DATE '2025-10-28' AS day, "
-        "TIMESTAMP '2025-10-28 01:02:03' AS at, JSON_OBJECT('a', 1) AS doc, X'C0FFEE' AS raw"
-    )
-    assert outcome.ok, outcome.error
-    assert outcome.outputs["row"] == {
-        "price": 12.5, "whole": 3, "day": "2025-10-28", "at": "2025-10-28T01:02:03", "doc": '{"a": 1}', "raw": "c0ffee",
-    }
-
-
 def test_a_secret_in_ddl_never_reaches_the_checkpoint(db: SqlHarness) -> None:
     """DDL can carry a secret (CREATE USER ... IDENTIFIED BY): the checkpoint keeps its hash and masked text."""
     secret = "Pa55-for-the-report-user"

@@ -16,31 +16,14 @@ import sqlalchemy as sa
 
 from runbook.steps import get_step_kind
 from runbook.steps.sql import KIND, SqlParams, split_statements
+from tests.dbs import on
 from tests.steps.harness import SqlHarness, closed_port, disposed_after
-
-SERVERS = pytest.mark.parametrize("any_db_url", ["postgresql", "mariadb"], indirect=True)
 
 
 @pytest.fixture
 def db(any_db_url: str, tmp_path: Path) -> Iterator[SqlHarness]:
-    """SQLite, PostgreSQL and MariaDB; ``SERVERS`` for the latter two."""
+    """On SQLite, PostgreSQL and MariaDB, or those ``@on(...)`` names."""
     yield from disposed_after(SqlHarness(any_db_url, tmp_path))
-
-
-@pytest.fixture
-def transactional_db(db_url: str, tmp_path: Path) -> Iterator[SqlHarness]:
-    """SQLite and PostgreSQL, where DDL rolls back with the rest."""
-    yield from disposed_after(SqlHarness(db_url, tmp_path))
-
-
-@pytest.fixture
-def pg(pg_url: str, tmp_path: Path) -> Iterator[SqlHarness]:
-    yield from disposed_after(SqlHarness(pg_url, tmp_path))
-
-
-@pytest.fixture
-def sqlite(sqlite_url: str, tmp_path: Path) -> Iterator[SqlHarness]:
-    yield from disposed_after(SqlHarness(sqlite_url, tmp_path))
 
 
 # ---------------------------------------------------------------- splitting
@@ -195,8 +178,8 @@ def test_missing_bind_parameter_is_a_failed_outcome(db: SqlHarness) -> None:
 # ---------------------------------------------------------------- SQLite and PostgreSQL
 
 
-def test_returning_rows_count_as_affected(transactional_db: SqlHarness) -> None:
-    db = transactional_db
+@on("sqlite", "postgresql")
+def test_returning_rows_count_as_affected(db: SqlHarness) -> None:
     assert db.run(sql="CREATE TABLE t (id integer); INSERT INTO t VALUES (1), (2), (3)").ok
     outcome = db.run(sql="UPDATE t SET id = id + 10 RETURNING id")
     assert outcome.ok, outcome.error
@@ -204,8 +187,8 @@ def test_returning_rows_count_as_affected(transactional_db: SqlHarness) -> None:
     assert sorted(r["id"] for r in outcome.outputs["rows"]) == [11, 12, 13]
 
 
-def test_failure_rolls_back_every_statement(transactional_db: SqlHarness) -> None:
-    db = transactional_db
+@on("sqlite", "postgresql")
+def test_failure_rolls_back_every_statement(db: SqlHarness) -> None:
     outcome = db.run(
         sql="CREATE TABLE t (id integer);\nINSERT INTO t VALUES (1);\nINSERT INTO missing_table VALUES (1);"
     )
@@ -238,7 +221,7 @@ LOCK_WAITS = {
 }
 
 
-@SERVERS
+@on("postgresql", "mariadb")
 def test_lock_timeout_stops_ddl_waiting_behind_another_session(db: SqlHarness) -> None:
     hold, error, notes, (setting, during) = LOCK_WAITS[db.dialect()]
     assert db.run(sql="CREATE TABLE subs (id integer)").ok
@@ -268,7 +251,7 @@ SLOW_STATEMENTS = {
 }
 
 
-@SERVERS
+@on("postgresql", "mariadb")
 def test_statement_timeout_cancels_a_slow_statement(db: SqlHarness) -> None:
     if db.dialect() == "mysql" and db.flavour() == "MySQL":
         pytest.skip("MySQL's max_execution_time stops SELECTs only, SLEEP() returns 1 instead of failing")
@@ -277,6 +260,30 @@ def test_statement_timeout_cancels_a_slow_statement(db: SqlHarness) -> None:
     assert not outcome.ok
     assert outcome.error == error
     assert db.scalar(setting) == after
+
+
+# A row of the server's own types, and the JSON it becomes.
+TYPED_ROWS = {
+    "postgresql": (
+        "SELECT 12.50::numeric AS price, 3::numeric AS whole, DATE '2025-10-28' AS day, "
+        "'1a2b3c4d-0000-4000-8000-000000000000'::uuid AS id, ARRAY[1, 2] AS ids, '{\"a\": 1}'::jsonb AS doc",
+        {"price": 12.5, "whole": 3, "day": "2025-10-28", "id": "1a2b3c4d-0000-4000-8000-000000000000", "ids": [1, 2], "doc": {"a": 1}},
+    ),
+    "mysql": (
+        "SELECT 12.50 AS price, CAST(3 AS DECIMAL) AS whole, DATE '2025-10-28' AS day, "
+        "TIMESTAMP '2025-10-28 01:02:03' AS at, JSON_OBJECT('a', 1) AS doc, X'C0FFEE' AS raw",
+        {"price": 12.5, "whole": 3, "day": "2025-10-28", "at": "2025-10-28T01:02:03", "doc": '{"a": 1}', "raw": "c0ffee"},
+    ),
+}
+
+
+@on("postgresql", "mariadb")
+def test_values_become_json(db: SqlHarness) -> None:
+    query, row = TYPED_ROWS[db.dialect()]
+    outcome = db.run(sql=query)
+    assert outcome.ok, outcome.error
+    assert outcome.outputs["row"] == row
+    json.dumps(outcome.outputs)
 
 
 @pytest.mark.parametrize(
@@ -297,59 +304,46 @@ def test_a_refused_connection_never_shows_the_password(scheme: str, error: str, 
 # ---------------------------------------------------------------- SQLite
 
 
-def test_sql_error_on_sqlite(sqlite: SqlHarness) -> None:
-    outcome = sqlite.run(sql="SELEC 1")
+@on("sqlite")
+def test_sql_error_on_sqlite(db: SqlHarness) -> None:
+    outcome = db.run(sql="SELEC 1")
     assert not outcome.ok
     assert outcome.error == 'OperationalError: near "SELEC": syntax error'
     assert outcome.outputs["rowcount"] == 0
 
 
-def test_timeouts_are_ignored_on_sqlite_with_a_note(sqlite: SqlHarness) -> None:
-    outcome = sqlite.run(sql="SELECT 42", lock_timeout="2s", statement_timeout="1m")
+@on("sqlite")
+def test_timeouts_are_ignored_on_sqlite_with_a_note(db: SqlHarness) -> None:
+    outcome = db.run(sql="SELECT 42", lock_timeout="2s", statement_timeout="1m")
     assert outcome.ok and outcome.outputs["value"] == 42
-    assert sqlite.lines[0] == "note: lock_timeout and statement_timeout apply to PostgreSQL, MySQL and MariaDB only; ignored on sqlite"
+    assert db.lines[0] == "note: lock_timeout and statement_timeout apply to PostgreSQL, MySQL and MariaDB only; ignored on sqlite"
 
 
-def test_unknown_connection_is_a_failed_outcome(sqlite: SqlHarness) -> None:
-    outcome = sqlite.run_kind(KIND, SqlParams(connection="other", sql="SELECT 1"))
+@on("sqlite")
+def test_unknown_connection_is_a_failed_outcome(db: SqlHarness) -> None:
+    outcome = db.run_kind(KIND, SqlParams(connection="other", sql="SELECT 1"))
     assert not outcome.ok and outcome.error and "unknown connection 'other'" in outcome.error
 
 
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def test_create_index_concurrently_needs_autocommit(pg: SqlHarness) -> None:
+@on("postgresql")
+def test_create_index_concurrently_needs_autocommit(db: SqlHarness) -> None:
     setup = "CREATE TABLE subs (id integer, plan integer); INSERT INTO subs SELECT g, g % 7 FROM generate_series(1, 500) g"
-    assert pg.run(sql=setup).ok
-    in_transaction = pg.run(sql="CREATE INDEX CONCURRENTLY ix_subs_plan ON subs (plan)")
+    assert db.run(sql=setup).ok
+    in_transaction = db.run(sql="CREATE INDEX CONCURRENTLY ix_subs_plan ON subs (plan)")
     assert not in_transaction.ok
     assert in_transaction.error and "ActiveSqlTransaction" in in_transaction.error
-    outcome = pg.run(
+    outcome = db.run(
         sql="CREATE INDEX CONCURRENTLY ix_subs_plan ON subs (plan);\nANALYZE subs;",
         transaction=False,
         lock_timeout="5s",
     )
     assert outcome.ok, outcome.error
-    assert pg.scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_subs_plan'::regclass") is True
+    assert db.scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_subs_plan'::regclass") is True
     # The session-level SET must not follow the pooled connection into later work.
-    assert pg.scalar("SHOW lock_timeout") == "0"
-
-
-def test_postgres_values_become_json(pg: SqlHarness) -> None:
-    outcome = pg.run(
-        sql="SELECT 12.50::numeric AS price, 3::numeric AS whole, DATE '2025-10-28' AS day, "
-        "'1a2b3c4d-0000-4000-8000-000000000000'::uuid AS id, ARRAY[1, 2] AS ids, '{\"a\": 1}'::jsonb AS doc"
-    )
-    assert outcome.ok, outcome.error
-    assert outcome.outputs["row"] == {
-        "price": 12.5,
-        "whole": 3,
-        "day": "2025-10-28",
-        "id": "1a2b3c4d-0000-4000-8000-000000000000",
-        "ids": [1, 2],
-        "doc": {"a": 1},
-    }
-    json.dumps(outcome.outputs)
+    assert db.scalar("SHOW lock_timeout") == "0"
 
 
 def test_a_password_the_server_echoes_is_masked(pg_url: str, tmp_path: Path) -> None:
