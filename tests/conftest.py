@@ -22,8 +22,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from runbook.process import ProcessSupervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,6 +119,19 @@ def any_db_url(request: pytest.FixtureRequest) -> str:
     """Run the test on SQLite, PostgreSQL and MariaDB (skipped without a MariaDB server).
     ``@pytest.mark.parametrize("any_db_url", ["postgresql", "mariadb"], indirect=True)`` picks some."""
     return str(request.getfixturevalue(DATABASE_FIXTURES[request.param]))
+
+
+@pytest.fixture
+def supervisor() -> Iterator[ProcessSupervisor]:
+    """A process supervisor installed in this (main) thread: real signals to this process reach it."""
+    from runbook.process import ProcessSupervisor
+
+    supervisor = ProcessSupervisor()
+    supervisor.install()
+    try:
+        yield supervisor
+    finally:
+        supervisor.uninstall()
 
 
 MARIADB_DEFAULT_URL = "mysql://root@127.0.0.1:3306"

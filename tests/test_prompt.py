@@ -27,16 +27,6 @@ def terminal() -> Iterator[tuple[int, int]]:
         os.close(slave)
 
 
-@pytest.fixture
-def supervisor() -> Iterator[ProcessSupervisor]:
-    supervisor = ProcessSupervisor()
-    supervisor.install()
-    try:
-        yield supervisor
-    finally:
-        supervisor.uninstall()
-
-
 @pytest.mark.parametrize(("typed", "answer"), [("y\n", True), ("YES\n", True), (" yes \n", True), ("n\n", False), ("\n", False), ("yess\n", False)])
 def test_only_yes_is_yes(terminal: tuple[int, int], typed: str, answer: bool) -> None:
     """y or yes (any case, spaces around) is a yes; anything else is a no."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,6 @@ from runbook.masking import Masker
 from runbook.process import ProcessSupervisor, group_alive
 
 KIND = get_check_kind("command")
-
-
-@pytest.fixture
-def supervisor() -> Iterator[ProcessSupervisor]:
-    """Installed in this (main) thread: real signals to this process reach it."""
-    supervisor = ProcessSupervisor()
-    supervisor.install()
-    try:
-        yield supervisor
-    finally:
-        supervisor.uninstall()
 
 
 def _context(tmp_path: Path, supervisor: ProcessSupervisor | None, on_process_start=None) -> CheckContext:  # type: ignore[no-untyped-def]

@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +16,18 @@ from pydantic import ValidationError
 from runbook.checks import CheckContext, CheckResult, get_check_kind
 from runbook.connections import Connections
 from runbook.masking import Masker
+from tests.local_http import QuietHandler, serving
 
 SECRET = "t0ken-value"
 HEALTH = {"status": "ok", "db": {"latency_ms": 3, "error": None}, "items": [{"name": "a"}, {"name": "b"}]}
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     def do_GET(self) -> None:
         if self.path == "/health":
-            self._send(200, json.dumps(HEALTH))
+            self.answer(200, json.dumps(HEALTH))
         elif self.path == "/degraded":
-            self._send(503, json.dumps({"status": "degraded", "reason": f"token {SECRET} expired"}))
+            self.answer(503, json.dumps({"status": "degraded", "reason": f"token {SECRET} expired"}))
         elif self.path == "/moved":
             self.send_response(302)
             self.send_header("Location", "/health")
@@ -37,37 +36,21 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             time.sleep(0.5)
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up on purpose
-                self._send(200, "late")
+                self.answer(200, "late")
         else:
-            self._send(200, "<html>version 1.4.2</html>", "text/html")
+            self.answer(200, "<html>version 1.4.2</html>", "text/html")
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         echo = {"received": json.loads(body), "content_type": self.headers["Content-Type"]}
-        self._send(201, json.dumps({**echo, "auth": self.headers["Authorization"]}))
+        self.answer(201, json.dumps({**echo, "auth": self.headers["Authorization"]}))
 
-    def _send(self, status: int, body: str, content_type: str = "application/json") -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_args: Any) -> None:
-        pass  # keep the test output clean
 
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    """A ThreadingHTTPServer on an ephemeral port of 127.0.0.1."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 @pytest.fixture

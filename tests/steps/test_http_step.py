@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,54 +17,38 @@ from runbook.masking import Masker
 from runbook.steps import get_step_kind
 from runbook.steps.base import StepContext, StepOutcome
 from runbook.steps.http import KIND, HttpParams
+from tests.local_http import QuietHandler, serving
 from tests.steps.harness import MemoryCheckpoints, closed_port
 
 
-class Api(BaseHTTPRequestHandler):
+class Api(QuietHandler):
     """A tiny API: POST /subscribers creates, /boom fails, /slow stalls, /page is HTML."""
 
     received: ClassVar[list[dict[str, Any]]] = []
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _answer(self, status: int, body: str, content_type: str = "application/json") -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         self.received.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(self.rfile.read(length))})
-        self._answer(201, json.dumps({"id": 7, "status": "created", "items": [{"id": 1}, {"id": 2}]}))
+        self.answer(201, json.dumps({"id": 7, "status": "created", "items": [{"id": 1}, {"id": 2}]}))
 
     def do_GET(self) -> None:
         if self.path == "/whoami":
-            self._answer(403, f"forbidden for {self.headers['Authorization']}", "text/plain")
+            self.answer(403, f"forbidden for {self.headers['Authorization']}", "text/plain")
         elif self.path == "/boom":
-            self._answer(500, "internal error\ndatabase unavailable\n", "text/plain")
+            self.answer(500, "internal error\ndatabase unavailable\n", "text/plain")
         elif self.path == "/slow":
             time.sleep(2)
-            self._answer(200, "{}")
+            self.answer(200, "{}")
         elif self.path == "/page":
-            self._answer(200, "<html><body>ok</body></html>", "text/html; charset=utf-8")
+            self.answer(200, "<html><body>ok</body></html>", "text/html; charset=utf-8")
         else:
-            self._answer(200, json.dumps({"status": "ok", "version": "v2"}))
+            self.answer(200, json.dumps({"status": "ok", "version": "v2"}))
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(Api) as url:
+        yield url
 
 
 @pytest.fixture
