@@ -21,6 +21,14 @@ def _validate(path: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def _validate_text(tmp_path: Path, name: str, text: str) -> tuple[int, str]:
+    """Validate ``text`` as the definition steps/NAME of a project in ``tmp_path``."""
+    path = tmp_path / "steps" / name
+    path.parent.mkdir()
+    path.write_text(text)
+    return _validate(path)
+
+
 def test_the_project_has_definitions() -> None:
     assert len(DEFINITIONS) >= 2
 
@@ -63,10 +71,7 @@ step:
 
 def test_templated_common_keys_and_missing_id_are_fine(tmp_path: Path) -> None:
     """A definition fills its common keys from parameters, and the runbook step gives the id."""
-    path = tmp_path / "steps" / "purge.yaml"
-    path.parent.mkdir()
-    path.write_text(GOOD.replace('retries: "{{ params.limit }}"', "retries: 2"))
-    code, output = _validate(path)
+    code, output = _validate_text(tmp_path, "purge.yaml", GOOD.replace('retries: "{{ params.limit }}"', "retries: 2"))
     assert code == 0, output
     assert schema_errors(yaml.safe_load(GOOD), definition=True) == []
 
@@ -85,10 +90,7 @@ INVALID = {
 @pytest.mark.parametrize("name", INVALID)
 def test_invalid_definition_is_rejected_by_validate_and_schema(name: str, tmp_path: Path) -> None:
     text, message = INVALID[name]
-    path = tmp_path / "steps" / "bad.yaml"
-    path.parent.mkdir()
-    path.write_text(text)
-    code, output = _validate(path)
+    code, output = _validate_text(tmp_path, "bad.yaml", text)
     assert code == 2 and message in output, output
     assert schema_errors(yaml.safe_load(text), definition=True)
 
@@ -96,10 +98,7 @@ def test_invalid_definition_is_rejected_by_validate_and_schema(name: str, tmp_pa
 def test_validate_only_an_undeclared_parameter(tmp_path: Path) -> None:
     """A template reading a parameter the definition does not declare: a reference the schema cannot see."""
     text = "step: {kind: manual, instruction: '{{ params.missing }}'}\n"
-    path = tmp_path / "steps" / "bad.yaml"
-    path.parent.mkdir()
-    path.write_text(text)
-    code, output = _validate(path)
+    code, output = _validate_text(tmp_path, "bad.yaml", text)
     assert code == 2 and "undeclared parameter 'missing'" in output, output
     assert schema_errors(yaml.safe_load(text), definition=True) == []
 
@@ -107,10 +106,7 @@ def test_validate_only_an_undeclared_parameter(tmp_path: Path) -> None:
 def test_a_definition_reading_runbook_vars_and_connections_is_valid(tmp_path: Path) -> None:
     """What it reads of the runbook using it (vars, a named connection, an earlier step) is that runbook's to declare."""
     text = "step:\n  kind: sql\n  connection: app\n  sql: \"SELECT '{{ vars.region }}', '{{ steps.prep.outputs.summary }}'\"\n  irreversible: true\n"
-    path = tmp_path / "steps" / "reads.yaml"
-    path.parent.mkdir()
-    path.write_text(text)
-    code, output = _validate(path)
+    code, output = _validate_text(tmp_path, "reads.yaml", text)
     assert code == 0, output
 
 
