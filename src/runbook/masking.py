@@ -92,7 +92,7 @@ class Masker:
             forms.append(form)
             forms.sort(key=len, reverse=True)
         # A secret URL's password is a secret of its own: tools print it alone, decoded or not.
-        password = _url_password(secret)
+        password = url_password(secret)
         if password:
             self.add(password)
             self.add(unquote(password))
@@ -196,7 +196,7 @@ def mask_url_passwords(text: str) -> str:
     return "".join(pieces)
 
 
-def _url_password(text: str) -> str | None:
+def url_password(text: str) -> str | None:
     """The password of ``text`` if it is a URL with one (as written, still quoted)."""
     if "://" not in text or "@" not in text:
         return None

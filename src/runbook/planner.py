@@ -20,7 +20,7 @@ from runbook.datatree import strings
 from runbook.errors import RunbookError, UsageError
 from runbook.fingerprint import fingerprint
 from runbook.loader import LoadedRunbook
-from runbook.masking import Masker, SecretText
+from runbook.masking import Masker, SecretText, url_password
 from runbook.model import Check, Estimate, Runbook, Step, StepBody
 from runbook.steps import get_step_kind
 from runbook.templating import EnvNamespace, Namespace, Placeholder, TemplateFailed, render, render_data
@@ -92,6 +92,10 @@ def resolve_vars(
         if value is None and var.required:
             how = f"set {var.env} in the environment or pass" if var.env else "pass"
             raise InvalidVars(f"var {name!r} is required{': ' + var.description if var.description else ''}", hint=f"{how} --var {name}=VALUE")
+        if isinstance(value, str) and not var.secret:
+            # A URL's password is a secret wherever the URL came from (a plain var, --var, a var
+            # file, an environment's value): shown alone (a template's split, a tool's echo) it is masked too.
+            masker.add(url_password(value))
         if var.secret and value is not None:
             masker.add(str(value))
             if isinstance(value, str):
@@ -219,10 +223,10 @@ def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker
     (with the plan's ``fingerprint``: the definition it was approved and recorded as)."""
     where = f"steps[{index}] ({step.id})"
     kind = get_step_kind(step.kind)
-    body = render_body(StepBody(kind=step.kind, title=step.title, timeout=step.timeout, params=step.params), context, where)
+    body = render_body(StepBody(kind=step.kind, title=step.title, timeout=step.timeout, params=step.params), context, where, masker)
     dry_run: str | RenderedBody | None
     if isinstance(step.dry_run, StepBody):
-        dry_run = render_body(step.dry_run, context, f"{where}.dry_run")
+        dry_run = render_body(step.dry_run, context, f"{where}.dry_run", masker)
     else:
         dry_run = step.dry_run
     return PlannedStep(
@@ -230,32 +234,52 @@ def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker
         index=index,
         title=render(step.title, context, f"{where}.title") if step.title else step.id,
         body=body,
-        preconditions=[render_check(c, context, f"{where}.preconditions[{i}]") for i, c in enumerate(step.preconditions)],
-        gates=[render_check(c, context, f"{where}.gates[{i}]") for i, c in enumerate(step.gates)],
+        preconditions=[render_check(c, context, f"{where}.preconditions[{i}]", masker) for i, c in enumerate(step.preconditions)],
+        gates=[render_check(c, context, f"{where}.gates[{i}]", masker) for i, c in enumerate(step.gates)],
         confirm=render(step.confirm, context, f"{where}.confirm") if step.confirm else None,
-        rollback=render_body(step.rollback, context, f"{where}.rollback") if step.rollback else None,
+        rollback=render_body(step.rollback, context, f"{where}.rollback", masker) if step.rollback else None,
         dry_run=dry_run,
         fingerprint=fingerprint,
         needs_confirmation=bool(step.confirm) or step.approval is not None or kind.needs_confirmation,
     )
 
 
-def render_body(body: StepBody, context: Mapping[str, Any], where: str) -> RenderedBody:
+def render_body(body: StepBody, context: Mapping[str, Any], where: str, masker: Masker | None = None) -> RenderedBody:
     kind = get_step_kind(body.kind)
     # Shell command lines (``shell_keys``) get their values shell-quoted.
-    params = _validated(kind.Params, render_data(body.params, context, where, shell_keys=getattr(kind, "shell_keys", ())), where)
-    return RenderedBody(body.kind, params, _describe(kind, params), body.title, body.timeout)
+    data = render_data(body.params, context, where, shell_keys=getattr(kind, "shell_keys", ()))
+    params = _validated(kind.Params, data, where)
+    return RenderedBody(body.kind, params, _shown(kind, data, params, masker), body.title, body.timeout)
 
 
-def render_check(check: Check, context: Mapping[str, Any], where: str) -> RenderedCheck:
+def render_check(check: Check, context: Mapping[str, Any], where: str, masker: Masker | None = None) -> RenderedCheck:
     kind = get_check_kind(check.check)
-    params = _validated(kind.Params, render_data(check.params, context, where, shell_keys=getattr(kind, "shell_keys", ())), where)
+    data = render_data(check.params, context, where, shell_keys=getattr(kind, "shell_keys", ()))
+    params = _validated(kind.Params, data, where)
     label = render(check.name, context, f"{where}.name") if check.name else check.check
-    rendered = RenderedCheck(check, params, _describe(kind, params), label)
+    rendered = RenderedCheck(check, params, _shown(kind, data, params, masker), label)
     if check.on is not None:
         # Rendered again for each host with ``host`` (runbook.fleet.checks).
         rendered.__dict__["_render_again"] = (context, where)
     return rendered
+
+
+def _shown(kind: Any, data: dict[str, Any], params: Any, masker: Masker | None) -> str:
+    """The description of ``params`` as the plan shows it, made from masked values.
+
+    Masked before ``describe`` shortens anything: a long SQL text or JSON body cut inside
+    a URL would otherwise end in the password's first characters, with no ``@`` after
+    them for masking to recognise, and a secret cut short is not the secret any more.
+    Execution keeps ``params``, the real values."""
+    shown = (masker or Masker()).mask_data(data)
+    if shown == data:
+        return _describe(kind, params)
+    try:
+        shown_params = kind.Params.model_validate(shown)
+    except ValidationError:
+        # A masked value may not parse (a secret port): describe the values as they are.
+        shown_params = kind.Params.model_construct(**shown) if isinstance(shown, dict) else params
+    return _describe(kind, shown_params)
 
 
 def _describe(kind: Any, params: Any) -> str:

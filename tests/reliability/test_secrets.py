@@ -517,3 +517,99 @@ def test_masking_covers_dict_keys_and_escaped_spellings() -> None:
     assert masker.mask_data({"keys": {QUOTED: 1}, "body": json.dumps({"t": QUOTED})}) == {"keys": {"***": 1}, "body": '{"t": "***"}'}
     for spelling in (json.dumps(QUOTED)[1:-1], html.escape(QUOTED), repr(QUOTED + "'")[1:-3]):
         assert masker.mask(f"<{spelling}>") == "<***>", spelling
+
+
+URL_PASSWORD = "zq7-Urlpass-0042"
+
+
+def _runbook_cmd(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_")}
+    return subprocess.run([sys.executable, "-m", "runbook", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["default", "environment", "var", "var-file", "extra-var"],
+)
+def test_url_password_of_a_plain_var_is_masked_in_every_plan_form(tmp_path: Path, source: str) -> None:
+    """A database URL with a password in a var that is not secret (its default, an environment's
+    value, --var, a var file, -e) is masked in every plan form, the saved plan file included,
+    and in a dry run, even where a description is cut short inside the URL (a SQL text over 300
+    characters, a JSON body over 200) or a template takes the password out of it; the run itself
+    gets the real value."""
+    url = f"postgresql://app:{URL_PASSWORD}@127.0.0.1:5432/app"
+    default = url if source == "default" else "postgresql://app@127.0.0.1:5432/app"
+    (tmp_path / "rb.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            name: urls
+            vars:
+              db: {{default: "{default}"}}
+            environments:
+              prod:
+                vars:
+                  db: "{url if source == "environment" else default}"
+            connections:
+              local: sqlite:///local.db
+            steps:
+              - id: record
+                kind: sql
+                connection: local
+                sql: "SELECT '{{{{ 'a' * 270 }}}}' AS pad, '{{{{ vars.db }}}}' AS db"
+                irreversible: true
+              - id: notify
+                kind: http
+                url: http://127.0.0.1:1/
+                json: {{pad: "{{{{ 'b' * 160 }}}}", db: "{{{{ vars.db }}}}"}}
+                irreversible: true
+              - id: password
+                kind: command
+                run: "printf '%s' {{{{ vars.db.split(':')[2].split('@')[0] }}}} > out"
+                irreversible: true
+            """
+        )
+    )
+    (tmp_path / "vars.yaml").write_text(f"db: {url}\n")
+    given = {
+        "default": [],
+        "environment": ["--env", "prod"],
+        "var": ["--var", f"db={url}"],
+        "var-file": ["--var-file", "vars.yaml"],
+        "extra-var": ["-e", "@vars.yaml"],
+    }[source]
+    seen: dict[str, str] = {}
+    for form in ("text", "json", "markdown"):
+        result = _runbook_cmd(tmp_path, "plan", "rb.yaml", "--format", form, *given)
+        assert result.returncode == 0, result.stderr
+        seen[f"plan --format {form}"] = result.stdout + result.stderr
+    assert "postgresql://app:*" in seen["plan --format text"]
+    result = _runbook_cmd(tmp_path, "plan", "rb.yaml", "-o", "plan.json", *given)
+    assert result.returncode == 0, result.stderr
+    seen["plan -o"] = result.stdout + result.stderr
+    seen["plan.json"] = (tmp_path / "plan.json").read_text()
+    dry = _runbook_cmd(tmp_path, "run", "rb.yaml", "--dry-run", "--plain", *given)
+    seen["run --dry-run"] = dry.stdout + dry.stderr
+    validate = _runbook_cmd(tmp_path, "validate", "rb.yaml")
+    seen["validate"] = validate.stdout + validate.stderr
+    # The password's first characters are enough to leak a good part of it.
+    for where, text in seen.items():
+        assert URL_PASSWORD[:6] not in text, f"{where}:\n{text}"
+    assert "*** > out" in seen["plan --format text"]
+    # The run is given the real value.
+    run = _runbook_cmd(tmp_path, "run", "rb.yaml", "--only", "password", *given)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "out").read_text() == URL_PASSWORD
+    assert URL_PASSWORD[:6] not in run.stdout + run.stderr
+
+
+def test_secret_cut_short_in_a_plan_is_masked(tmp_path: Path) -> None:
+    """A secret var inside a SQL text cut at 300 characters in the plan: its first characters
+    are not shown (the description is made from masked values)."""
+    (tmp_path / "rb.yaml").write_text(
+        "name: cut\nvars:\n  token: {env: API_TOKEN, secret: true}\nconnections:\n  local: sqlite:///l.db\n"
+        "steps:\n  - id: q\n    kind: sql\n    connection: local\n    sql: \"SELECT '{{ 'a' * 290 }}{{ vars.token }}'\"\n    irreversible: true\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_")} | {"API_TOKEN": "Tok3nSecretValue99"}
+    result = subprocess.run([sys.executable, "-m", "runbook", "plan", "rb.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Tok3n" not in result.stdout and "** ..." in result.stdout, result.stdout

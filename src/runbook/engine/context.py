@@ -101,7 +101,7 @@ class Renderer:
 
     def check(self, check: Check, where: str, context: Mapping[str, Any] | None = None) -> RenderedCheck:
         try:
-            return render_check(check, self.context() if context is None else context, where)
+            return render_check(check, self.context() if context is None else context, where, self.plan.resolved.masker)
         except TemplateFailed as err:
             raise RunbookError(str(err)) from err
 

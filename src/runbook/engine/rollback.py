@@ -51,7 +51,7 @@ def _rollback_body(session: Session, planned: PlannedStep) -> RenderedBody | Non
     if planned.step.rollback is None:
         return None
     try:
-        return render_body(planned.step.rollback, session.renderer.context(), f"steps[{planned.index}] ({planned.id}).rollback")
+        return render_body(planned.step.rollback, session.renderer.context(), f"steps[{planned.index}] ({planned.id}).rollback", session.plan.resolved.masker)
     except TemplateFailed as err:
         raise RunbookError(str(err)) from err
 

@@ -106,7 +106,7 @@ def would_run_on_hosts(runner: StepRunner, planned: PlannedStep) -> str:
 def _render(runner: StepRunner, planned: PlannedStep, mode: str, host: Host) -> Any:
     context = {**runner.renderer.context(pending=planned.id), "host": host.template_value()}
     where = f"steps[{planned.index}] ({planned.id}) on {host.name}"
-    return render_body(source_body(planned, mode), context, where)
+    return render_body(source_body(planned, mode), context, where, runner.renderer.plan.resolved.masker)
 
 
 def _run_batch(runner: StepRunner, planned: PlannedStep, ctx: StepContext, mode: str, kind: str, group: list[Host], batch_no: int) -> dict[str, HostResult]:
