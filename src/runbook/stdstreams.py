@@ -14,11 +14,21 @@ descriptor is first plugged with /dev/null, then:
   stderr when that is open;
 * stderr closed: the command runs; its warnings and errors are discarded, and
   the exit code still says how it ended.
+
+Standard output closed *later*, by its reader (``runbook run ... | head -1``:
+the write fails with EPIPE, a ``BrokenPipeError``): a command that changes
+things (``run``, ``rollback``) must not stop half way because nobody reads its
+progress, so ``keep_going_without_reader`` points standard output at /dev/null
+on the first broken pipe, says so once on stderr, and the run goes on to its
+end and its own exit code. Any other verb ends quietly (``_call`` in cli.py):
+what the reader read is what it wanted.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import select
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +92,93 @@ def reader_may_stop_early() -> Iterator[None]:
         yield
         sys.stdout.flush()
     except BrokenPipeError:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
+        if not stdout_reader_gone():
+            raise
+        end_quietly_without_reader()
+
+
+READER_GONE_MESSAGE = (
+    "runbook: standard output was closed by its reader (broken pipe): output stops here, the run goes on "
+    "(follow it with `runbook status` and `runbook logs RUN`)"
+)
+
+
+def _to_devnull(fd: int) -> None:
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
         os.close(null)
+
+
+def stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (so a write fails with EPIPE).
+
+    Asked before treating a BrokenPipeError as "the reader stopped": one from anywhere
+    else (a child's stdin, a socket) is not that, and stays an error."""
+    try:
+        poller = select.poll()
+        poller.register(1, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def end_quietly_without_reader() -> None:
+    """The reader of standard output left: point it at /dev/null so the interpreter's last flush succeeds."""
+    _to_devnull(1)
+
+
+class _WithoutReader(io.TextIOWrapper):
+    """A standard stream that, when its reader goes away, writes to /dev/null from then on."""
+
+    announce = False
+    _gone = False
+
+    def write(self, text: str) -> int:
+        try:
+            return super().write(text)
+        except BrokenPipeError:
+            self._reader_gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        if self._gone:
+            return
+        self._gone = True
+        _to_devnull(self.fileno())
+        try:
+            super().flush()  # what was pending now goes to /dev/null
+        except OSError:
+            pass
+        if self.announce:
+            try:
+                sys.stderr.write(READER_GONE_MESSAGE + "\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+
+
+def _guarded(stream: TextIO, *, announce: bool) -> TextIO:
+    if isinstance(stream, _WithoutReader) or not isinstance(stream, io.TextIOWrapper):
+        return stream
+    stream.flush()
+    guarded = _WithoutReader(
+        stream.buffer, encoding=stream.encoding, errors=stream.errors, line_buffering=stream.line_buffering, write_through=stream.write_through
+    )
+    guarded.announce = announce
+    return guarded
+
+
+def keep_going_without_reader() -> None:
+    """For commands that change things (run, rollback): a reader that stops reading standard
+    output (or standard error) does not stop the command (see the module docstring)."""
+    # sys.__stdout__ and sys.__stderr__ keep the original wrappers (and their buffers) alive.
+    sys.stderr = _guarded(sys.stderr, announce=False)
+    sys.stdout = _guarded(sys.stdout, announce=True)

@@ -158,3 +158,72 @@ def test_closed_stdin_pauses_a_run_that_needs_a_confirmation(tmp_path: Path) -> 
     assert closed.returncode == 4, closed.stdout + closed.stderr
     assert "✔ [a] passed" in closed.stdout
     assert "no terminal to ask" in closed.stdout
+
+
+# ------------------------------------------------------------ a reader that stops reading (EPIPE)
+
+STOPPED_READER_RUNBOOK = """\
+name: piped
+steps:
+  - id: first
+    kind: command
+    run: echo one; echo two
+    irreversible: true
+  - id: wait
+    kind: command
+    run: while [ ! -e go ]; do sleep 0.05; done; echo waited
+    irreversible: true
+  - id: last
+    kind: command
+    run: echo done > last.out
+    irreversible: true
+"""
+
+
+@pytest.mark.parametrize("extra", [[], ["--log-format", "json"]], ids=["console", "json"])
+@pytest.mark.parametrize("stderr_too", [False, True], ids=["stdout", "stdout-and-stderr"])
+def test_run_goes_on_when_the_reader_of_its_output_stops(tmp_path: Path, extra: list[str], stderr_too: bool) -> None:
+    """``runbook run x.yaml | head -1``: the reader leaves after the first line; the run neither
+    tracebacks nor stops half way: every step runs, the run passes with exit 0, and stderr
+    says once that output stopped and the run goes on (with ``2>&1 | head -1`` nobody reads
+    that either: no message, same end)."""
+    (tmp_path / "x.yaml").write_text(STOPPED_READER_RUNBOOK)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook", "run", "x.yaml", *extra],
+        cwd=tmp_path,
+        env=_clean_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline()  # like head -1: one line, then the pipe is closed
+    proc.stdout.close()
+    (tmp_path / "go").touch()  # only now does the run get past its second step and print again
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert proc.wait(timeout=60) == 0, stderr
+    assert (tmp_path / "last.out").read_text() == "done\n"
+    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+    if not stderr_too:
+        assert stderr.count("standard output was closed by its reader") == 1, stderr
+        assert "the run goes on" in stderr
+    status = subprocess.run([sys.executable, "-m", "runbook", "status", "--format", "json"], cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=60)
+    assert '"passed"' in status.stdout and '"running"' not in status.stdout, status.stdout
+
+
+@pytest.mark.parametrize("verb", [v for v in VERBS if v not in ("help", "version", "run", "run-resume", "rollback", "approve")])
+def test_other_verbs_end_quietly_when_the_reader_stops(verb: str, template: tuple[Path, str], oracles: dict[str, subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+    """``runbook history | head -0`` (a reader that closes the pipe before reading anything):
+    no traceback, no "internal error", the exit code of the same command with its output
+    thrown away (>/dev/null), when that was 0."""
+    root, run_id = _copy(template, tmp_path / "case")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook", *_args(verb, run_id)], cwd=root, env=_clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    code = proc.wait(timeout=60)
+    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+    assert code == oracles[verb].returncode, stderr
