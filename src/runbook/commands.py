@@ -351,6 +351,8 @@ def run(
     workdir = workdir or Path.cwd()
     lock_wait = _seconds(lock_timeout, "--lock-timeout")
     resuming = resume or resume_run_id is not None
+    if name is None and plan_file is None and resume_run_id is not None:
+        name, env = _runbook_of_run(state_url, workdir, resume_run_id, env)
     name, env, given, saved = saved_plan.for_run(plan_file, name, env, collect_overrides(var_items, var_files, extra_vars), resuming=resuming)
     loaded = _load(name)
     with _open_store(state_url, workdir) as store:
@@ -423,6 +425,18 @@ def _open_store(state_url: str | None, workdir: Path) -> Iterator[StateStore]:
         yield store
     finally:
         store.close()
+
+
+def _runbook_of_run(state_url: str | None, workdir: Path, run_id: str, env: str | None) -> tuple[str, str | None]:
+    """``runbook run --resume RUN`` without a RUNBOOK (as ``pause``, ``cancel`` and ``status``
+    print it): the runbook that run was started from (or its copy here) and its environment."""
+    from runbook.planner import DEFAULT_ENV
+
+    with _open_store(state_url, workdir) as store:
+        record = _run_record(store, run_id)
+    if env is None and record.env != DEFAULT_ENV:
+        env = record.env
+    return str(_runbook_of(record).path), env
 
 
 def _run_to_resume(store: StateStore, runbook: str, env: str | None, run_id: str | None) -> RunRecord | None:
@@ -640,7 +654,7 @@ def _status_view(store: StateStore, record: RunRecord, *, fmt: str = "text", eve
 def history(name: str | None = None, *, env: str | None = None, limit: int = 20, fmt: str = "text", state_url: str | None = None, echo: Echo = _echo) -> int:
     from runbook.render.machine import history_json
     from runbook.render.runs import render_history
-    from runbook.state.liveness import observe
+    from runbook.state.liveness import HELD_BY_A_PROCESS, observe
     from runbook.state import StateStore
 
     store = StateStore.open(state_url, workdir=Path.cwd())
@@ -648,7 +662,7 @@ def history(name: str | None = None, *, env: str | None = None, limit: int = 20,
         runs = store.list_runs(_runbook_name(name) if name else None, env, limit=limit)
         shown: dict[str, ShownStatus] = {}
         for i, run in enumerate(runs):
-            if run.status == "running":  # only these can be dead without saying so
+            if run.status in HELD_BY_A_PROCESS:  # only these can be dead without saying so
                 runs[i], shown[run.run_id] = observe(store, run)
     finally:
         store.close()

@@ -3,6 +3,9 @@ continue with `run --resume`, change a running backfill's throttle and max_batch
 
 from __future__ import annotations
 
+import json
+import shlex
+import signal
 from pathlib import Path
 
 import pytest
@@ -197,3 +200,48 @@ def test_pause_between_backfill_batches_and_continue(checkouts: tuple[Checkout, 
         assert proc.wait(timeout=120) == 0, out.read_text()
     assert _unfilled(engine) == 0
     engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["running", "paused"])
+def test_a_run_whose_process_was_killed_says_so_with_the_exact_resume_command(checkouts: tuple[Checkout, Checkout], when: str) -> None:
+    """A run recorded as running or paused whose process was killed (SIGKILL: it never
+    records its end) is shown interrupted by status, show and history, saying the process
+    that ran it is gone and printing the command that resumes it (``status_note`` and
+    ``resume_command`` in JSON); that command, run as printed from the other checkout,
+    finishes the run."""
+    a, b = checkouts
+    write_both(checkouts, "two.yaml", TWO_STEPS)
+    with a.running("run", "two.yaml") as (proc, out):
+        wait_for(lambda: (a.root / "one.started").exists(), "step one to start")
+        run_id = only_run(a.state_url, "two")
+        if when == "paused":
+            assert b.runbook("pause", run_id).returncode == 0
+            (a.root / "release").touch()
+            wait_for(lambda: run_status(a.state_url, run_id) == "paused", "the run to pause", output=out)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert run_status(a.state_url, run_id) == when  # the record is left as it was
+    (a.root / "release").touch()
+    (b.root / "release").touch()
+    command = f"runbook run --resume {run_id}"
+    for args in (("status",), ("show", run_id)):
+        shown = a.runbook(*args)
+        assert shown.returncode == 0, shown.stderr
+        assert "status: interrupted" in shown.stdout, shown.stdout
+        assert f"recorded as {when}, but the process that ran it is gone" in shown.stdout, shown.stdout
+        assert f"resume it (from any machine sharing the state store): {command}" in shown.stdout, shown.stdout
+    document = json.loads(b.runbook("status", run_id, "--format", "json").stdout)["run"]
+    assert (document["status"], document["recorded_status"]) == ("interrupted", when)
+    assert "the process that ran it is gone" in document["status_note"]
+    assert document["resume_command"] == command
+    history = json.loads(b.runbook("history", "--format", "json").stdout)["runs"][0]
+    assert (history["status"], history["resume_command"]) == ("interrupted", command)
+    # The command as printed, from the other checkout (no runbook named on it).
+    resumed = b.runbook(*shlex.split(command)[1:])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert run_status(a.state_url, run_id) == "passed"
+    # The run's own runbook file, which this user can read: its steps run in its project (A).
+    assert (a.root / "two.done").exists()
+    finished = json.loads(b.runbook("status", run_id, "--format", "json").stdout)["run"]
+    assert finished["resume_command"] is None and finished["status_note"] is None

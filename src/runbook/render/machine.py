@@ -43,6 +43,7 @@ def run_json(run: RunRecord, shown: ShownStatus | None = None) -> dict[str, Any]
         "status": shown.status if shown is not None else run.status,
         "recorded_status": run.status,
         "status_note": shown.why if shown is not None else None,
+        "resume_command": run.resume_command,
         "dry_run": run.dry_run,
         "actor": run.actor,
         "host": run.host,

@@ -28,6 +28,16 @@ def _took(attempts: Sequence[Any]) -> str:
     return "-" if seconds is None else f"{seconds:.1f}s"
 
 
+def _gone(run: Any, shown: ShownStatus | None) -> list[str]:
+    """For a run whose process is gone: how to go on with it (the exact command)."""
+    command = getattr(run, "resume_command", None)
+    if shown is None or not shown.why or shown.status != "interrupted" or run.status == shown.status:
+        return []
+    if command is None:
+        return ["  its process is gone; nothing of it runs any more"]
+    return [f"  its process is gone; resume it (from any machine sharing the state store): {command}"]
+
+
 def render_status(
     run: Any,
     attempts: Sequence[Any],
@@ -46,6 +56,7 @@ def render_status(
     lines = [
         f"run {run.run_id}: {run.runbook} (env: {run.env}){' [dry run]' if run.dry_run else ''}",
         f"  status: {status}   by {run.actor} pid {run.pid}   started {_when(run.started_at)}   finished {_when(run.finished_at)}{why}",
+        *_gone(run, shown),
         "",
         f"  {'step':<28} {'state':<18} {'took':>8} {'tries':>5}  checks",
     ]

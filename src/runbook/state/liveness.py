@@ -13,6 +13,12 @@ uses to take a dead holder's lock over (``locks.stale_reason``, by the store's c
   host, its heartbeat is stale;
 * a dry run takes no lock, so only its pid tells, and only on its own host:
   the pid is dead, a zombie, or belongs to a process started after the run.
+
+A ``paused`` run is held by its live process too (``runbook pause``: the
+process keeps the lock and waits for a continue), so the same evidence tells
+when that process is gone (killed with SIGKILL while paused): the run is
+shown ``interrupted``, with why, and ``RunRecord.resume_command`` says how to
+go on.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from pathlib import Path
 # _proc_stat is shared, not copied; locks.py is being edited elsewhere, so it stays private there for now.
 from runbook.state.locks import LockRecord, _proc_stat, stale_reason
 from runbook.state.store import RunRecord, StateStore
+
+# The recorded statuses that a live process holds: its death leaves them as they are.
+HELD_BY_A_PROCESS = frozenset({"running", "paused"})
 
 # /proc's boot time has whole-second resolution; a process started this much
 # after the run record's timestamp cannot be the process that wrote it.
@@ -41,19 +50,20 @@ class ShownStatus:
 
 def shown_status(run: RunRecord, holder: LockRecord | None, *, host: str, now: datetime) -> ShownStatus:
     """What ``run`` is, given the current holder of its lock (pure but for /proc)."""
-    if run.status != "running":
+    if run.status not in HELD_BY_A_PROCESS:
         return ShownStatus(run.status)
+    recorded = f"recorded as {run.status}"
     if run.dry_run:
         if run.host == host and not _same_process_alive(run.pid, run.started_at):
-            return ShownStatus("interrupted", f"recorded as running, but its process {run.pid} on {run.host} is gone")
+            return ShownStatus("interrupted", f"{recorded}, but its process {run.pid} on {run.host} is gone")
         return ShownStatus(run.status)
     if holder is None or holder.run_id != run.run_id:
         return ShownStatus(
-            "interrupted", f"recorded as running, but it no longer holds the lock on {run.runbook} in {run.env}"
+            "interrupted", f"{recorded}, but the process that ran it is gone: it no longer holds the lock on {run.runbook} in {run.env}"
         )
     reason = stale_reason(holder, host=host, now=now)
     if reason is not None:
-        return ShownStatus("interrupted", f"recorded as running, but {reason}")
+        return ShownStatus("interrupted", f"{recorded}, but the process that ran it is gone: {reason}")
     return ShownStatus(run.status)
 
 
@@ -64,7 +74,7 @@ def observe(store: StateStore, run: RunRecord) -> tuple[RunRecord, ShownStatus]:
     finished in between released its lock only after recording its end, so the
     second read sees that end instead of a run without its lock.
     """
-    if run.status != "running":
+    if run.status not in HELD_BY_A_PROCESS:
         return run, ShownStatus(run.status)
     holder = None if run.dry_run else store.lock_holder(run.runbook, run.env)
     current = store.get_run(run.run_id) or run

@@ -25,6 +25,15 @@ class RunRecord:
     # The directory the run started in; None for a run recorded before schema version 4.
     workdir: str | None = None
 
+    @property
+    def resume_command(self) -> str | None:
+        """The command that continues this run from any machine sharing the store, None when
+        nothing does (it finished, or it is a dry run: a dry run is started again, not resumed)."""
+        if self.finished_at is not None or self.dry_run or self.status in ("passed", "abandoned", "rolled_back"):
+            return None
+        parent = (self.params or {}).get("rollback_of")
+        return f"runbook rollback {parent}" if parent else f"runbook run --resume {self.run_id}"
+
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
