@@ -98,13 +98,28 @@ def resolve_vars(
             masker.add(url_password(value))
         if var.secret and value is not None:
             masker.add(str(value))
-            if isinstance(value, str):
-                # Templates that transform it (| upper, [::-1]) register what they derive.
-                value = SecretText(value, (masker,))
+            value = _secret(value, masker)
         if var.choices is not None and value not in var.choices and str(value) not in [str(c) for c in var.choices]:
             raise InvalidVars(masker.mask(f"var {name!r} is {value!r}, not one of {var.choices}"))
         values[name] = value
     return Resolved(env_name, values, masker, secret_names)
+
+
+def _secret(value: Any, masker: Masker) -> Any:
+    """A secret var's value as templates see it: every string in it (a mapping's values, a
+    list's items, at any depth: ``{{ vars.creds.password }}``) registered with ``masker``
+    and a SecretText, so that templates which transform it (| upper, [::-1]) register what
+    they derive; numbers are registered as written. A mapping's keys are names, not secrets."""
+    if isinstance(value, str):
+        masker.add(value)
+        return SecretText(value, (masker,))
+    if isinstance(value, dict):
+        return {key: _secret(item, masker) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_secret(item, masker) for item in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        masker.add(str(value))
+    return value
 
 
 def template_context(

@@ -19,6 +19,7 @@ import html
 import json
 import os
 import shlex
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -613,3 +614,40 @@ def test_secret_cut_short_in_a_plan_is_masked(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "runbook", "plan", "rb.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Tok3n" not in result.stdout and "** ..." in result.stdout, result.stdout
+
+
+def test_strings_inside_a_secret_mapping_or_list_are_masked(tmp_path: Path) -> None:
+    """A secret var whose value is a mapping or a list (``{user, password}``): every string in
+    it is a secret, so ``{{ vars.creds.password }}`` and ``{{ vars.keys[1] }}`` print ``***`` on
+    the terminal, in the step log and in the store, while the command gets the real values."""
+    (tmp_path / "rb.yaml").write_text(
+        textwrap.dedent(
+            """\
+            name: nested
+            vars:
+              creds: {secret: true, default: {user: someone, password: NestedPw-0001}}
+              keys: {secret: true, default: [ListKey-0002, ListKey-0003]}
+            environments:
+              prod:
+                vars:
+                  creds: {user: someone, password: EnvNestedPw-0004}
+            steps:
+              - id: use
+                kind: command
+                run: "echo {{ vars.creds.password }} {{ vars.keys[1] }} {{ vars.creds.password | upper }}; printf '%s' {{ vars.creds.password }} > out"
+                irreversible: true
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_")}
+    for args, secret in (([], "NestedPw-0001"), (["--env", "prod"], "EnvNestedPw-0004")):
+        shutil.rmtree(tmp_path / ".runbook", ignore_errors=True)
+        result = subprocess.run([sys.executable, "-m", "runbook", "run", "rb.yaml", "--plain", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert (tmp_path / "out").read_text() == secret
+        assert "*** *** ***" in result.stdout, result.stdout
+        logs = subprocess.run([sys.executable, "-m", "runbook", "logs", result.stdout.split()[2]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        where = {"terminal": result.stdout + result.stderr, "logs": logs.stdout, "files": _files(tmp_path), "store": _sqlite_dump(tmp_path)}
+        for name, text in where.items():
+            for leaked in (secret, secret.upper(), "ListKey-0003"):
+                assert leaked not in text, f"{leaked} in {name}"
