@@ -163,6 +163,27 @@ class SecretText(str):
         return (str, (str(self),))  # pickled, it is plain text
 
 
+def holds_secret(value: object) -> bool:
+    """Whether ``value`` is, or holds (in a list, tuple, set or mapping), a secret's value."""
+    if isinstance(value, SecretText):
+        return True
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(holds_secret(item) for item in value)
+    if isinstance(value, dict):
+        return any(holds_secret(key) or holds_secret(item) for key, item in value.items())
+    return False
+
+
+def brief(value: object, limit: int = 20) -> str:
+    """``value`` as an error message quotes it, at most ``limit`` characters. A secret, or a
+    value holding one, is ``***``: cut short, its first characters would be shown, and no
+    masker recognises a secret's first characters."""
+    if holds_secret(value):
+        return MASK
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def mask_url_passwords(text: str) -> str:
     """``text`` with the password of every ``scheme://user:password@`` replaced by ``***``.
 

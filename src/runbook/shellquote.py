@@ -39,6 +39,8 @@ from typing import Any
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateError
 
+from runbook.masking import brief
+
 __all__ = ["Deferred", "ShellPlacementError", "Unquoted", "install", "quote_template", "shell_quote", "shell_template_problem"]
 
 HOW_INSTEAD = (
@@ -507,7 +509,7 @@ def shell_quote(value: Any, where: str = "word", delimiter: str = "", declared_u
         return _checked_unquoted(value, where, delimiter, declared_unquoted)
     text = str(value)
     if "\0" in text:
-        raise ShellPlacementError(f"value {_short(text)} holds a NUL character, which no command line can")
+        raise ShellPlacementError(f"value {_short(value)} holds a NUL character, which no command line can")
     if where == "single":
         return text.replace("'", "'\\''")
     if where == "double":
@@ -519,10 +521,10 @@ def shell_quote(value: Any, where: str = "word", delimiter: str = "", declared_u
     # A here-document or comment ends at a line break (or at its delimiter line).
     if "\n" in text or "\r" in text:
         kind = "comment" if where == "comment" else "here-document"
-        raise ShellPlacementError(f"value {_short(text)} cannot be placed in a shell {kind} safely; {HOW_INSTEAD}")
+        raise ShellPlacementError(f"value {_short(value)} cannot be placed in a shell {kind} safely; {HOW_INSTEAD}")
     quoted = re.sub(r"([\\$`])", r"\\\1", text) if where == "heredoc" else text
     if delimiter and quoted.lstrip("\t") in delimiter:
-        raise ShellPlacementError(f"value {_short(text)} cannot be placed in a shell here-document safely: it could end it; {HOW_INSTEAD}")
+        raise ShellPlacementError(f"value {_short(value)} cannot be placed in a shell here-document safely: it could end it; {HOW_INSTEAD}")
     return quoted
 
 
@@ -554,8 +556,8 @@ def _unquoted(value: Any) -> Any:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 20 else text[:17] + "..."
+    # A secret (a SecretText: ``value``, not its ``str``) is not quoted, not even its first characters.
+    return brief(value)
 
 
 # ---------------------------------------------------------------- the template hook

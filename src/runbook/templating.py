@@ -41,7 +41,7 @@ from jinja2.visitor import NodeTransformer
 
 from runbook import direct_templates, shellquote
 from runbook.errors import RunbookError
-from runbook.masking import Masker, SecretText
+from runbook.masking import Masker, SecretText, brief
 
 TOP_LEVEL_NAMES = frozenset({"vars", "env", "steps", "run", "runbook", "environment", "params", "result", "host"})
 
@@ -480,9 +480,11 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
         sized = (str, bytes, list, tuple)
         if operator == "*":
             if isinstance(left, sized) and isinstance(right, int):
-                _check_size_estimate(_weight(left) * right, f"{_short(left)} * {right}")
+                if _weight(left) * right > MAX_TEMPLATE_CHARS:
+                    raise _too_big(f"{brief(left)} * {right}", _weight(left) * right)
             elif isinstance(right, sized) and isinstance(left, int):
-                _check_size_estimate(_weight(right) * left, f"{left} * {_short(right)}")
+                if _weight(right) * left > MAX_TEMPLATE_CHARS:
+                    raise _too_big(f"{left} * {brief(right)}", _weight(right) * left)
             elif isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
                 raise SecurityError(f"the product would exceed {MAX_INT_BITS:,} bits")
         elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
@@ -550,9 +552,6 @@ def _amplified(method: Any, args: tuple[Any, ...]) -> int:
     return 0
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 20 else text[:17] + "..."
 
 
 @lru_cache(maxsize=1)

@@ -651,3 +651,29 @@ def test_strings_inside_a_secret_mapping_or_list_are_masked(tmp_path: Path) -> N
         for name, text in where.items():
             for leaked in (secret, secret.upper(), "ListKey-0003"):
                 assert leaked not in text, f"{leaked} in {name}"
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        "echo {{ vars.token * 100000000 }}",  # the template size bound quotes the operand
+        "cat <<EOF\n{{ vars.token }}\nEOF\n",  # a value that cannot be placed in a here-document
+        "# {{ vars.token }}\necho hi\n",  # nor in a comment
+    ],
+    ids=["size-bound", "heredoc", "comment"],
+)
+def test_template_errors_do_not_quote_the_first_characters_of_a_secret(tmp_path: Path, run: str) -> None:
+    """Template errors quote the value at fault cut to 20 characters: for a secret, those
+    first characters were shown (no masker recognises a secret's first characters). A secret
+    is quoted as ``***``; the error is still exit 2 and says what to do."""
+    secret = "LongSecretTokenValue-0123\nEOF\nrm -rf x"
+    body = textwrap.indent(run, "      ")
+    (tmp_path / "rb.yaml").write_text(
+        f"name: errs\nvars:\n  token: {{secret: true, env: TOKX}}\nsteps:\n  - id: a\n    kind: command\n    irreversible: true\n    run: |\n{body}"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_")} | {"TOKX": secret}
+    for verb in ("plan", "run"):
+        result = subprocess.run([sys.executable, "-m", "runbook", verb, "rb.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "template error" in result.stderr and "***" in result.stderr, result.stderr
+        assert "LongSecret" not in result.stdout + result.stderr, result.stderr
