@@ -165,10 +165,16 @@ class _WithoutReader(io.TextIOWrapper):
                 pass
 
 
+# The wrappers replaced by _guarded: one collected would close the buffer it shares with its
+# replacement (the /dev/null that stands for a stderr closed at start-up is no sys.__stderr__).
+_REPLACED: list[TextIO] = []
+
+
 def _guarded(stream: TextIO, *, announce: bool) -> TextIO:
     if isinstance(stream, _WithoutReader) or not isinstance(stream, io.TextIOWrapper):
         return stream
     stream.flush()
+    _REPLACED.append(stream)
     guarded = _WithoutReader(
         stream.buffer, encoding=stream.encoding, errors=stream.errors, line_buffering=stream.line_buffering, write_through=stream.write_through
     )
@@ -179,6 +185,5 @@ def _guarded(stream: TextIO, *, announce: bool) -> TextIO:
 def keep_going_without_reader() -> None:
     """For commands that change things (run, rollback): a reader that stops reading standard
     output (or standard error) does not stop the command (see the module docstring)."""
-    # sys.__stdout__ and sys.__stderr__ keep the original wrappers (and their buffers) alive.
     sys.stderr = _guarded(sys.stderr, announce=False)
     sys.stdout = _guarded(sys.stdout, announce=True)
