@@ -26,12 +26,17 @@ class Sizer:
         self.row_cost: float | None = None
 
     @classmethod
-    def for_reads(cls, min_batch: int) -> Sizer:
+    def for_reads(cls, min_batch: int, target_batch_time: float, statement_timeout: float) -> Sizer:
         """A dry run's (or preview's) chunks: read-only, holding no row lock, so sized by time
         to about a second each (up to ``READ_MAX_ROWS``) and let grow faster: the per-chunk
         costs (a transaction, the keyset probe, a progress event) are then spread over many
-        rows, and a progress line still comes about once a second."""
-        return cls(READ_CHUNK_S, min_batch, READ_MAX_ROWS, READ_MAX_STEP)
+        rows, and a progress line still comes about once a second. Never aimed past a quarter
+        of ``statement_timeout`` (0: none), nor below ``target_batch_time``: a chunk that
+        overshoots its aim must not be the one the server cancels."""
+        target = READ_CHUNK_S
+        if statement_timeout > 0:
+            target = min(READ_CHUNK_S, max(target_batch_time, statement_timeout / 4))
+        return cls(target, min_batch, READ_MAX_ROWS, READ_MAX_STEP)
 
     def next(self, size: int, rows: int, seconds: float) -> int:
         cost = seconds / max(rows, 1)
