@@ -355,6 +355,27 @@ def test_dry_run_writes_report_and_changes_nothing(db_url: str, tmp_path: Path, 
     sample = next(line for line in summary.splitlines() if line.startswith("Sample keys:"))
     assert sample.count(",") == 2 * 9  # ten keys of each kind
     assert summary in lines
+    # Read-only chunks are sized by time, not held to max_batch (50): fewer than the 6 a write needs.
+    assert outcome.outputs["batches"] < 300 // 50
+
+
+def test_read_chunks_grow_by_time_up_to_their_cap() -> None:
+    """A dry run's chunks aim at about a second each (less under a short statement_timeout),
+    growing at most 8x a chunk, up to 250,000 rows; a write's batches keep to
+    target_batch_time and max_batch, growing at most 2x."""
+    from runbook.steps.backfill.sizing import Sizer
+
+    reads = Sizer.for_reads(100, 0.1, 30.0)
+    assert reads.next(1000, 1000, 0.001) == 8000
+    assert reads.next(200_000, 200_000, 0.2) == 250_000
+    assert Sizer.for_reads(100, 0.1, 30.0).next(100_000, 100_000, 2.0) == 50_000
+    # A quarter of a 1 s statement_timeout; never below target_batch_time; 0 is no timeout.
+    assert Sizer.for_reads(100, 0.1, 1.0).target_s == 0.25
+    assert Sizer.for_reads(100, 0.1, 0.2).target_s == 0.1
+    assert Sizer.for_reads(100, 0.1, 0.0).target_s == 1.0
+    writes = Sizer(0.1, 100, 20_000)
+    assert writes.next(1000, 1000, 0.001) == 2000
+    assert writes.next(20_000, 20_000, 0.01) == 20_000
 
 
 def test_dry_run_update_form_counts_rows_to_do(db_url: str, tmp_path: Path) -> None:

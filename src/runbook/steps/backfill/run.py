@@ -58,7 +58,13 @@ class Backfill:
         self.started = time.monotonic()
         self.samples = Samples()
         self.times = BatchTimes()
-        self.sizer = Sizer(params.target_batch_time, params.min_batch, params.max_batch)
+        # Writes keep to target_batch_time (a batch holds its row locks until it commits); a
+        # read-only walk holds none and reads in chunks of about a second instead.
+        self.sizer = (
+            Sizer(params.target_batch_time, params.min_batch, params.max_batch)
+            if self.write
+            else Sizer.for_reads(params.min_batch, params.target_batch_time, params.statement_timeout)
+        )
         self.span: Span | None = None
         # ``runbook set RUN STEP throttle=... max_batch=...`` changes these between batches.
         self.throttle = params.throttle
