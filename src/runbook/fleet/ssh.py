@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runbook.fleet.inventory import Host
+from runbook.fleet.mux import control_sockets, stop_masters
 from runbook.fleet.remote import WRAPPER_COMMAND
 from runbook.fleet.socket_dirs import make_socket_dir, sweep_dead_socket_dirs
 
@@ -129,15 +130,11 @@ class SshTransport:
         return self.base_argv(host) + ["-o", "ControlMaster=no", "-T", "--", host.name, WRAPPER_COMMAND]
 
     def close(self) -> None:
-        """Stop the master connections and remove their sockets."""
+        """Stop the master connections, all at once, and remove their sockets."""
         with self._lock:
-            hosts = list(self._hosts.values())
             self._hosts.clear()
-        for host in hosts:
-            subprocess.run(
-                self.base_argv(host) + ["-O", "exit", "--", host.name],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False,
-            )  # fmt: skip
+        # Every socket in the private directory is a master of this transport's.
+        stop_masters(control_sockets(self._control_dir))
         shutil.rmtree(self._control_dir, ignore_errors=True)
 
 
