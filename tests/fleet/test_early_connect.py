@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def test_a_run_refused_before_its_first_step_runs_nothing_and_leaves_no_master(t
     out, _ = run.communicate(timeout=120)
     assert run.returncode == 3, out
     assert {h.name: _count(h, name) for h in fleet.hosts} == {h.name: 0 for h in fleet.hosts}
-    assert not list(Path("/tmp").glob(f"rb-ssh-{run.pid}-*"))
+    assert not list(Path(tempfile.gettempdir()).glob(f"rb-ssh-{run.pid}-*"))
     assert _all_gone(_masters(f"/rb-ssh-{run.pid}-"))
 
 

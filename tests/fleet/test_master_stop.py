@@ -90,7 +90,7 @@ steps:
         marker = f"/rb-ssh-{run.pid}-"  # the run's socket directory (runbook.fleet.socket_dirs)
         masters = _masters(marker)
         assert len(masters) == len(hosts), masters
-        directories = list(Path("/tmp").glob(f"rb-ssh-{run.pid}-*"))
+        directories = list(Path(tempfile.gettempdir()).glob(f"rb-ssh-{run.pid}-*"))
         assert len(directories) == 1 and len(mux.control_sockets(directories[0])) == len(hosts)
         for host in hosts:
             (host.state_dir / f"{name}.go").touch()
