@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook.model import ApprovalPolicy, ApprovalSettings, Runbook, Step
-from runbook.state.records import ApprovalRecord
+
+if TYPE_CHECKING:  # runbook.state imports SQLAlchemy: `runbook plan` loads this module and never needs it
+    from runbook.state.records import ApprovalRecord
 
 GROUP_PREFIX = "group:"
 APPROVED, REJECTED = "approved", "rejected"

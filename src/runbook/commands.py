@@ -341,11 +341,7 @@ def run(
     echo: Echo = _echo,
 ) -> int:
     from runbook import saved_plan
-    from runbook.engine import RunOptions, Session
-    from runbook.engine.run import run_plan
-    from runbook.extras import check_plan as check_extras
-    from runbook.planner import build_plan
-    from runbook.process import ProcessSupervisor
+    from runbook.planner import DEFAULT_ENV, build_plan
     from runbook.varfiles import collect_overrides
 
     workdir = workdir or Path.cwd()
@@ -355,6 +351,18 @@ def run(
         name, env = _runbook_of_run(state_url, workdir, resume_run_id, env)
     name, env, given, saved = saved_plan.for_run(plan_file, name, env, collect_overrides(var_items, var_files, extra_vars), resuming=resuming)
     loaded = _load(name)
+    early = None
+    if not (dry_run or resuming or from_step or only) and any(step.on is not None for step in loaded.runbook.steps):
+        from runbook.fleet.context import connect_early
+
+        # The ssh handshakes of a first step on hosts overlap what follows (the engine's and the
+        # state store's imports, the store, the lock); fleet/context.py says what that may do.
+        early = connect_early(loaded, env or DEFAULT_ENV, skip)
+    from runbook.engine import RunOptions, Session
+    from runbook.engine.run import run_plan
+    from runbook.extras import check_plan as check_extras
+    from runbook.process import ProcessSupervisor
+
     with _open_store(state_url, workdir) as store:
         record = _run_to_resume(store, loaded.runbook.name, env, resume_run_id) if resuming else None
         if record is not None and record.status == "paused" and not dry_run:
@@ -364,6 +372,10 @@ def run(
                 return ExitCode.OK
         overrides = _replayed_values(record, given) if record is not None else given
         built = build_plan(loaded, env, overrides)
+        if early is not None:
+            from runbook.fleet.context import adopt
+
+            adopt(built, early)
         if saved is not None:
             saved_plan.verify(saved, built, given)
         check_extras(built)

@@ -6,8 +6,6 @@ import io
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
 
 from rich.console import Console
@@ -158,17 +156,6 @@ def test_without_a_terminal_the_run_prints_plain_lines(scratch: Scratch) -> None
     assert result.returncode == 0, result.stdout + result.stderr
     assert "→ [only]" in result.stdout and "  [only] hello" in result.stdout
     assert "\x1b[" not in result.stdout
-
-
-def test_plan_and_help_do_not_import_rich(scratch: Scratch) -> None:
-    scratch.write("plain.yaml", "name: plain\nsteps:\n  - id: only\n    kind: command\n    run: echo hello\n")
-    for args in (["plan", "plain.yaml"], ["--help"]):
-        result = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "runbook", *args], cwd=scratch.root, env=scratch.env(), capture_output=True, text=True, timeout=30
-        )
-        assert result.returncode == 0, result.stderr
-        imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line]
-        assert not [m for m in imported if m == "rich" or m.startswith("rich.")], args
 
 
 def test_the_table_keeps_the_last_five_output_lines_and_shows_the_backfill_rate() -> None:

@@ -6,6 +6,7 @@ give it to the login shell (``$SHELL -c COMMAND``), with the payload on stdin.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 
@@ -81,3 +82,25 @@ def test_the_command_line_is_the_same_for_every_script() -> None:
 def test_a_variable_name_that_is_not_one_is_refused() -> None:
     with pytest.raises(RunbookError, match="not a variable name"):
         script("true", env={"A;B": "x"})
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@settings(max_examples=25, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=60))
+def test_any_script_text_arrives_as_itself(shell: str, value: str) -> None:
+    """Newlines, backslashes (``\\n``, ``\\c``, ``\\0``), ``%``, tabs and trailing blanks: the
+    one-line encoding and ``printf %b`` give the script back byte for byte."""
+    result = _remote(shell, script(f"printf '%s|' {shlex.quote(value)}\nprintf '%s' {shlex.quote(value)}"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == f"{value}|{value}"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_script_s_commands_inherit_neither_the_session_nor_the_pipe(shell: str) -> None:
+    result = _remote(shell, script("readlink /proc/self/fd/3 /proc/self/fd/4; echo done"))
+    assert result.stdout == b"done\n"
+
+
+def test_a_nul_character_is_refused() -> None:
+    with pytest.raises(RunbookError, match="NUL"):
+        stdin_payload(script("echo", env={"X": "a\0b"}))

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from runbook.errors import LockHeld, Refused, StateStoreError
 from runbook.state import LOCK_STALE_AFTER, SCHEMA_VERSION, StateStore, new_run_id
+from runbook.state.hosts import HostEnd
 from runbook.state.schema import locks, metadata, runs, schema_version, step_attempts
 from tests.state.store_tables import store_engine
 
@@ -82,6 +83,18 @@ def test_runs_attempts_events_roundtrip(store: StateStore) -> None:
     assert store.get_run("nope") is None
     with pytest.raises(ValueError):
         store.set_run_status(run_id, "exploded")
+
+
+def test_host_attempts_are_journalled_and_finished_a_batch_at_a_time(store: StateStore) -> None:
+    """A batch's hosts are written 'running' in one transaction, each with its next attempt
+    number; their ends are recorded together."""
+    run_id = new_run(store)
+    assert store.start_host_attempts(run_id, "deploy", ["a", "b"], kind="step", batch=1) == {"a": 1, "b": 1}
+    store.finish_host_attempts(run_id, "deploy", [HostEnd("a", 1, "passed", 0, None), HostEnd("b", 1, "failed", 3, "exited with status 3")])
+    assert store.start_host_attempts(run_id, "deploy", ["b", "c"], kind="step", batch=2) == {"b": 2, "c": 1}
+    got = {(a.host, a.attempt): (a.status, a.exit_code, a.batch) for a in store.host_attempts(run_id, "deploy")}
+    assert got == {("a", 1): ("passed", 0, 1), ("b", 1): ("failed", 3, 1), ("b", 2): ("running", None, 2), ("c", 1): ("running", None, 2)}
+    assert store.host_attempts(run_id, "other") == []
 
 
 def test_create_run_keeps_a_given_id(store: StateStore) -> None:

@@ -24,7 +24,7 @@ from runbook.fleet.hostrun import HostResult, Messages, run_on_host
 from runbook.fleet.inventory import Host
 from runbook.model import StepBody
 from runbook.planner import render_body
-from runbook.state.hosts import passed_hosts
+from runbook.state.hosts import HostEnd, passed_hosts
 from runbook.steps import StepContext, StepOutcome
 from runbook.templating import TemplateFailed
 
@@ -53,9 +53,11 @@ def run_on_fleet(runner: StepRunner, planned: PlannedStep, ctx: StepContext, mod
     hosts = fleet.hosts(step.on, f"steps.{step.id}.on")
     store, run_id = runner.journal.store, runner.journal.run_id
     previous = store.host_attempts(run_id, ctx.step_id)
-    for left in (a for a in previous if a.status == "running"):
-        # We hold the environment's lock: the process that started it is gone (killed mid-step).
-        store.finish_host_attempt(run_id, ctx.step_id, left.host, left.attempt, status="interrupted", exit_code=None, error="left running by a runbook process that ended")
+    # We hold the environment's lock: the process that started these is gone (killed mid-step).
+    left = [a for a in previous if a.status == "running"]
+    if left:
+        why = "left running by a runbook process that ended"
+        store.finish_host_attempts(run_id, ctx.step_id, [HostEnd(a.host, a.attempt, "interrupted", None, why) for a in left])
     kind = "rollback" if mode == "rollback" else "step"
     if mode == "rollback":
         passed = passed_hosts(previous, "step")
@@ -120,34 +122,45 @@ def _run_batch(runner: StepRunner, planned: PlannedStep, ctx: StepContext, mode:
     running: dict[str, Future[HostResult]] = {}
     with ThreadPoolExecutor(max_workers=min(parallel, len(group)), thread_name_prefix="fleet") as pool:
         while waiting or running:
-            while waiting and len(running) < parallel and not runner.supervisor.stop_requested:
+            starting: list[tuple[Host, Any]] = []
+            while waiting and len(running) + len(starting) < parallel and not runner.supervisor.stop_requested:
                 host = waiting.pop(0)
                 try:
-                    body = _render(runner, planned, mode, host)
+                    starting.append((host, _render(runner, planned, mode, host)))
                 except TemplateFailed as err:
                     results[host.name] = HostResult(host.name, "failed", error=err.message)
-                    continue
-                # Journalled before it starts: after a kill -9 this host reads 'running' and runs again.
-                attempts[host.name] = store.start_host_attempt(run_id, ctx.step_id, host.name, kind=kind, batch=batch_no)
-                ctx.output(f"{host.name}| started")
-                ctx.progress({"hosts": {host.name: f"running (batch {batch_no})"}})
-                params = body.params
-                running[host.name] = pool.submit(
-                    run_on_host, fleet.transport, host, params.run, cwd=params.cwd, env=params.env,
-                    timeout=body.timeout or ctx.timeout, supervisor=runner.supervisor, mask=runner.journal.masker.mask, messages=messages,
-                )  # fmt: skip
+            if starting:
+                # Journalled before they start, together: after a kill -9 these hosts read 'running' and run again.
+                attempts.update(store.start_host_attempts(run_id, ctx.step_id, [host.name for host, _ in starting], kind=kind, batch=batch_no))
+                for host, body in starting:
+                    params = body.params
+                    running[host.name] = pool.submit(
+                        _run_and_tell, messages, fleet.transport, host, params.run, cwd=params.cwd, env=params.env,
+                        timeout=body.timeout or ctx.timeout, supervisor=runner.supervisor, mask=runner.journal.masker.mask, messages=messages,
+                    )  # fmt: skip
+                for host, _ in starting:
+                    ctx.output(f"{host.name}| started")
+                ctx.progress({"hosts": {host.name: f"running (batch {batch_no})" for host, _ in starting}})
             if runner.supervisor.stop_requested:
                 for host in waiting:
                     results[host.name] = HostResult(host.name, "interrupted", error="not started: interrupted")
                 waiting.clear()
             _relay(messages, ctx, runner, wait=bool(running))
-            for name, future in list(running.items()):
-                if future.done():
-                    del running[name]
-                    results[name] = future.result()
-                    _record(runner, ctx, attempts[name], results[name])
+            ended = [name for name, future in running.items() if future.done()]
+            for name in ended:
+                results[name] = running.pop(name).result()
+            if ended:
+                _record(runner, ctx, [(attempts[name], results[name]) for name in ended])
         _relay(messages, ctx, runner, wait=False)
     return results
+
+
+def _run_and_tell(done: Messages, *args: Any, **kwargs: Any) -> HostResult:
+    """run_on_host, then a word on the queue: the main thread wakes for it at once."""
+    try:
+        return run_on_host(*args, **kwargs)
+    finally:
+        done.put(("ended", "", None))
 
 
 def _relay(messages: Messages, ctx: StepContext, runner: StepRunner, *, wait: bool) -> None:
@@ -172,16 +185,19 @@ def _drain(messages: Messages, wait: float) -> Iterator[tuple[str, str, object]]
             return
 
 
-def _record(runner: StepRunner, ctx: StepContext, attempt: int, result: HostResult) -> None:
-    status = {"passed": "passed", "interrupted": "interrupted"}.get(result.status, "failed")
-    error = result.error if result.status == "failed" or result.ok else f"{result.status}: {result.error}"
-    runner.journal.store.finish_host_attempt(
-        runner.journal.run_id, ctx.step_id, result.host, attempt, status=status, exit_code=result.exit_code,
-        error=runner.journal.masker.mask(error) if error else None,
-    )  # fmt: skip
-    line = f"{result.status}" + (f": {result.error}" if result.error and not result.ok else "") + f" ({result.duration:.2f}s)"
-    ctx.output(f"{result.host}| {line}")
-    ctx.progress({"hosts": {result.host: line}})
+def _record(runner: StepRunner, ctx: StepContext, ended: list[tuple[int, HostResult]]) -> None:
+    ends = []
+    for attempt, result in ended:
+        status = {"passed": "passed", "interrupted": "interrupted"}.get(result.status, "failed")
+        error = result.error if result.status == "failed" or result.ok else f"{result.status}: {result.error}"
+        ends.append(HostEnd(result.host, attempt, status, result.exit_code, runner.journal.masker.mask(error) if error else None))
+    runner.journal.store.finish_host_attempts(runner.journal.run_id, ctx.step_id, ends)
+    lines = {}
+    for _, result in ended:
+        line = f"{result.status}" + (f": {result.error}" if result.error and not result.ok else "") + f" ({result.duration:.2f}s)"
+        ctx.output(f"{result.host}| {line}")
+        lines[result.host] = line
+    ctx.progress({"hosts": lines})
 
 
 def summary_table(results: dict[str, HostResult]) -> list[str]:

@@ -21,10 +21,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 from runbook.fleet.inventory import Host
+from runbook.fleet.mux import control_sockets, stop_masters
 from runbook.fleet.remote import WRAPPER_COMMAND
 from runbook.fleet.socket_dirs import make_socket_dir, sweep_dead_socket_dirs
 
@@ -72,6 +74,11 @@ class SshTransport:
         self._control_dir = make_socket_dir()
         # Hosts whose master connection is up.
         self._hosts: dict[str, Host] = {}
+        # Masters begun by connect_early, not yet taken by connect.
+        self._pending: dict[str, Future[ConnectFailure | None]] = {}
+        # ssh processes starting a master (stopped by close).
+        self._starting: set[subprocess.Popen[bytes]] = set()
+        self._closed = False
         self._lock = threading.Lock()
         atexit.register(self.close)
 
@@ -97,29 +104,56 @@ class SshTransport:
 
     def connect(self, host: Host) -> ConnectFailure | None:
         """Start the host's master connection once; None when it is up (or was already).
-        A failure is not remembered: a retry of the step, or a later step, tries again."""
+        A failure is not remembered: a retry of the step, or a later step, tries again.
+        A master begun by ``connect_early`` is waited for, and its outcome is this one's."""
         with self._lock:
             if host.name in self._hosts:
                 return None
-        failure = self._start_master(host)
+            pending = self._pending.pop(host.name, None)
+        failure = pending.result() if pending is not None else self._start_master(host)
         if failure is None:
             with self._lock:
                 self._hosts[host.name] = host
         return failure
 
+    def connect_early(self, hosts: list[Host]) -> None:
+        """Begin the hosts' master connections in the background (``connect`` takes each over)."""
+        for host in hosts:
+            with self._lock:
+                if self._closed or host.name in self._hosts or host.name in self._pending:
+                    continue
+                future: Future[ConnectFailure | None] = Future()
+                self._pending[host.name] = future
+            threading.Thread(target=self._start_into, args=(host, future), name=f"ssh-{host.name}", daemon=True).start()
+
+    def _start_into(self, host: Host, future: Future[ConnectFailure | None]) -> None:
+        try:
+            future.set_result(self._start_master(host))
+        except BaseException as err:  # noqa: BLE001 - handed to connect(), which raises it
+            future.set_exception(err)
+
     def _start_master(self, host: Host) -> ConnectFailure | None:
         argv = self.base_argv(host) + ["-o", "ControlMaster=yes", "-o", f"ControlPersist={CONTROL_PERSIST}", "-N", "-f", "--", host.name]
+        limit = CONNECT_TIMEOUT * 2 + 5
         # stderr to a file, not a pipe: the master forks to the background and keeps it open.
         with tempfile.TemporaryFile() as errors:
             try:
-                code = subprocess.run(
-                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
-                    timeout=CONNECT_TIMEOUT * 2 + 5,
-                ).returncode  # fmt: skip
-            except subprocess.TimeoutExpired:
-                return ConnectFailure("unreachable", f"host {host.name}: no ssh connection within {CONNECT_TIMEOUT * 2 + 5}s")
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
             except FileNotFoundError:
                 return ConnectFailure("unreachable", "the OpenSSH client (ssh) is not installed")
+            with self._lock:
+                self._starting.add(proc)
+                if self._closed:
+                    proc.kill()
+            try:
+                code = proc.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                return ConnectFailure("unreachable", f"host {host.name}: no ssh connection within {limit}s")
+            finally:
+                with self._lock:
+                    self._starting.discard(proc)
             errors.seek(0)
             text = errors.read().decode(errors="replace")
         return None if code == 0 else explain_ssh_failure(host, text)
@@ -129,17 +163,19 @@ class SshTransport:
         return self.base_argv(host) + ["-o", "ControlMaster=no", "-T", "--", host.name, WRAPPER_COMMAND]
 
     def close(self) -> None:
-        """Stop the master connections and remove their sockets."""
+        """Stop the master connections, all at once, and remove their sockets."""
         with self._lock:
-            hosts = list(self._hosts.values())
+            self._closed = True
             self._hosts.clear()
-        for host in hosts:
-            subprocess.run(
-                self.base_argv(host) + ["-O", "exit", "--", host.name],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False,
-            )  # fmt: skip
+            pending = list(self._pending.values())
+            self._pending.clear()
+            for proc in self._starting:
+                proc.kill()  # a master still connecting (begun early, never used): not needed
+        for future in pending:
+            future.exception()  # returns at once: its ssh was stopped just now
+        # Every socket in the private directory is a master of this transport's.
+        stop_masters(control_sockets(self._control_dir))
         shutil.rmtree(self._control_dir, ignore_errors=True)
-
 
 def ssh_config_path(option: str | None, base: Path) -> str | None:
     """``ssh_config:`` of the environment (relative to the runbook), else RUNBOOK_SSH_CONFIG, else

@@ -30,27 +30,45 @@ class HostAttempt:
     finished_at: datetime | None
 
 
-def start(conn: Connection, run_id: str, step_id: str, host: str, *, kind: str, batch: int) -> int:
-    last = conn.execute(
-        sa.select(sa.func.max(host_attempts.c.attempt)).where(
-            host_attempts.c.run_id == run_id, host_attempts.c.step_id == step_id, host_attempts.c.host == host
-        )
-    ).scalar()
-    attempt = int(last or 0) + 1
-    conn.execute(
-        host_attempts.insert().values(
-            run_id=run_id, step_id=step_id, host=host, attempt=attempt, kind=kind, batch=batch, status="running", started_at=local_now()
-        )
+def start(conn: Connection, run_id: str, step_id: str, hosts: list[str], *, kind: str, batch: int) -> dict[str, int]:
+    """Rows ``running`` for the hosts about to start (in one transaction): host -> its attempt number."""
+    rows = conn.execute(
+        sa.select(host_attempts.c.host, sa.func.max(host_attempts.c.attempt))
+        .where(host_attempts.c.run_id == run_id, host_attempts.c.step_id == step_id, host_attempts.c.host.in_(hosts))
+        .group_by(host_attempts.c.host)
     )
-    return attempt
+    last = {host: int(attempt or 0) for host, attempt in rows}
+    attempts = {host: last.get(host, 0) + 1 for host in hosts}
+    now = local_now()
+    conn.execute(
+        host_attempts.insert(),
+        [
+            {"run_id": run_id, "step_id": step_id, "host": host, "attempt": attempt, "kind": kind, "batch": batch, "status": "running", "started_at": now}
+            for host, attempt in attempts.items()
+        ],
+    )
+    return attempts
 
 
-def finish(conn: Connection, run_id: str, step_id: str, host: str, attempt: int, *, status: str, exit_code: int | None, error: str | None) -> None:
-    conn.execute(
-        host_attempts.update()
-        .where(host_attempts.c.run_id == run_id, host_attempts.c.step_id == step_id, host_attempts.c.host == host, host_attempts.c.attempt == attempt)
-        .values(status=status, exit_code=exit_code, error=error, finished_at=local_now())
-    )
+@dataclass(frozen=True)
+class HostEnd:
+    """How a host's attempt ended, as recorded."""
+
+    host: str
+    attempt: int
+    status: str
+    exit_code: int | None
+    error: str | None
+
+
+def finish(conn: Connection, run_id: str, step_id: str, ends: list[HostEnd]) -> None:
+    now = local_now()
+    for end in ends:
+        conn.execute(
+            host_attempts.update()
+            .where(host_attempts.c.run_id == run_id, host_attempts.c.step_id == step_id, host_attempts.c.host == end.host, host_attempts.c.attempt == end.attempt)
+            .values(status=end.status, exit_code=end.exit_code, error=end.error, finished_at=now)
+        )
 
 
 def of_step(conn: Connection, run_id: str, step_id: str) -> list[HostAttempt]:

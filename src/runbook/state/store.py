@@ -136,12 +136,16 @@ class _StepRecords(_Transactions):
     # -- per-host attempts of fleet steps -----------------------------------
 
     @_guarded
-    def start_host_attempt(self, run_id: str, step_id: str, host: str, *, kind: str, batch: int) -> int:
-        return self._write(_hosts.start, run_id, step_id, host, kind=kind, batch=batch)
+    def start_host_attempts(self, run_id: str, step_id: str, hosts: list[str], *, kind: str, batch: int) -> dict[str, int]:
+        """Journal the hosts about to start, together (one transaction, however many hosts)."""
+        with self._writer.begin() as conn:
+            return _hosts.start(conn, run_id, step_id, hosts, kind=kind, batch=batch)
 
     @_guarded
-    def finish_host_attempt(self, run_id: str, step_id: str, host: str, attempt: int, *, status: str, exit_code: int | None, error: str | None) -> None:
-        self._write(_hosts.finish, run_id, step_id, host, attempt, status=status, exit_code=exit_code, error=error)
+    def finish_host_attempts(self, run_id: str, step_id: str, ends: list[_hosts.HostEnd]) -> None:
+        """Record how the hosts' attempts ended, together (one transaction)."""
+        with self._writer.begin() as conn:
+            _hosts.finish(conn, run_id, step_id, ends)
 
     @_guarded
     def host_attempts(self, run_id: str, step_id: str) -> list[_hosts.HostAttempt]:
