@@ -78,6 +78,10 @@ def _memory_limited(function: Callable[..., int]) -> Callable[..., int]:
     def limited(**kwargs: Any) -> int:
         import resource
 
+        # Imported before the limit: Python compiling a module that runs out of memory raises
+        # odd errors (ValueError from the AST) instead of MemoryError, which would read as a bug.
+        import runbook.templating  # noqa: F401
+
         limit_mb = int(os.environ.get("RUNBOOK_PLAN_MEMORY_MB") or PLAN_MEMORY_LIMIT_MB)
         soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
         wanted = limit_mb * 1024 * 1024
