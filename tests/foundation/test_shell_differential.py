@@ -128,6 +128,20 @@ PLACES = {
 del PLACES["redirection"]
 
 
+def _dash_drops_a_byte(script: str) -> bool:
+    """dash 0.5.12 (Debian 12's /bin/sh) loses the first byte of a UTF-8 character that follows a
+    proper prefix of the here-document's delimiter at the start of a line ("E\u00e9" under
+    <<EOF prints E and the character's second byte), quoted delimiter or not: shown in a plain
+    dash -c, without runbook. Hypothesis found it; runbook does not refuse it yet (open)."""
+    lines = script.split("\n")
+    return any(
+        line[: len(prefix)] == prefix and len(line) > len(prefix) and ord(line[len(prefix)]) > 0x7F
+        for line in lines
+        for delimiter in ("EOF",)
+        for prefix in (delimiter[:n] for n in range(1, len(delimiter)))
+    )
+
+
 def _run(shell: str, script: str, directory: Path) -> bytes:
     proc = subprocess.run(
         [shell, "-c", script], cwd=directory, env={"PATH": os.environ["PATH"], "X": "xval", "HOME": "/nonexistent"}, capture_output=True, timeout=10
@@ -150,6 +164,8 @@ def _check(place: Place, preamble: str, value: str) -> None:
         return
     assert not place.refuses(value), f"{script!r} accepted {value!r}: {rendered!r}"
     for shell in SHELLS:
+        if shell == "/bin/sh" and _dash_drops_a_byte(rendered):
+            continue  # dash 0.5.12's bug, not ours: see _dash_drops_a_byte (bash still checks the value)
         with tempfile.TemporaryDirectory() as name:
             directory = Path(name)
             output = _run(shell, rendered, directory)
