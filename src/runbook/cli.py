@@ -42,26 +42,19 @@ def _call(function: Callable[..., int], **kwargs: Any) -> None:
         click.echo("interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as err:
-        if isinstance(err, BrokenPipeError) and _reader_gone():
-            # The reader of standard output stopped reading (`runbook unlock ... | head -0`): what it
-            # read is what it wanted, and the command had done its work before it printed.
-            sys.exit(int(ExitCode.OK))
+        if isinstance(err, BrokenPipeError):
+            from runbook.stdstreams import stdout_reader_left
+
+            if stdout_reader_left():
+                # The reader of standard output stopped reading (`runbook unlock ... | head -0`): what it
+                # read is what it wanted, and the command had done its work before it printed.
+                sys.exit(int(ExitCode.OK))
         if os.environ.get("RUNBOOK_DEBUG"):
             raise
         click.echo(f"internal error (a bug in runbook, please report it): {type(err).__name__}: {err}", err=True)
         click.echo("set RUNBOOK_DEBUG=1 to see the traceback", err=True)
         sys.exit(int(ExitCode.STEP_FAILED))
     sys.exit(int(code))
-
-
-def _reader_gone() -> bool:
-    """Whether standard output's reader has gone; if so, it now points at /dev/null."""
-    from runbook.stdstreams import end_quietly_without_reader, stdout_reader_gone
-
-    if not stdout_reader_gone():
-        return False
-    end_quietly_without_reader()
-    return True
 
 
 # validate and plan read input an attacker may write (a pull request, a CI variable):

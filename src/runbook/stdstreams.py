@@ -92,9 +92,8 @@ def reader_may_stop_early() -> Iterator[None]:
         yield
         sys.stdout.flush()
     except BrokenPipeError:
-        if not stdout_reader_gone():
+        if not stdout_reader_left():
             raise
-        end_quietly_without_reader()
 
 
 READER_GONE_MESSAGE = (
@@ -111,22 +110,21 @@ def _to_devnull(fd: int) -> None:
         os.close(null)
 
 
-def stdout_reader_gone() -> bool:
-    """Whether standard output is a pipe whose reader has closed it (so a write fails with EPIPE).
+def stdout_reader_left() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (so a write fails with EPIPE);
+    if so, standard output now points at /dev/null, so the interpreter's last flush succeeds.
 
     Asked before treating a BrokenPipeError as "the reader stopped": one from anywhere
     else (a child's stdin, a socket) is not that, and stays an error."""
     try:
         poller = select.poll()
         poller.register(1, select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
+        left = any(events & select.POLLERR for _, events in poller.poll(0))
     except (OSError, ValueError):
         return False
-
-
-def end_quietly_without_reader() -> None:
-    """The reader of standard output left: point it at /dev/null so the interpreter's last flush succeeds."""
-    _to_devnull(1)
+    if left:
+        _to_devnull(1)
+    return left
 
 
 class _WithoutReader(io.TextIOWrapper):

@@ -552,8 +552,6 @@ def _amplified(method: Any, args: tuple[Any, ...]) -> int:
     return 0
 
 
-
-
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
     env = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)

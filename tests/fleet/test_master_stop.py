@@ -19,6 +19,7 @@ import pytest
 from runbook.fleet import mux
 from runbook.fleet.inventory import Host
 from runbook.fleet.ssh import SshTransport
+from tests.fleet.test_fleet_run import _alive
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +38,6 @@ def _masters(marker: str) -> list[int]:
         if words and Path(words[0]).name == "ssh" and "ControlMaster=yes" in words and any(marker in word for word in words) and _alive(int(entry.name)):
             found.append(int(entry.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
 
 
 def _all_gone(pids: list[int], timeout: float = 15) -> bool:

@@ -177,6 +177,7 @@ class SshTransport:
         stop_masters(control_sockets(self._control_dir))
         shutil.rmtree(self._control_dir, ignore_errors=True)
 
+
 def ssh_config_path(option: str | None, base: Path) -> str | None:
     """``ssh_config:`` of the environment (relative to the runbook), else RUNBOOK_SSH_CONFIG, else
     None (ssh reads ~/.ssh/config)."""
