@@ -38,7 +38,7 @@ from runbook.model import (
     parse_duration,
 )
 from runbook.steps import STEP_KINDS, get_step_kind
-from runbook.shellquote import Deferred, shell_template_problem
+from runbook.shellquote import Deferred, refuse_corrupted_lines, shell_template_problem
 from runbook.templating import TOP_LEVEL_NAMES, TemplateFailed, analyze, environment, is_template, render, shell_quoted
 from runbook.yamlsource import KeyPath, SourceMap, format_path, load_yaml, read_file
 
@@ -402,8 +402,9 @@ class _Checker:
         for path, kind, params in kinds:
             for key in getattr(kind, "shell_keys", ()):
                 value = params.get(key)
-                if isinstance(value, str) and is_template(value):
-                    problem = shell_template_problem(value, shell_quoted)
+                if isinstance(value, str):
+                    # Plain text is checked too: the here-document lines dash would corrupt.
+                    problem = shell_template_problem(value, shell_quoted if is_template(value) else refuse_corrupted_lines)
                     if problem:
                         self.error((*path, key), problem)
 

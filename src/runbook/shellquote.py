@@ -41,7 +41,7 @@ from jinja2.exceptions import SecurityError, TemplateError
 
 from runbook.masking import brief
 
-__all__ = ["Deferred", "ShellPlacementError", "Unquoted", "install", "quote_template", "shell_quote", "shell_template_problem"]
+__all__ = ["Deferred", "ShellPlacementError", "Unquoted", "dash_drops_a_byte", "install", "quote_template", "refuse_corrupted_lines", "shell_quote", "shell_template_problem"]
 
 HOW_INSTEAD = (
     "pass the value through the step's env: (env: {NAME: \"{{ ... }}\"}) and write \"$NAME\" in the script, "
@@ -151,8 +151,23 @@ class _ScannerState:
         return a if a["word_start"] == b["word_start"] else {**a, "word_start": None}
 
     def _stop(self, why: str) -> int:
+        if self.mode == "heredoc":
+            self._check_line_head()  # what stops the scan is ASCII: the line's head is known already
         self.poison = f"after {why} (line {self.line_no} of the string)"
         return _MORE
+
+    def _check_line_head(self) -> None:
+        """Refuse a here-document line that dash would corrupt, once its text up to the first
+        value decides it (a line with values is checked again once rendered: ``refuse_corrupted_lines``)."""
+        assert self.heredoc is not None
+        head = self.line.split("\0", 1)[0]
+        if dash_drops_a_byte(head, self.heredoc.delimiter, self.heredoc.strip_tabs):
+            raise ShellPlacementError(
+                f"line {self.line_no} of the string, in a here-document, starts with the first characters of its delimiter "
+                f"{self.heredoc.delimiter} followed by a non-ASCII character: dash (the /bin/sh of Debian and Ubuntu) "
+                "drops that character's first byte, so the command would read other text; start the line with other text, "
+                "or pass a value through the step's env: and write \"$NAME\" on the line"
+            )
 
     def _need(self, buffer: str, i: int, count: int) -> bool:
         """Whether fewer than ``count`` characters are left at ``i`` and more text may follow."""
@@ -166,6 +181,7 @@ class _ScannerState:
         """A here-document line ended: check its values against the delimiter, or close it."""
         assert self.heredoc is not None
         heredoc, line = self.heredoc, self.line
+        self._check_line_head()
         self.line_no += 1
         self.line, self.parameter = "", ""
         if "\0" in line:
@@ -184,6 +200,8 @@ class _ScannerState:
 
     def finish(self) -> None:
         """The end of the string: a here-document line still open has no line after it to end."""
+        if self.mode == "heredoc" and self.poison is None:
+            self._check_line_head()
         self.slots = []
 
 
@@ -484,6 +502,30 @@ def _key(state: dict[str, Any]) -> tuple[Any, ...]:
     return (state["mode"], state["frames"], state["parens"], word, state["parameter"], state["carry"], state["pending"], heredoc, line, state["poison"])
 
 
+def dash_drops_a_byte(line: str, delimiter: str, strip_tabs: bool) -> bool:
+    """Whether dash 0.5.12 corrupts here-document line ``line``: while it compares a line with the
+    delimiter, the first byte that differs is lost when it is the lead byte of a non-ASCII character
+    and at least one byte matched ("E\u00e9" under <<EOF reads as E and a stray byte). bash reads it
+    as written; runbook cannot tell which sh runs a command (a remote host's too), so it refuses."""
+    text = (line.lstrip("\t") if strip_tabs else line).encode()
+    expected = delimiter.encode()
+    matched = 0
+    while matched < min(len(text), len(expected)) and text[matched] == expected[matched]:
+        matched += 1
+    return matched > 0 and matched < len(text) and text[matched] >= 0x80
+
+
+def refuse_corrupted_lines(script: str) -> None:
+    """Raise ``ShellPlacementError`` if a here-document line of ``script``, a rendered shell
+    string, would reach the command corrupted (see ``dash_drops_a_byte``)."""
+    if "<<" not in script or script.isascii():
+        return
+    scanner = _ShellScanner()
+    scanner.final = True
+    scanner.feed(script)
+    scanner.finish()
+
+
 def _cannot_be_delimiter(line: str, heredoc: _Heredoc) -> bool:
     """Whether ``line`` holds a character that no line equal to the delimiter has."""
     static = line.replace("\0", "")
@@ -677,9 +719,10 @@ def install(env: Any, passthrough: tuple[type, ...] = ()) -> None:
     env.filters["unquoted"] = _unquoted
 
 
-def shell_template_problem(source: str, quote: Callable[[str], nodes.Template]) -> str | None:
+def shell_template_problem(source: str, quote: Callable[[str], object]) -> str | None:
     """Why ``source``, a shell string, places a value where it cannot be quoted; None if it does not.
-    ``quote`` parses and quotes (``templating.shell_quoted``, which keeps the result for rendering)."""
+    ``quote`` parses and quotes (``templating.shell_quoted``, which keeps the result for rendering),
+    or checks plain text (``refuse_corrupted_lines``)."""
     try:
         quote(source)
     except ShellPlacementError as err:

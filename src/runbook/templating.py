@@ -634,7 +634,10 @@ def render(text: str, context: Mapping[str, Any], where: str = "", *, shell: boo
             if size > MAX_TEMPLATE_CHARS:
                 raise _too_big("the rendered template", size)
             chunks.append(chunk)
-        return "".join(chunks)
+        rendered = "".join(chunks)
+        if shell:
+            shellquote.refuse_corrupted_lines(rendered)
+        return rendered
     except Exception as err:
         raise _failure(err, where, "template") from err
     finally:
