@@ -117,6 +117,8 @@ class Handler(BaseHTTPRequestHandler):
         peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
         if self.path == "/big":
             self._send(200, b"x" * BIG)
+        elif self.path == "/secret-at-the-cut":
+            self._send(200, b"x" * (MAX_BODY_CHARS - 8) + SECRET_AT_THE_CUT.encode() + b"x" * 100)
         elif self.path == "/trickle":
             # One byte every 0.2 s of a 100-byte body: each read is quick, the whole takes 20 s.
             self.send_response(200)
@@ -242,6 +244,19 @@ def test_step_reads_a_bounded_body(plain: str, tmp_path: Path) -> None:
     assert outcome.ok, outcome.error
     assert len(outcome.outputs["body"]) == MAX_BODY_CHARS
     assert f"{MAX_BODY_BYTES} bytes, cut at {MAX_BODY_BYTES // 1024} KiB" in lines[1]
+
+
+SECRET_AT_THE_CUT = "tok-Secret-at-the-cut-9"
+
+
+def test_a_secret_across_the_body_cut_is_masked_whole(plain: str, tmp_path: Path) -> None:
+    """The stored body is cut at MAX_BODY_CHARS after masking: a secret across the cut leaves no part."""
+    masker = Masker([SECRET_AT_THE_CUT])
+    ctx = StepContext("r", "s", tmp_path, {}, masker, Connections({}, masker), lambda _l: None, _NoCheckpoints())  # type: ignore[arg-type]
+    outcome = KIND.run(HttpParams.model_validate({"url": f"{plain}/secret-at-the-cut"}), ctx)
+    assert outcome.ok, outcome.error
+    body = outcome.outputs["body"]
+    assert "x***x" in body and SECRET_AT_THE_CUT[:8] not in body and len(body) == MAX_BODY_CHARS
 
 
 def test_timeout_is_a_total_not_per_read(plain: str, tmp_path: Path) -> None:

@@ -121,8 +121,9 @@ class HttpStep:
 
         text = answer.text
         parsed = _parse_json(text)
-        outputs = {"status": status, "json": parsed, "body": text[:MAX_BODY_CHARS]}
-        # Masked whole, then cut: a secret cut in two is no longer recognised.
+        # Masked whole, then cut: a secret cut in two is no longer recognised (outputs are
+        # recorded masked anyway, so later steps see the same text).
+        outputs = {"status": status, "json": parsed, "body": ctx.masker.mask(text)[:MAX_BODY_CHARS]}
         body_tail = [ctx.masker.mask(line)[:500] for line in text.splitlines()[:TAIL_LINES]]
         if status not in params.statuses:
             expected = ", ".join(str(s) for s in params.statuses)
