@@ -378,6 +378,21 @@ def test_read_chunks_grow_by_time_up_to_their_cap() -> None:
     assert writes.next(20_000, 20_000, 0.01) == 20_000
 
 
+def test_batches_shrink_at_once_after_a_slow_one() -> None:
+    """Rows three times as costly from one batch on: the next batch is sized for the new cost
+    (not only halved), so only the batch that met the change runs over target_batch_time."""
+    from runbook.steps.backfill.sizing import Sizer
+
+    writes = Sizer(0.1, 100, 20_000)
+    size = 2600
+    for _ in range(5):
+        size = writes.next(size, size, size * 0.1 / 2600)  # on target
+    assert size == 2600
+    size = writes.next(size, size, 3 * 0.1)  # the change: 300 ms
+    assert size == round(2600 / 3)
+    assert writes.next(size, size, size * 3 * 0.1 / 2600) == size  # on target again
+
+
 def test_dry_run_update_form_counts_rows_to_do(db_url: str, tmp_path: Path) -> None:
     """Dry run of the update form counts the rows matching where without running the UPDATE."""
     make_schema(db_url, 120)
