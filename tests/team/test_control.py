@@ -186,7 +186,9 @@ def test_set_changes_a_running_backfill_between_batches(checkouts: tuple[Checkou
 @pytest.mark.slow
 def test_pause_between_backfill_batches_and_continue(checkouts: tuple[Checkout, Checkout], pg_url: str) -> None:
     a, b = checkouts
-    engine = _items_to_fill(checkouts, pg_url, 200)
+    # 600 rows: at least 30 batches 300 ms apart, time enough for `runbook pause` to start and
+    # land on a loaded machine (with 200 rows, about 3 s, the test failed once under load).
+    engine = _items_to_fill(checkouts, pg_url, 600)
     with a.running("run", "fill.yaml") as (proc, out):
         run_id = _wait_for_the_first_batch(a, out)
         assert b.runbook("pause", run_id).returncode == 0
