@@ -153,7 +153,8 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
                    'batch_size': 'First batch size. It must lie between `min_batch` and `max_batch`.',
                    'min_batch': 'Lower bound of the adaptive batch size.',
                    'max_batch': 'Upper bound.',
-                   'target_batch_time': 'The batch size moves toward this time per batch, growing by at most ×2 per batch and shrinking at once after a batch that took longer.',
+                   'target_batch_time': 'The batch size moves toward this time per batch, growing by at most ×2 per batch and shrinking at once after a batch '
+                                        'that took longer.',
                    'throttle': 'Pause between batches.',
                    'max_errors': 'Failed batches tolerated (lock or statement timeouts, deadlocks, a dropped connection). Each failure halves the batch size '
                                  'and retries. One more failure fails the step. Errors that a retry would repeat (a wrong type, a constraint violation, an SQL '
