@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from runbook.importer.draft import TODO, Draft, Entry
 from runbook.importer.markdown import Lines
 
@@ -34,7 +36,7 @@ def render(draft: Draft, lines: list[str]) -> str:
     entries = sorted(draft.ledger.entries, key=lambda e: (e.lines.first, e.lines.last))
     out = [f"{'lines':>9}  {'source':<44}  became"]
     for entry in entries:
-        excerpt = lines[entry.lines.first - 1].strip() if entry.lines.first <= len(lines) else ""
+        excerpt = _visible(lines[entry.lines.first - 1].strip()) if entry.lines.first <= len(lines) else ""
         if len(excerpt) > 44:
             excerpt = excerpt[:43] + "…"
         out.append(f"{str(entry.lines):>9}  {excerpt:<44}  {_what(entry)}")
@@ -45,3 +47,9 @@ def _what(entry: Entry) -> str:
     if entry.step is None or not entry.step.place:
         return entry.what
     return f"{entry.what} [{entry.step.place}]"
+
+
+def _visible(text: str) -> str:
+    """Line and paragraph separators and format characters written as escapes: a terminal
+    (or a table viewer) would break the row at them or show nothing."""
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Zl", "Zp", "Cf") else c for c in text)
