@@ -184,6 +184,7 @@ def test_rollback_option_1_restores_the_schema(demo: Demo) -> None:
     assert demo.ispctl("status")["version"] == "v1"
 
 
+@pytest.mark.slow
 def test_rollback_option_fix_data_takes_string_ids_bound_safely(demo: Demo) -> None:
     """Option 3 re-resolves the subscriptions named by --var fix_subscription_ids (UUID strings);
     a value written to break out of a quoted list matches nothing and changes nothing."""

@@ -157,6 +157,7 @@ steps:
 """
 
 
+@pytest.mark.slow
 def test_approve_resume_and_roll_back_from_another_checkout(project: Project, tmp_path: Path) -> None:
     """The run was started in a checkout that is not there for the operator who continues
     it (another host; here: deleted). `approve` and `rollback`, which find the run's
