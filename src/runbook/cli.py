@@ -72,7 +72,10 @@ def _memory_limited(function: Callable[..., int]) -> Callable[..., int]:
         import resource
 
         # Imported before the limit: Python compiling a module that runs out of memory raises
-        # odd errors (ValueError from the AST) instead of MemoryError, which would read as a bug.
+        # odd errors (ValueError from the AST) instead of MemoryError, and loading an extension
+        # module (pydantic_core) an ImportError from the dynamic loader: either would read as a bug.
+        import runbook.loader  # noqa: F401
+        import runbook.planner  # noqa: F401
         import runbook.templating  # noqa: F401
 
         limit_mb = int(os.environ.get("RUNBOOK_PLAN_MEMORY_MB") or PLAN_MEMORY_LIMIT_MB)
@@ -114,10 +117,13 @@ def _reader_may_stop(function: Callable[..., int]) -> Callable[..., int]:
 def _ran_out_of_memory(err: BaseException) -> bool:
     """A MemoryError, or what C code made of one: under a lowered RLIMIT_DATA an allocation
     failing inside the import system (unmarshalling cached bytecode) surfaces as a
-    SystemError or an ImportError with the MemoryError as its context, or none at all."""
+    SystemError or an ImportError with the MemoryError as its context, or none at all; the
+    import system listing a directory for its path cache fails with OSError ENOMEM."""
+    import errno
+
     seen: BaseException | None = err
     while seen is not None:
-        if isinstance(seen, (MemoryError, SystemError)):
+        if isinstance(seen, (MemoryError, SystemError)) or (isinstance(seen, OSError) and seen.errno == errno.ENOMEM):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
