@@ -39,6 +39,31 @@ _PASSWORD_END = re.compile(r"[@\s]")
 _BLOCK = 64 * 1024
 
 
+# The characters httpx (after the WHATWG URL standard) leaves as they are in a query and a path.
+_QUERY_SAFE = frozenset(chr(i) for i in range(0x21, 0x7F) if chr(i) not in "\"#<>")
+_PATH_SAFE = _QUERY_SAFE - frozenset("?`{}")
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_MYSQL_ESCAPES = {"\0": "\\0", "\n": "\\n", "\r": "\\r", "\x1a": "\\Z", "'": "\\'", '"': '\\"', "\\": "\\\\"}
+
+
+def _whatwg_quote(secret: str, safe: frozenset[str]) -> str:
+    """``secret`` percent-encoded as httpx encodes a URL part: ``%XX`` escapes already in it are kept."""
+    pieces: list[str] = []
+    done = 0
+    for match in [*_PERCENT_ESCAPE.finditer(secret), None]:
+        end = match.start() if match else len(secret)
+        pieces.extend(ch if ch in safe else quote(ch, safe="") for ch in secret[done:end])
+        if match:
+            pieces.append(match.group())
+            done = match.end()
+    return "".join(pieces)
+
+
+def _mysql_escaped(secret: str) -> str:
+    """``secret`` as PyMySQL escapes it inside a quoted string literal."""
+    return "".join(_MYSQL_ESCAPES.get(ch, ch) for ch in secret)
+
+
 def spellings(secret: str) -> set[str]:
     """``secret`` as each kind of escaping we know of writes it."""
     forms = {
@@ -57,6 +82,15 @@ def spellings(secret: str) -> set[str]:
         # markupsafe's spelling (Jinja's |e and autoescaping): &#39; and &#34;.
         secret.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;").replace('"', "&#34;"),
         repr(secret)[1:-1],
+        # In an SQL string literal: doubled quotes (the standard, PostgreSQL, SQLite), and
+        # backslash escapes as PyMySQL sends a bound value (MySQL and MariaDB echo the
+        # statement, bound values included, in a syntax error: "near '...'").
+        secret.replace("'", "''"),
+        _mysql_escaped(secret),
+        # Percent-encoded as httpx (the WHATWG URL standard) writes a URL's query and path:
+        # a server echoing the URL it was asked for shows the secret so.
+        _whatwg_quote(secret, _QUERY_SAFE),
+        _whatwg_quote(secret, _PATH_SAFE),
     }
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
 
@@ -146,10 +180,13 @@ class SecretText(str):
     are masked too (see ``templating._derive``)."""
 
     maskers: tuple[Masker, ...]
+    # Computed by a template from a secret (a piece or a transform), not a secret var's own value.
+    derived: bool
 
     def __new__(cls, value: str, maskers: tuple[Masker, ...]) -> SecretText:
         text = super().__new__(cls, value)
         text.maskers = maskers
+        text.derived = False
         return text
 
     # Immutable, and the maskers must stay the same objects: copies are the value itself.

@@ -41,7 +41,7 @@ from jinja2.visitor import NodeTransformer
 
 from runbook import direct_templates, shellquote
 from runbook.errors import RunbookError
-from runbook.masking import Masker, SecretText, brief
+from runbook.masking import MIN_SECRET_LENGTH, Masker, SecretText, brief, holds_secret
 
 TOP_LEVEL_NAMES = frozenset({"vars", "env", "steps", "run", "runbook", "environment", "params", "result", "host"})
 
@@ -368,7 +368,7 @@ def _maskers_of(values: Iterable[Any]) -> tuple[Masker, ...]:
     pending = list(values)
     while pending:
         value = pending.pop()
-        if isinstance(value, SecretText):
+        if isinstance(value, (SecretText, _SecretIterator)):
             found.update((id(m), m) for m in value.maskers)
         elif isinstance(value, (list, tuple, set, frozenset)):
             pending.extend(value)
@@ -391,14 +391,39 @@ def _derive(value: Any, maskers: tuple[Masker, ...]) -> Any:
             masker.add(str(value))
             if len(masker.secrets) > MAX_MASKED_SPELLINGS:
                 raise SecurityError(f"templates derived more than {MAX_MASKED_SPELLINGS:,} values from secrets; templates must stay small")
-        return value if isinstance(value, SecretText) else SecretText(value, maskers)
+        if isinstance(value, SecretText):
+            return value
+        derived = SecretText(value, maskers)
+        derived.derived = True
+        return derived
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        # Its hex, its items (numbers) and its decodings would each print the secret in a
+        # spelling no masker knows: fail closed.
+        raise SecurityError("a secret cannot be turned into bytes in a template (.encode()); keep it text")
     if type(value) in (list, tuple):
         return type(value)(_derive(v, maskers) for v in value)
     if isinstance(value, dict):
         return {_derive(k, maskers): _derive(v, maskers) for k, v in value.items()}
     if isinstance(value, Iterator):
-        return (_derive(v, maskers) for v in value)
+        return _SecretIterator(value, maskers)
     return value
+
+
+class _SecretIterator:
+    """An iterator computed from a secret (``| reverse`` of a list, ``| map``): its items are
+    derived, and it names its maskers, so what consumes it (``| join``) is derived too."""
+
+    __slots__ = ("_items", "maskers")
+
+    def __init__(self, items: Iterator[Any], maskers: tuple[Masker, ...]) -> None:
+        self._items = items
+        self.maskers = maskers
+
+    def __iter__(self) -> _SecretIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return _derive(next(self._items), self.maskers)
 
 
 def _tainting_filter(original: Any) -> Any:
@@ -412,8 +437,23 @@ def _tainting_filter(original: Any) -> Any:
 
 
 def _bounded_output(value: Any) -> Any:
-    """Jinja's ``finalize``: a ``{{ }}`` value is refused before it is turned into text."""
-    return _check_size(value, "the value of a {{ }}")
+    """Jinja's ``finalize``: a ``{{ }}`` value is refused before it is turned into text.
+
+    A value computed from a secret is printed only where the masker can hide it: a list or
+    mapping holding pieces of one (``| list``) is registered as the text it prints as, and
+    a piece shorter than ``MIN_SECRET_LENGTH`` (``token[0]``, a loop over its characters),
+    which no masker can recognise, is refused."""
+    value = _check_size(value, "the value of a {{ }}")
+    if isinstance(value, str):
+        if isinstance(value, SecretText) and 0 < len(value) < MIN_SECRET_LENGTH and getattr(value, "derived", False):
+            raise SecurityError(
+                f"a piece of a secret of {len(value)} character(s) would be printed; pieces shorter than "
+                f"{MIN_SECRET_LENGTH} characters cannot be masked"
+            )
+        return value
+    if holds_secret(value):
+        return _derive(str(value), _maskers_of([value]))
+    return value
 
 
 def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002 - Jinja's names
@@ -424,7 +464,11 @@ def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100
 
 def _loop_guard(iterable: Any) -> Iterator[Any]:
     budget = _BUDGET.get()
+    # The characters of a secret are pieces of it (a plain str iterates as plain str).
+    maskers = iterable.maskers if isinstance(iterable, SecretText) else ()
     for item in iterable:
+        if maskers:
+            item = _derive(item, maskers)
         if budget is not None:
             budget.tick()
         yield item
