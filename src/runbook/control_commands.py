@@ -45,12 +45,39 @@ def live_holder(store: StateStore, record: RunRecord) -> LockRecord | None:
     return holder if stale_reason(holder, host=store.host, now=store.database_now()) is None else None
 
 
+# What an approver's plan puts in place of a secret the run was given: the fingerprint
+# hashes secrets masked, so any value masked as they are gives the run's fingerprint.
+_SECRET_NOT_KNOWN_HERE = "<a secret value of the run, not known to its approver>"
+
+
+def _run_values(record: RunRecord, loaded: Any) -> dict[str, str]:
+    """The values the run resolved its vars to, as --var values: text values as recorded
+    (also those it read from its OS environment, which the approver's may not have, or
+    differently), a stand-in for each secret (never stored), then its own --var values."""
+    from runbook.commands import _replayed_values
+
+    params = record.params if isinstance(record.params, dict) else {}
+    recorded = params.get("values")
+    entries = recorded.get("vars") if isinstance(recorded, dict) else None
+    values: dict[str, str] = {}
+    for name, entry in (entries if isinstance(entries, dict) else {}).items():
+        var = loaded.runbook.vars.get(name)
+        if var is None or not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("value"), str):
+            values[name] = entry["value"]
+        elif "hash" in entry and var.secret and not var.choices:
+            values[name] = _SECRET_NOT_KNOWN_HERE
+    return {**values, **_replayed_values(record, {})}
+
+
 def _plan_step(record: RunRecord, step_id: str):  # type: ignore[no-untyped-def]
     """The run's plan (its own values) and its step ``step_id``."""
-    from runbook.commands import _replayed_values, _runbook_of
+    from runbook.commands import _runbook_of
     from runbook.planner import build_plan
 
-    built = build_plan(_runbook_of(record), None if record.env == "default" else record.env, _replayed_values(record, {}))
+    loaded = _runbook_of(record)
+    built = build_plan(loaded, None if record.env == "default" else record.env, _run_values(record, loaded))
     try:
         return built, built.step(step_id)
     except KeyError:
