@@ -51,7 +51,7 @@ class SavedPlan:
 def document(built: Plan, plan_json: str, given: dict[str, str]) -> str:
     """The saved plan's text: the JSON plan under ``plan``, and what ``run --plan`` checks."""
     from runbook.engine import values
-    from runbook.engine.session import runbook_argument, runbook_fingerprint
+    from runbook.engine.naming import runbook_argument, runbook_fingerprint
 
     saved = {
         "format": FORMAT,
@@ -115,7 +115,7 @@ def check_env(saved: SavedPlan, env: str | None) -> str | None:
 def verify(saved: SavedPlan, built: Plan, given: dict[str, str]) -> None:
     """Refuse (exit 3) when the runbook or its values changed since the plan was saved."""
     from runbook.engine import values
-    from runbook.engine.session import runbook_fingerprint
+    from runbook.engine.naming import runbook_fingerprint
     from runbook.render.plan import render_json
 
     if built.runbook.name != saved.runbook:

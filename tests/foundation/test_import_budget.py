@@ -42,3 +42,13 @@ def test_commands_that_touch_no_state_import_no_heavy_package(args: list[str]) -
     modules = imported(*args)
     assert "runbook" in modules
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_plan_saved_to_a_file_imports_no_heavy_package(tmp_path: Path) -> None:
+    """`plan -o FILE` writes the runbook's fingerprint and the var values' record:
+    neither needs the engine's session or the state store (it did once, through
+    `runbook.engine`'s package import, doubling the command's time)."""
+    out = tmp_path / "plan.json"
+    modules = imported("plan", "subscriber-fk.yaml", "-o", str(out))
+    assert out.is_file()
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))

@@ -12,7 +12,27 @@ Layers, each importing only the ones below it::
     journal.py            the one writer of events and attempts; masks everything
 """
 
-from runbook.engine.outcome import RunResult
-from runbook.engine.session import RunOptions, Session
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runbook.engine.outcome import RunResult
+    from runbook.engine.session import RunOptions, Session
 
 __all__ = ["RunOptions", "RunResult", "Session"]
+
+
+def __getattr__(name: str) -> Any:
+    """Loaded on first use: a light submodule (``runbook.engine.values``,
+    ``runbook.engine.naming``) must not pull in the session, the state store
+    and SQLAlchemy with it (`runbook plan -o` imports those two)."""
+    if name == "RunResult":
+        from runbook.engine.outcome import RunResult
+
+        return RunResult
+    if name in ("RunOptions", "Session"):
+        from runbook.engine import session
+
+        return getattr(session, name)
+    raise AttributeError(f"module 'runbook.engine' has no attribute {name!r}")

@@ -8,7 +8,6 @@ commands). ``run.py`` and ``rollback.py`` are thin strategies over it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import sys
@@ -28,6 +27,7 @@ from runbook.engine.control import RunControl
 from runbook.engine.context import Renderer, StepStates
 from runbook.engine.journal import Journal
 from runbook.engine.lockwait import acquire_waiting
+from runbook.engine.naming import runbook_argument, runbook_fingerprint
 from runbook.engine.outcome import RunResult, Stop
 from runbook.engine.step import StepRunner
 from runbook.engine.whereabouts import project_dir
@@ -302,18 +302,3 @@ def command_environment() -> dict[str, str]:
     return env
 
 
-def runbook_fingerprint(runbook: Runbook) -> str:
-    """The runbook's version: its definition as written, the same in every
-    environment (so production can ask whether this version passed staging)."""
-    return hashlib.sha256(runbook.model_dump_json().encode()).hexdigest()[:16]
-
-
-def runbook_argument(path: Path) -> str:
-    """How to name the runbook on a command line from here: its bare name when
-    ./runbooks/ finds it, else its path."""
-    try:
-        if path.resolve() == (Path.cwd() / "runbooks" / path.name).resolve():
-            return path.name
-        return os.path.relpath(path)
-    except (OSError, ValueError):
-        return str(path)
