@@ -204,6 +204,8 @@ def test_changed_definition_refuses_resume_unless_accepted(project: Project) -> 
     refused = project.runbook("run", "pipeline.yaml", "--resume")
     assert refused.returncode == 3
     assert "migrate" in refused.stderr + refused.stdout
+    # The command it offers to go on is the one that can: a plain --resume is refused again.
+    assert "next: resume: runbook run pipeline.yaml --resume --accept-changes" in refused.stdout, refused.stdout
     accepted = project.runbook("run", "pipeline.yaml", "--resume", "--accept-changes")
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert project.count("migrate") == 2

@@ -77,6 +77,11 @@ def gates_to_recheck(plan: Plan, passed: set[str], selected: list[PlannedStep] |
     return out
 
 
+class ChangedSinceRun(Refused):
+    """Passed steps' definitions differ from what the run recorded: the way on is
+    ``--resume --accept-changes`` (which re-runs them), not a plain ``--resume``."""
+
+
 def changed_since_run(steps: Iterable[PlannedStep], fingerprints: dict[str, str]) -> list[PlannedStep]:
     """The steps whose definition (as written, with the values it reads) differs from
     the one the run recorded when it ran them: a resume would not re-run what it
@@ -102,7 +107,7 @@ def verify(
     if changed:
         names = ", ".join(p.id for p in changed)
         if not accept_changes:
-            raise Refused(
+            raise ChangedSinceRun(
                 f"the definition of passed step(s) {names} changed since they ran",
                 hint="review the change; --accept-changes re-runs the changed steps",
             )

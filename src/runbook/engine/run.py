@@ -119,7 +119,8 @@ def _loop(session: Session, resumed: RunRecord | None) -> RunResult:
         err.message = session.journal.masker.mask(err.message)
         session.journal.emit(EventName.ERROR, message=str(err))
         status = RunStatus.REFUSED if err.exit_code == ExitCode.REFUSED else RunStatus.FAILED
-        session.finish(status, finished=not session.acted, next_steps=_next_steps(session, status))
+        accept = isinstance(err, resume.ChangedSinceRun)
+        session.finish(status, finished=not session.acted, next_steps=_next_steps(session, status, accept_changes=accept))
         raise
     except Exception:
         # A bug must not leave the run looking alive; record it, then let the CLI report it.
@@ -159,7 +160,7 @@ def _rolls_back(session: Session, step_id: str) -> bool:
     return step is not None and (step.on_failure or session.plan.runbook.on_failure) == "rollback"
 
 
-def _next_steps(session: Session, status: RunStatus, reason: str | None = None) -> list[str]:
+def _next_steps(session: Session, status: RunStatus, reason: str | None = None, *, accept_changes: bool = False) -> list[str]:
     if session.options.dry_run:
         return []
     run_id = session.run_id
@@ -167,7 +168,11 @@ def _next_steps(session: Session, status: RunStatus, reason: str | None = None) 
     if status == RunStatus.REFUSED and reason:
         out.append(reason)
     if status in (RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.AWAITING_APPROVAL) or (status == RunStatus.REFUSED and session.acted):
-        out.append(f"resume: {session.command_line(resume=True)}")
+        resume_line = session.command_line(resume=True)
+        if accept_changes:
+            # A plain --resume would be refused the same way: the changed steps run again with it.
+            resume_line += " --accept-changes"
+        out.append(f"resume: {resume_line}")
     if status == RunStatus.FAILED and session.acted:
         out.append(f"roll back: runbook rollback {run_id}")
     if session.acted and status != RunStatus.PASSED:
