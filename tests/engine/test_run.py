@@ -351,6 +351,10 @@ def test_rollback_undoes_passed_steps_newest_first(project: Project) -> None:
     assert "rolled back: b, a" in result.stdout
     history = project.runbook("history").stdout
     assert run_id in history and "failed" in history and "rolled_back" in history
+    # The rollback is a run of its own: history and status say which run it undid.
+    assert f"rolled_back (rollback of {run_id})" in history, history
+    rollback_id = history.splitlines()[1].split()[0]
+    assert f"  rollback of {run_id}\n" in project.runbook("show", rollback_id).stdout
     # The parent is no longer unfinished: a new run may start.
     assert project.runbook("run", "rb.yaml").returncode == 1
 

@@ -38,6 +38,16 @@ def _gone(run: Any, shown: ShownStatus | None) -> list[str]:
     return [f"  its process is gone; resume it (from any machine sharing the state store): {command}"]
 
 
+def _rollback_of(run: Any) -> str | None:
+    """For a rollback run (its own run, `runbook rollback PARENT`): which run it undid, and how."""
+    params = getattr(run, "params", None) or {}
+    parent = params.get("rollback_of")
+    if not parent:
+        return None
+    how = f"option {params['option']}" if params.get("option") else f"to {params['to']}" if params.get("to") else ""
+    return f"rollback of {parent}" + (f" ({how})" if how else "")
+
+
 def render_status(
     run: Any,
     attempts: Sequence[Any],
@@ -56,6 +66,7 @@ def render_status(
     lines = [
         f"run {run.run_id}: {run.runbook} (env: {run.env}){' [dry run]' if run.dry_run else ''}",
         f"  status: {status}   by {run.actor} pid {run.pid}   started {_when(run.started_at)}   finished {_when(run.finished_at)}{why}",
+        *([f"  {_rollback_of(run)}"] if _rollback_of(run) else []),
         *_gone(run, shown),
         "",
         f"  {'step':<28} {'state':<18} {'took':>8} {'tries':>5}  checks",
@@ -103,6 +114,8 @@ def render_history(runs: Sequence[Any], shown: Mapping[str, ShownStatus] | None 
     for run in runs:
         state = shown[run.run_id].status if shown and run.run_id in shown else run.status
         status = f"{SYMBOLS.get(state, '•')} {state}" + (" (dry run)" if run.dry_run else "")
+        if parent := (getattr(run, "params", None) or {}).get("rollback_of"):
+            status += f" (rollback of {parent})"
         rows.append((run.run_id, run.runbook, run.env, status, _when(run.started_at), _duration(run.started_at, run.finished_at), run.actor))
     widths = [max(_cells(row[i]) for row in rows) for i in range(len(header))]
     right = {header.index("took")}
