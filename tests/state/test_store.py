@@ -383,6 +383,8 @@ def test_second_acquire_raises_lock_held(store: StateStore) -> None:
     message = str(caught.value)
     for part in (first, store.actor, store.host, f"pid {os.getpid()}", "since"):
         assert part in message
+    # What to do: the exact command that breaks the lock, and the flag that waits for it.
+    assert "runbook unlock deploy --env prod --force" in caught.value.hint and "--lock-timeout" in caught.value.hint
     staging = store.acquire_lock("deploy", "staging", second)  # another env is another lock
     assert store.release_lock(staging)
     assert not store.release_lock(staging)  # no longer ours: nothing changes

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -219,7 +220,10 @@ def acquire(
     if reason is None:
         raise LockHeld(
             f"{runbook} in {env} is locked by {holder.describe()}",
-            hint="wait for that run to finish; if it is truly dead, force-unlock it (the break is audited)",
+            hint=(
+                "wait for that run to finish (or wait for its lock: --lock-timeout 5m); if it is truly dead, "
+                f"break its lock (audited): runbook unlock {shlex.quote(runbook)} --env {shlex.quote(env)} --force"
+            ),
         )
     # The row is locked (FOR UPDATE / BEGIN IMMEDIATE); matching the old token too keeps this a compare-and-swap.
     conn.execute(_owned(runbook, env, holder.owner_token).values(**mine))
