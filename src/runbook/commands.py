@@ -552,8 +552,24 @@ def _run_record(store, run_id: str):  # type: ignore[no-untyped-def]
 
     record = store.get_run(run_id)
     if record is None:
-        raise UsageError(f"no run {run_id!r} in the state store {store.url_for_display}", hint="runbook history lists the runs")
+        raise no_such_run(store, run_id)
     return record
+
+
+def no_such_run(store: StateStore, run_id: str) -> UsageError:
+    """The error for a run id the store does not know. ``status deploy`` (a runbook's
+    name where a run id goes) is a natural slip: then say which run it meant."""
+    from runbook.errors import UsageError
+
+    message = f"no run {run_id!r} in the state store {store.url_for_display}"
+    name = run_id.removesuffix(".yaml").removesuffix(".yml")
+    runs = store.list_runs(name, limit=1) if name else []
+    if runs:
+        return UsageError(
+            message + f": {name!r} is a runbook, not a run id",
+            hint=f"its latest run is {runs[0].run_id} (runbook status {runs[0].run_id}); its runs: runbook history {name}",
+        )
+    return UsageError(message, hint="runbook history lists the runs")
 
 
 def _runbook_of(record: RunRecord) -> LoadedRunbook:

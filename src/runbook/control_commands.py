@@ -33,7 +33,9 @@ def _open(state_url: str | None) -> StateStore:
 def _record(store: StateStore, run_id: str) -> RunRecord:
     record = store.get_run(run_id)
     if record is None:
-        raise UsageError(f"no run {run_id!r} in the state store {store.url_for_display}", hint="runbook history lists the runs")
+        from runbook.commands import no_such_run
+
+        raise no_such_run(store, run_id)
     return record
 
 

@@ -58,3 +58,18 @@ def test_history_is_an_aligned_table_with_symbols_and_durations(scratch: Scratch
 def _columns(text: str) -> int:
     """Terminal columns, as a terminal draws them: ⛔ and ⚡ take two."""
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def test_a_runbook_name_where_a_run_id_goes_names_its_latest_run(scratch: Scratch) -> None:
+    """`runbook status pipeline` (a runbook, not a run id): exit 2, saying so, with the
+    latest run's id and the history command; an unknown word keeps the plain hint."""
+    scratch.write("pipeline.yaml", PIPELINE)
+    assert scratch.runbook("run", "pipeline.yaml").returncode == 0
+    run_id = scratch.latest_run_id()
+    for verb in ("status", "show", "pause"):
+        result = scratch.runbook(verb, "pipeline")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "'pipeline' is a runbook, not a run id" in result.stderr, result.stderr
+        assert f"runbook status {run_id}" in result.stderr and "runbook history pipeline" in result.stderr
+    unknown = scratch.runbook("show", "nothing-like-it")
+    assert unknown.returncode == 2 and "runbook history lists the runs" in unknown.stderr
