@@ -89,6 +89,16 @@ def _plan_step(record: RunRecord, step_id: str):  # type: ignore[no-untyped-def]
 # ---------------------------------------------------------------- approvals
 
 
+def _asked_fingerprint(store: StateStore, run_id: str, step_id: str, planned: str) -> str:
+    """The fingerprint a decision is given to: the one the run itself recorded when it
+    stopped at the step for approval (what it will do, computed with its own values and
+    secrets, which the approver's plan may not have: a secret connection URL is part of it),
+    else, for a decision given before the run gets there, the approver's plan of the step."""
+    asked = [a for a in store.attempts(run_id, step_id) if a.kind == "step" and a.status == "awaiting_approval"]
+    return asked[-1].fingerprint if asked else planned
+
+
+
 def approve(run_id: str, step_id: str, *, by: str | None, comment: str | None, state_url: str | None, echo: Echo) -> int:
     from runbook.engine.approvals import started_by
 
@@ -111,14 +121,15 @@ def approve(run_id: str, step_id: str, *, by: str | None, comment: str | None, s
         why_not = approval_policy.refusal(policy, settings, name, starter)
         if why_not is not None:
             raise Refused(f"{name} may not approve {step_id!r} of run {run_id}: {why_not}", hint="ask one of the approvers to run `runbook approve`")
-        store.record_approval(run_id, step_id, by=name, comment=comment, fingerprint=planned.fingerprint, os_user=me.user)
-        detail = {"by": name, "os_user": me.user, "host": me.host, "comment": comment, "fingerprint": planned.fingerprint}
+        fingerprint = _asked_fingerprint(store, run_id, step_id, planned.fingerprint)
+        store.record_approval(run_id, step_id, by=name, comment=comment, fingerprint=fingerprint, os_user=me.user)
+        detail = {"by": name, "os_user": me.user, "host": me.host, "comment": comment, "fingerprint": fingerprint}
         store.append_event(run_id, str(EventName.APPROVAL_RECORDED), step_id=step_id, detail=detail)
         standing = approval_policy.standing(
-            store.decisions(run_id, step_id), policy=policy, settings=settings, fingerprint=planned.fingerprint, starter=starter
+            store.decisions(run_id, step_id), policy=policy, settings=settings, fingerprint=fingerprint, starter=starter
         )
         on_behalf = f" (given by {me.user} on {me.host})" if name != me.user else f" on {me.host}"
-        echo(f"approved {step_id} of run {run_id} by {name}{on_behalf} (fingerprint {planned.fingerprint})")
+        echo(f"approved {step_id} of run {run_id} by {name}{on_behalf} (fingerprint {fingerprint})")
         if standing.missing:
             echo(f"{standing.missing} more approval(s) needed; approved so far by {', '.join(standing.approved_by)}")
         holder = live_holder(store, record)
@@ -141,9 +152,8 @@ def reject(run_id: str, step_id: str, *, reason: str, state_url: str | None, ech
         if record.finished_at is not None:
             raise UsageError(f"run {run_id} is finished ({record.status}); there is nothing to reject")
         _built, planned = _plan_step(record, step_id)
-        store.record_approval(
-            run_id, step_id, by=me.user, comment=reason, fingerprint=planned.fingerprint, os_user=me.user, decision=approval_policy.REJECTED
-        )
+        fingerprint = _asked_fingerprint(store, run_id, step_id, planned.fingerprint)
+        store.record_approval(run_id, step_id, by=me.user, comment=reason, fingerprint=fingerprint, os_user=me.user, decision=approval_policy.REJECTED)
         store.append_event(run_id, str(EventName.REJECTED), step_id=step_id, detail={"by": me.user, "host": me.host, "reason": reason})
         holder = live_holder(store, record)
         if holder is None and record.status == RunStatus.AWAITING_APPROVAL:
