@@ -23,9 +23,11 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
+from jinja2 import TemplateError
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from runbook import sqltext
 from runbook.approval_policy import problems as approval_problems
 from runbook.checks import CHECK_KINDS, get_check_kind
 from runbook.errors import Diagnostic, InvalidRunbook, UsageError
@@ -39,7 +41,7 @@ from runbook.model import (
 )
 from runbook.steps import STEP_KINDS, get_step_kind
 from runbook.shellquote import Deferred, refuse_corrupted_lines, shell_template_problem
-from runbook.templating import TOP_LEVEL_NAMES, TemplateFailed, analyze, environment, is_template, render, shell_quoted
+from runbook.templating import TOP_LEVEL_NAMES, TemplateFailed, analyze, environment, is_template, parsed, render, shell_quoted
 from runbook.yamlsource import KeyPath, SourceMap, format_path, load_yaml, read_file
 
 RUNBOOK_SUFFIXES = (".yaml", ".yml")
@@ -367,6 +369,7 @@ class _Checker:
         self._connections_used(runbook)
         self._templates(runbook)
         self._shell_strings(runbook)
+        self._sql_strings(runbook)
         self._reversibility(runbook)
         for path, message in approval_problems(runbook):
             self.error((*self.step_path(int(path[1])), *path[2:]) if path[0] == "steps" else path, message)
@@ -407,6 +410,24 @@ class _Checker:
                     problem = shell_template_problem(value, shell_quoted if is_template(value) else refuse_corrupted_lines)
                     if problem:
                         self.error((*path, key), problem)
+
+    def _sql_strings(self, runbook: Runbook) -> None:
+        """SQL text (a kind's ``sql_keys``) whose templated values could change the statement."""
+        kinds: list[tuple[KeyPath, Any, dict[str, Any]]]
+        kinds = [(p, get_step_kind(b.kind), b.params) for p, b in _bodies(runbook, self.step_path) if b.kind in STEP_KINDS]
+        kinds += [(p, get_check_kind(c.check), c.params) for p, c in _checks(runbook, self.step_path) if c.check in CHECK_KINDS]
+        for path, kind, params in kinds:
+            for key in getattr(kind, "sql_keys", ()):
+                for where, value in _values_at(params, tuple(key.split("."))):
+                    if not is_template(value):
+                        continue
+                    try:
+                        tree = parsed(value)
+                    except (TemplateError, RecursionError):
+                        continue  # reported by _templates
+                    problem = sqltext.problem(value, tree, binds=getattr(kind, "sql_binds", False))
+                    if problem:
+                        self.error((*path, *where), problem)
 
     def _templates(self, runbook: Runbook) -> None:
         step_ids = runbook.step_ids
@@ -740,6 +761,25 @@ _WHOLE_REFERENCE = re.compile(r"^\{\{((?:(?!\{\{|\}\}).)*)\}\}$", re.S)
 def _as_reference(value: Any) -> Any:
     match = _WHOLE_REFERENCE.match(value) if isinstance(value, str) else None
     return Deferred(match[1].strip()) if match else value
+
+
+def _values_at(value: Any, keys: tuple[str, ...], where: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
+    """The strings at a dotted key path (``*`` for every item of a list), each with its path;
+    a list where a string is expected (a ``sql`` step's statements) yields each string in it."""
+    if not keys:
+        if isinstance(value, str):
+            yield where, value
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, str):
+                    yield (*where, i), item
+        return
+    head, rest = keys[0], keys[1:]
+    if head == "*" and isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _values_at(item, rest, (*where, i))
+    elif isinstance(value, dict) and head in value:
+        yield from _values_at(value[head], rest, (*where, head))
 
 
 def _shell_keys(mapping: dict[str, Any]) -> frozenset[str]:

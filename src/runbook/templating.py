@@ -39,7 +39,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
-from runbook import direct_templates, shellquote
+from runbook import direct_templates, shellquote, sqltext
 from runbook.errors import RunbookError
 from runbook.masking import MIN_SECRET_LENGTH, Masker, SecretText, brief, holds_secret
 
@@ -602,6 +602,7 @@ def environment() -> ImmutableSandboxedEnvironment:
     for name in ("int", "float"):
         env.filters[name] = _keep_placeholder(env.filters[name])
     shellquote.install(env, passthrough=(Placeholder,))
+    sqltext.install(env, passthrough=(Placeholder,))
     for name, original in list(env.filters.items()):
         env.filters[name] = _tainting_filter(_bounded_filter(name, original))
     env.globals["lipsum"] = _bounded_lipsum

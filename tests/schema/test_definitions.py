@@ -105,7 +105,10 @@ def test_validate_only_an_undeclared_parameter(tmp_path: Path) -> None:
 
 def test_a_definition_reading_runbook_vars_and_connections_is_valid(tmp_path: Path) -> None:
     """What it reads of the runbook using it (vars, a named connection, an earlier step) is that runbook's to declare."""
-    text = "step:\n  kind: sql\n  connection: app\n  sql: \"SELECT '{{ vars.region }}', '{{ steps.prep.outputs.summary }}'\"\n  irreversible: true\n"
+    text = (
+        "step:\n  kind: sql\n  connection: app\n  sql: SELECT :region, :summary\n"
+        "  params: {region: \"{{ vars.region }}\", summary: \"{{ steps.prep.outputs.summary }}\"}\n  irreversible: true\n"
+    )
     code, output = _validate_text(tmp_path, "reads.yaml", text)
     assert code == 0, output
 

@@ -70,6 +70,8 @@ class NoNullsParams(BaseModel):
 class NoNullsCheck:
     name: ClassVar[str] = "no_nulls"
     Params: ClassVar[type[BaseModel]] = NoNullsParams
+    # SQL text: a templated value in it must be a number or a checked name (runbook.sqltext).
+    sql_keys: ClassVar[frozenset[str]] = frozenset({"where"})
     read_only: ClassVar[bool] = True
 
     def describe(self, params: NoNullsParams) -> str:
@@ -128,6 +130,8 @@ class NoOrphansParams(BaseModel):
 class NoOrphansCheck:
     name: ClassVar[str] = "no_orphans"
     Params: ClassVar[type[BaseModel]] = NoOrphansParams
+    # SQL text: a templated value in it must be a number or a checked name (runbook.sqltext).
+    sql_keys: ClassVar[frozenset[str]] = frozenset({"where"})
     read_only: ClassVar[bool] = True
 
     def describe(self, params: NoOrphansParams) -> str:
@@ -185,6 +189,8 @@ class RowCountParams(BaseModel):
 class RowCountCheck:
     name: ClassVar[str] = "row_count"
     Params: ClassVar[type[BaseModel]] = RowCountParams
+    # SQL text: a templated value in it must be a number or a checked name (runbook.sqltext).
+    sql_keys: ClassVar[frozenset[str]] = frozenset({"where", "query"})
     read_only: ClassVar[bool] = True
 
     def describe(self, params: RowCountParams) -> str:

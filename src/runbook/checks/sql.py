@@ -22,6 +22,9 @@ class SqlCheckParams(BaseModel):
 class SqlCheck:
     name: ClassVar[str] = "sql"
     Params: ClassVar[type[BaseModel]] = SqlCheckParams
+    # SQL text: a templated value in it must be a number or a checked name (runbook.sqltext).
+    sql_keys: ClassVar[frozenset[str]] = frozenset({"query"})
+    sql_binds: ClassVar[bool] = True
     read_only: ClassVar[bool] = True
 
     def describe(self, params: SqlCheckParams) -> str:

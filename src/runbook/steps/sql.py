@@ -82,6 +82,9 @@ class SqlParams(BaseModel):
 class SqlStep:
     name: ClassVar[str] = "sql"
     Params: ClassVar[type[BaseModel]] = SqlParams
+    # SQL text: a templated value in it must be a number or a checked name (runbook.sqltext).
+    sql_keys: ClassVar[frozenset[str]] = frozenset({"sql"})
+    sql_binds: ClassVar[bool] = True
     changes_data: ClassVar[bool] = True
     needs_confirmation: ClassVar[bool] = False
 

@@ -34,6 +34,8 @@ DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
 class BackfillStep:
     name: ClassVar[str] = "backfill"
     Params: ClassVar[type[BaseModel]] = BackfillParams
+    # SQL text: a templated value in it must be a number or a checked name (runbook.sqltext).
+    sql_keys: ClassVar[frozenset[str]] = frozenset({"where", "update", "resolve", "pause_when.*.sql"})
     changes_data: ClassVar[bool] = True
     needs_confirmation: ClassVar[bool] = False
 
