@@ -64,7 +64,7 @@ def through_output(mask: Callable[[str], str], data: bytes) -> float:
     """Seconds to push ``data`` through the step-output path in pipe-sized reads."""
 
     def push() -> None:
-        output = _Output(mask, None, None, 40)
+        output = _Output(mask, None, 40)
         for i in range(0, len(data), READ):
             output.feed(data[i : i + READ])
         output.close()
