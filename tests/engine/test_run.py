@@ -245,6 +245,37 @@ def test_dry_run_never_marks_steps_passed(project: Project) -> None:
     assert only.returncode == 3
 
 
+CRITERIA = """
+name: criteria
+steps:
+  - id: smoke
+    kind: command
+    run: >-
+      echo '{"id": null, "failed": 0}'
+    irreversible: true
+    outputs: {id: "{{ result.json.id }}", failed: "{{ result.json.failed }}"}
+success_criteria:
+  - description: new rows have an id
+    check: {check: value, value: "{{ steps.smoke.outputs.id }}", expect: is not null}
+  - description: nothing failed
+    check: {check: value, value: "{{ steps.smoke.outputs.failed }}", expect: "== 0"}
+"""
+
+
+def test_a_dry_run_does_not_judge_criteria_on_outputs_it_never_had(project: Project) -> None:
+    """A dry run only describes the step, so a criterion on its outputs is not known: neither
+    the ✔ the placeholder's text gave `is not null`, nor the ✘ it gave `== 0`. The real run
+    judges both (here the id is null: that criterion fails)."""
+    project.write("criteria.yaml", CRITERIA)
+    dry = project.runbook("run", "criteria.yaml", "--dry-run")
+    lines = [line for line in dry.stdout.splitlines() if "[success] criterion" in line]
+    assert len(lines) == 2 and all("not known in a dry run" in line and "smoke" in line for line in lines), dry.stdout
+    assert "✔" not in "".join(lines) and "✘" not in "".join(lines)
+    real = project.runbook("run", "criteria.yaml")
+    assert real.returncode == 1, real.stdout + real.stderr
+    assert "criterion ✘ new rows have an id" in real.stdout and "criterion ✔ nothing failed" in real.stdout, real.stdout
+
+
 def test_retries_are_recorded_as_attempts(project: Project) -> None:
     """A flaky step retried with delay passes on its third attempt; status shows 3 tries."""
     project.write("f.yaml", """

@@ -22,8 +22,10 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import asdict
+from typing import Any
 
 from runbook import approval_policy
+from runbook.datatree import strings
 from runbook.engine import resume, values
 from runbook.engine.approvals import refuse_rejected
 from runbook.engine.outcome import RunResult, Stop
@@ -37,6 +39,7 @@ from runbook.planner import PlannedStep
 from runbook.state import new_run_id
 from runbook.state.store import RunRecord
 from runbook.status import EventName, RunStatus, StepStatus
+from runbook.templating import is_template, reads
 
 
 def run_plan(session: Session) -> RunResult:
@@ -180,11 +183,37 @@ def _next_steps(session: Session, status: RunStatus, reason: str | None = None, 
     return out
 
 
+def _outputs_not_known(session: Session, check: Any) -> list[str]:
+    """The steps whose outputs ``check`` reads that a dry run only described (no outputs)."""
+    if not session.options.dry_run:
+        return []
+    found: list[str] = []
+    for _key, text in strings(check):
+        if not is_template(text):
+            continue
+        for ref in reads(text):
+            if len(ref.parts) > 2 and ref.parts[0] == "steps" and ref.parts[2] == "outputs":
+                state = session.states.get(ref.parts[1])
+                if state is not None and state.status == StepStatus.DRY_RUN and not state.outputs and ref.parts[1] not in found:
+                    found.append(ref.parts[1])
+    return found
+
+
 def _criteria(session: Session) -> None:
     failed = []
     for i, criterion in enumerate(session.plan.runbook.success_criteria):
         if criterion.check is None:
             session.journal.emit(EventName.CRITERION, description=criterion.description, ok=None)
+            continue
+        unknown = _outputs_not_known(session, criterion.check.model_dump(mode="json"))
+        if unknown:
+            # A dry run only described these steps: a value read from them is the placeholder's
+            # text, which `is not null` would pass and `== 0` fail. Neither is known yet.
+            note = f"not known in a dry run: it reads the outputs of {', '.join(unknown)}, which a dry run only describes"
+            session.journal.emit(
+                EventName.CHECK, step="success", role="criterion", name=criterion.description, ok=True, applicable=False, detail=note
+            )
+            session.journal.emit(EventName.CRITERION, description=criterion.description, ok=None, observed=note)
             continue
         check = session.renderer.check(criterion.check, f"success_criteria[{i}]")
         result = session.checks.evaluate(check, "success", "criterion", label=criterion.description)
