@@ -162,7 +162,7 @@ def _fold(command: Command, core: list[str], folded: Folded) -> str | None:
         return "the environment of the next steps"
     if words[0] == "ssh" and len(words) >= 2 and not any(w.startswith("-") for w in words[1:]) and len(words) == 2:
         folded.host = words[1]
-        return f"runbook has no target hosts: a {TODO} on the next steps to run them on {folded.host}"
+        return f"a {TODO} on the next steps: run them on {folded.host} with on: and an inventory"
     return None
 
 
@@ -178,10 +178,12 @@ def _apply_folded(step: DraftStep, folded: Folded, ctx: Context) -> None:
             f"there (the checklist activated {folded.env.get('VIRTUAL_ENV', 'an environment')} and ran it through a wrapper)"
         )
     if folded.host:
-        step.comments.append(
-            f"{TODO}: the checklist ran this on {folded.host} (`ssh {folded.host}`); runbook has no target hosts and runs "
-            f"every step where it is started: run runbook on {folded.host}, or wrap the command in ssh"
+        where = (
+            f"to run it there, add `on: {folded.host}` and list {folded.host} under an environment's `hosts:` (docs/fleet.md)"
+            if step.kind == "command"
+            else "this kind runs where runbook runs (a database step reaches the server over its connection): check that it can"
         )
+        step.comments.append(f"{TODO}: the checklist ran this on {folded.host} (`ssh {folded.host}`); {where}")
 
 
 def _command_step(commands: list[Command], folded: Folded, ctx: Context) -> DraftStep:
