@@ -68,7 +68,8 @@ def resolve_vars(
         if name not in runbook.vars:
             close = difflib.get_close_matches(name, list(runbook.vars), n=1)
             raise InvalidVars(
-                f"--var {name}: runbook {runbook.name!r} declares no var {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                f"--var {name}: runbook {runbook.name!r} declares no var {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+                hint=f"its vars: {', '.join(runbook.vars)}" if runbook.vars else "it declares no vars: add one under vars: to set it",
             )
     env_overrides = runbook.environments[env].vars if env and env in runbook.environments else {}
     masker = Masker()

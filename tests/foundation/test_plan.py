@@ -133,7 +133,10 @@ def test_var_override_of_secret_is_masked(cli):
 def test_unknown_var_name(cli):
     """An unknown ``--var`` name exits 2 and suggests the declared var."""
     err = plan_fails(cli, str(FIXTURE), "--var", "regoin=x")
-    assert err.strip() == "error: --var regoin: runbook 'deploy-billing' declares no var 'regoin'; did you mean 'region'?"
+    assert err.strip() == (
+        "error: --var regoin: runbook 'deploy-billing' declares no var 'regoin'; did you mean 'region'?\n"
+        "  hint: its vars: version, region, replicas, db_host, db_password"
+    )
 
 
 def test_malformed_var(cli):

@@ -106,7 +106,7 @@ def _option_steps(session: Session, option_id: str) -> list[PlannedStep]:
 def rollback_run(session: Session, parent: RunRecord, *, to_step: str | None = None, option: str | None = None, preview: bool = False) -> RunResult:
     plan, journal, store = session.plan, session.journal, session.store
     if to_step is not None and to_step not in {p.id for p in plan.steps}:
-        raise UsageError(f"--to {to_step}: no such step in {plan.runbook.name}")
+        raise UsageError(f"--to {to_step}: no such step in {plan.runbook.name}", hint=f"its steps: {', '.join(p.id for p in plan.steps)}")
     if option is not None and option not in {o.id for o in plan.runbook.rollback}:
         known = ", ".join(o.id for o in plan.runbook.rollback) or "none"
         raise UsageError(f"no rollback option {option!r}; the runbook has: {known}")

@@ -296,4 +296,7 @@ def _index_of(session: Session, step_id: str, flag: str) -> int:
     if step_id in ids:
         return ids.index(step_id)
     close = difflib.get_close_matches(step_id, ids, n=1)
-    raise UsageError(f"{flag} {step_id}: no such step" + (f"; did you mean {close[0]!r}?" if close else ""))
+    raise UsageError(
+        f"{flag} {step_id}: no such step" + (f"; did you mean {close[0]!r}?" if close else ""),
+        hint=f"the steps of {session.plan.runbook.name}: {', '.join(ids)}",
+    )
