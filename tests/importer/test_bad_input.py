@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHECKLISTS, Workspace
+from tests.importer.conftest import CHECKLISTS, Workspace
 
 
 def _refused(workspace: Workspace, *args: str) -> str:

@@ -13,7 +13,7 @@ import yaml  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import Workspace, load
+from tests.importer.conftest import Workspace, load
 from runbook.importer.yamltext import dump, escape_rendered, escape_shown
 from runbook.loader import load_runbook
 from runbook.templating import is_template, render

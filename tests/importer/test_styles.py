@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHECKLISTS, PLAN_ENV, SEED, Workspace, explain_block, explained_lines, load
+from tests.importer.conftest import CHECKLISTS, PLAN_ENV, SEED, Workspace, explain_block, explained_lines, load
 
 STYLES = sorted(CHECKLISTS.glob("*.md"))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from conftest import ROOT, SEED, Workspace, explain_block, explained_lines, load
+from tests.importer.conftest import ROOT, SEED, Workspace, explain_block, explained_lines, load
 
 GOLDEN = ROOT / "examples" / "checklists" / "subscriber-fk-imported.yaml"
 
