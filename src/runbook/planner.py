@@ -23,7 +23,7 @@ from runbook.loader import LoadedRunbook
 from runbook.masking import Masker, SecretText, url_password
 from runbook.model import Check, Estimate, Runbook, Step, StepBody
 from runbook.steps import get_step_kind
-from runbook.templating import EnvNamespace, Namespace, Placeholder, TemplateFailed, render, render_data
+from runbook.templating import EnvNamespace, Namespace, Placeholder, TemplateFailed, evaluate, reads, render, render_data
 
 DEFAULT_ENV = "default"
 
@@ -171,6 +171,9 @@ class PlannedStep:
     dry_run: str | RenderedBody | None
     fingerprint: str
     needs_confirmation: bool
+    # ``when:`` read only values known before the run (vars, environment) and is false:
+    # the run will skip the step. False also when it cannot be known yet.
+    skipped_by_when: bool = False
 
     @property
     def id(self) -> str:
@@ -223,8 +226,10 @@ def build_plan(loaded: LoadedRunbook, env: str | None = None, overrides: Mapping
         # Rendering errors quote the rendered value, which may be a secret.
         err.message = resolved.masker.mask(err.message)
         raise
-    low = sum(s.estimate.low for s in steps if s.estimate)
-    high = sum(s.estimate.high for s in steps if s.estimate)
+    for planned in steps:
+        planned.skipped_by_when = _false_before_the_run(planned.step, context)
+    low = sum(s.estimate.low for s in steps if s.estimate and not s.skipped_by_when)
+    high = sum(s.estimate.high for s in steps if s.estimate and not s.skipped_by_when)
     plan = Plan(loaded, resolved, steps, low, high)
     if any(s.on is not None for s in loaded.runbook.steps):
         from runbook.fleet.validate import resolve_hosts
@@ -232,6 +237,22 @@ def build_plan(loaded: LoadedRunbook, env: str | None = None, overrides: Mapping
         # The inventory is read and every step's ``on:`` resolved now: a wrong name is exit 2 before anything runs.
         resolve_hosts(plan)
     return plan
+
+
+# What a ``when:`` may read to be decided at plan time: values fixed before the run starts.
+_KNOWN_BEFORE_THE_RUN = frozenset({"vars", "environment", "runbook"})
+
+
+def _false_before_the_run(step: Step, context: Mapping[str, Any]) -> bool:
+    """Whether the step's ``when:`` is false on values known before the run (so the run skips it)."""
+    if not step.when:
+        return False
+    try:
+        if any(ref.parts[0] not in _KNOWN_BEFORE_THE_RUN for ref in reads("{{ " + step.when.strip().removeprefix("{{").removesuffix("}}") + " }}")):
+            return False
+        return not evaluate(step.when, context, f"{step.id}.when")
+    except RunbookError:
+        return False
 
 
 def plan_step(step: Step, index: int, context: Mapping[str, Any], masker: Masker, fingerprint: str) -> PlannedStep:

@@ -67,7 +67,8 @@ KEYS: dict[str, dict[str, str]] = {'Runbook': {'name': "The runbook's identity: 
           'title': 'Shown everywhere.',
           'description': 'Informational. Not shown and not part of the fingerprint.',
           'needs': 'These earlier steps must have **passed** in this run, else the step is refused (exit 3).',
-          'when': 'Evaluated before the step. If false, the step is recorded as `skipped`.',
+          'when': 'Evaluated before the step. If false, the step is recorded as `skipped`. When it reads only vars, `environment` and `runbook`, the plan '
+                  'evaluates it too and says `(false here: the run skips this step)`, leaving its estimate out of the total.',
           'preconditions': "Checked before the step. A failure applies the check's `on_fail`.",
           'gates': 'Checked after the step. A failure fails the attempt, unless the gate has `on_fail: warn`.',
           'confirm': 'The question asked before the step runs. Without a terminal the run pauses (exit 4).',

@@ -52,6 +52,7 @@ def render_json(plan: Plan) -> str:
                 "what": s.body.description,
                 "needs": s.step.needs,
                 "when": s.step.when,
+                "skipped_by_when": s.skipped_by_when,
                 "preconditions": [_check_json(c) for c in s.preconditions],
                 "gates": [_check_json(c) for c in s.gates],
                 "confirm": s.confirm if s.confirm else ("manual step: a person confirms it is done" if s.needs_confirmation else None),
@@ -89,7 +90,9 @@ def render_text(plan: Plan) -> str:
     width = len(str(len(plan.steps)))
     for s in plan.steps:
         lines.extend(_text_step(s, width))
-    lines.append(f"Total estimate: {_estimate_text(plan.estimate_low, plan.estimate_high)} over {len(plan.steps)} steps")
+    skipped = sum(s.skipped_by_when for s in plan.steps)
+    counted = f"{len(plan.steps) - skipped} steps" + (f" ({skipped} skipped here by when:)" if skipped else "")
+    lines.append(f"Total estimate: {_estimate_text(plan.estimate_low, plan.estimate_high)} over {counted}")
     if runbook.rollback:
         lines.append("")
         lines.append("Rollback options (runbook rollback RUN --option ID):")
@@ -105,7 +108,7 @@ def _text_step(s: PlannedStep, width: int) -> list[str]:
     if s.step.needs:
         out.append(f"{pad}needs: {', '.join(s.step.needs)}")
     if s.step.when:
-        out.append(f"{pad}when: {s.step.when}")
+        out.append(f"{pad}when: {s.step.when}" + ("  (false here: the run skips this step)" if s.skipped_by_when else ""))
     for c in s.preconditions:
         out.append(f"{pad}precondition ({c.check.on_fail}): {c.label}: {c.description}{_on_hosts(c)}")
     if s.needs_confirmation:
