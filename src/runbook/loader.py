@@ -397,12 +397,16 @@ class _Checker:
             if isinstance(name, str) and not is_template(name) and name not in runbook.connections:
                 self.error((*path, "connection"), f"unknown connection {name!r}" + _did_you_mean(name, runbook.connections))
 
-    def _shell_strings(self, runbook: Runbook) -> None:
-        """Shell command lines (a kind's ``shell_keys``) whose values land where quoting is not certain."""
+    def _kinds_used(self, runbook: Runbook) -> list[tuple[KeyPath, Any, dict[str, Any]]]:
+        """Every step body and check of known kind: its key path, its kind and its params."""
         kinds: list[tuple[KeyPath, Any, dict[str, Any]]]
         kinds = [(p, get_step_kind(b.kind), b.params) for p, b in _bodies(runbook, self.step_path) if b.kind in STEP_KINDS]
         kinds += [(p, get_check_kind(c.check), c.params) for p, c in _checks(runbook, self.step_path) if c.check in CHECK_KINDS]
-        for path, kind, params in kinds:
+        return kinds
+
+    def _shell_strings(self, runbook: Runbook) -> None:
+        """Shell command lines (a kind's ``shell_keys``) whose values land where quoting is not certain."""
+        for path, kind, params in self._kinds_used(runbook):
             for key in getattr(kind, "shell_keys", ()):
                 value = params.get(key)
                 if isinstance(value, str):
@@ -413,10 +417,7 @@ class _Checker:
 
     def _sql_strings(self, runbook: Runbook) -> None:
         """SQL text (a kind's ``sql_keys``) whose templated values could change the statement."""
-        kinds: list[tuple[KeyPath, Any, dict[str, Any]]]
-        kinds = [(p, get_step_kind(b.kind), b.params) for p, b in _bodies(runbook, self.step_path) if b.kind in STEP_KINDS]
-        kinds += [(p, get_check_kind(c.check), c.params) for p, c in _checks(runbook, self.step_path) if c.check in CHECK_KINDS]
-        for path, kind, params in kinds:
+        for path, kind, params in self._kinds_used(runbook):
             for key in getattr(kind, "sql_keys", ()):
                 for where, value in _values_at(params, tuple(key.split("."))):
                     if not is_template(value):
