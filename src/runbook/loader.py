@@ -368,8 +368,8 @@ class _Checker:
                 self.error(("vars", name, "default"), f"default {declared.default!r} is not one of {declared.choices}")
         self._connections_used(runbook)
         self._templates(runbook)
-        self._shell_strings(runbook)
-        self._sql_strings(runbook)
+        for path, problem in _unsafe_strings(runbook, self.step_path):
+            self.error(path, problem)
         self._reversibility(runbook)
         for path, message in approval_problems(runbook):
             self.error((*self.step_path(int(path[1])), *path[2:]) if path[0] == "steps" else path, message)
@@ -396,39 +396,6 @@ class _Checker:
             name = params.get("connection")
             if isinstance(name, str) and not is_template(name) and name not in runbook.connections:
                 self.error((*path, "connection"), f"unknown connection {name!r}" + _did_you_mean(name, runbook.connections))
-
-    def _kinds_used(self, runbook: Runbook) -> list[tuple[KeyPath, Any, dict[str, Any]]]:
-        """Every step body and check of known kind: its key path, its kind and its params."""
-        kinds: list[tuple[KeyPath, Any, dict[str, Any]]]
-        kinds = [(p, get_step_kind(b.kind), b.params) for p, b in _bodies(runbook, self.step_path) if b.kind in STEP_KINDS]
-        kinds += [(p, get_check_kind(c.check), c.params) for p, c in _checks(runbook, self.step_path) if c.check in CHECK_KINDS]
-        return kinds
-
-    def _shell_strings(self, runbook: Runbook) -> None:
-        """Shell command lines (a kind's ``shell_keys``) whose values land where quoting is not certain."""
-        for path, kind, params in self._kinds_used(runbook):
-            for key in getattr(kind, "shell_keys", ()):
-                value = params.get(key)
-                if isinstance(value, str):
-                    # Plain text is checked too: the here-document lines dash would corrupt.
-                    problem = shell_template_problem(value, shell_quoted if is_template(value) else refuse_corrupted_lines)
-                    if problem:
-                        self.error((*path, key), problem)
-
-    def _sql_strings(self, runbook: Runbook) -> None:
-        """SQL text (a kind's ``sql_keys``) whose templated values could change the statement."""
-        for path, kind, params in self._kinds_used(runbook):
-            for key in getattr(kind, "sql_keys", ()):
-                for where, value in _values_at(params, tuple(key.split("."))):
-                    if not is_template(value):
-                        continue
-                    try:
-                        tree = parsed(value)
-                    except (TemplateError, RecursionError):
-                        continue  # reported by _templates
-                    problem = sqltext.problem(value, tree, binds=getattr(kind, "sql_binds", False))
-                    if problem:
-                        self.error((*path, *where), problem)
 
     def _templates(self, runbook: Runbook) -> None:
         step_ids = runbook.step_ids
@@ -762,6 +729,38 @@ _WHOLE_REFERENCE = re.compile(r"^\{\{((?:(?!\{\{|\}\}).)*)\}\}$", re.S)
 def _as_reference(value: Any) -> Any:
     match = _WHOLE_REFERENCE.match(value) if isinstance(value, str) else None
     return Deferred(match[1].strip()) if match else value
+
+
+def _kinds_used(runbook: Runbook, step_path: Callable[[int], KeyPath]) -> list[tuple[KeyPath, Any, dict[str, Any]]]:
+    """Every step body and check of known kind: its key path, its kind and its params."""
+    kinds: list[tuple[KeyPath, Any, dict[str, Any]]]
+    kinds = [(p, get_step_kind(b.kind), b.params) for p, b in _bodies(runbook, step_path) if b.kind in STEP_KINDS]
+    kinds += [(p, get_check_kind(c.check), c.params) for p, c in _checks(runbook, step_path) if c.check in CHECK_KINDS]
+    return kinds
+
+
+def _unsafe_strings(runbook: Runbook, step_path: Callable[[int], KeyPath]) -> Iterator[tuple[KeyPath, str]]:
+    """Shell command lines (a kind's ``shell_keys``) whose values land where quoting is not
+    certain, and SQL text (its ``sql_keys``) whose templated values could change the statement."""
+    for path, kind, params in _kinds_used(runbook, step_path):
+        for key in getattr(kind, "shell_keys", ()):
+            value = params.get(key)
+            if isinstance(value, str):
+                # Plain text is checked too: the here-document lines dash would corrupt.
+                problem = shell_template_problem(value, shell_quoted if is_template(value) else refuse_corrupted_lines)
+                if problem:
+                    yield (*path, key), problem
+        for key in getattr(kind, "sql_keys", ()):
+            for where, value in _values_at(params, tuple(key.split("."))):
+                if not is_template(value):
+                    continue
+                try:
+                    tree = parsed(value)
+                except (TemplateError, RecursionError):
+                    continue  # reported by _templates
+                problem = sqltext.problem(value, tree, binds=getattr(kind, "sql_binds", False))
+                if problem:
+                    yield (*path, *where), problem
 
 
 def _values_at(value: Any, keys: tuple[str, ...], where: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
