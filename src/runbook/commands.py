@@ -675,7 +675,11 @@ def _status_view(store: StateStore, record: RunRecord, *, fmt: str = "text", eve
     approvals = store.approvals(record.run_id)
     if fmt == "json":
         return status_json(record, shown, attempts, approvals, progress, store.events(record.run_id) if events else None)
-    text = render_status(record, attempts, approvals, shown=shown, progress=progress, tails=failed_tails(store, record.run_id, attempts))
+    # A rollback is a run of its own, started soon after its parent: among the runbook's recent runs.
+    rollbacks = [r for r in store.list_runs(record.runbook, record.env) if (r.params or {}).get("rollback_of") == record.run_id]
+    text = render_status(
+        record, attempts, approvals, shown=shown, progress=progress, tails=failed_tails(store, record.run_id, attempts), rolled_back_by=rollbacks
+    )
     return text + ("\n" + render_events(store.events(record.run_id)) if events else "")
 
 

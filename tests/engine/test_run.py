@@ -386,6 +386,9 @@ def test_rollback_undoes_passed_steps_newest_first(project: Project) -> None:
     assert f"rolled_back (rollback of {run_id})" in history, history
     rollback_id = history.splitlines()[1].split()[0]
     assert f"  rollback of {run_id}\n" in project.runbook("show", rollback_id).stdout
+    # And the parent names its rollback.
+    assert f"failed (rolled back by {rollback_id})" in history, history
+    assert f"  rolled back by {rollback_id}: rolled_back\n" in project.runbook("show", run_id).stdout
     # The parent is no longer unfinished: a new run may start.
     assert project.runbook("run", "rb.yaml").returncode == 1
 

@@ -40,12 +40,15 @@ def _gone(run: Any, shown: ShownStatus | None) -> list[str]:
 
 def _rollback_of(run: Any) -> str | None:
     """For a rollback run (its own run, `runbook rollback PARENT`): which run it undid, and how."""
-    params = getattr(run, "params", None) or {}
-    parent = params.get("rollback_of")
-    if not parent:
-        return None
+    parent = (getattr(run, "params", None) or {}).get("rollback_of")
+    return f"rollback of {parent}{_how(run)}" if parent else None
+
+
+def _how(rollback: Any) -> str:
+    """`` (option ID)`` or `` (to STEP)`` of a rollback run, or nothing."""
+    params = getattr(rollback, "params", None) or {}
     how = f"option {params['option']}" if params.get("option") else f"to {params['to']}" if params.get("to") else ""
-    return f"rollback of {parent}" + (f" ({how})" if how else "")
+    return f" ({how})" if how else ""
 
 
 def render_status(
@@ -56,10 +59,12 @@ def render_status(
     shown: ShownStatus | None = None,
     progress: Mapping[str, str] | None = None,
     tails: Mapping[str, Sequence[str]] | None = None,
+    rolled_back_by: Sequence[Any] = (),
 ) -> str:
     """``shown`` (a ShownStatus) overrides the recorded status of a run whose process is gone;
     ``progress`` maps a step id to how far it got (a backfill's ``rows N / M``); ``tails``
-    a failed step to the last lines of its output (from the store, ``runbook logs``)."""
+    a failed step to the last lines of its output (from the store, ``runbook logs``);
+    ``rolled_back_by`` the rollback runs started for this run."""
     status = shown.status if shown is not None else run.status
     why = f"   ({shown.why})" if shown is not None and shown.why else ""
     progress = progress or {}
@@ -67,6 +72,7 @@ def render_status(
         f"run {run.run_id}: {run.runbook} (env: {run.env}){' [dry run]' if run.dry_run else ''}",
         f"  status: {status}   by {run.actor} pid {run.pid}   started {_when(run.started_at)}   finished {_when(run.finished_at)}{why}",
         *([f"  {_rollback_of(run)}"] if _rollback_of(run) else []),
+        *[f"  rolled back by {child.run_id}{_how(child)}: {child.status}" for child in rolled_back_by],
         *_gone(run, shown),
         "",
         f"  {'step':<28} {'state':<18} {'took':>8} {'tries':>5}  checks",
@@ -111,11 +117,18 @@ def render_history(runs: Sequence[Any], shown: Mapping[str, ShownStatus] | None 
         return "no runs recorded"
     header = ("run", "runbook", "env", "status", "started", "took", "by")
     rows = [header]
+    # Parents and their rollbacks among the runs shown (a rollback is a run of its own).
+    undone: dict[str, list[str]] = {}
+    for run in runs:
+        if parent := (getattr(run, "params", None) or {}).get("rollback_of"):
+            undone.setdefault(parent, []).append(run.run_id)
     for run in runs:
         state = shown[run.run_id].status if shown and run.run_id in shown else run.status
         status = f"{SYMBOLS.get(state, '•')} {state}" + (" (dry run)" if run.dry_run else "")
         if parent := (getattr(run, "params", None) or {}).get("rollback_of"):
             status += f" (rollback of {parent})"
+        elif run.run_id in undone:
+            status += f" (rolled back by {', '.join(undone[run.run_id])})"
         rows.append((run.run_id, run.runbook, run.env, status, _when(run.started_at), _duration(run.started_at, run.finished_at), run.actor))
     widths = [max(_cells(row[i]) for row in rows) for i in range(len(header))]
     right = {header.index("took")}
