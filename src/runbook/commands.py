@@ -673,10 +673,10 @@ def _status_view(store: StateStore, record: RunRecord, *, fmt: str = "text", eve
 
                 progress[step_id] = checkpoint_progress(checkpoint)
     approvals = store.approvals(record.run_id)
-    if fmt == "json":
-        return status_json(record, shown, attempts, approvals, progress, store.events(record.run_id) if events else None)
     # A rollback is a run of its own, started soon after its parent: among the runbook's recent runs.
     rollbacks = [r for r in store.list_runs(record.runbook, record.env) if (r.params or {}).get("rollback_of") == record.run_id]
+    if fmt == "json":
+        return status_json(record, shown, attempts, approvals, progress, store.events(record.run_id) if events else None, rollbacks)
     text = render_status(
         record, attempts, approvals, shown=shown, progress=progress, tails=failed_tails(store, record.run_id, attempts), rolled_back_by=rollbacks
     )

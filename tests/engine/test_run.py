@@ -389,6 +389,7 @@ def test_rollback_undoes_passed_steps_newest_first(project: Project) -> None:
     # And the parent names its rollback.
     assert f"failed (rolled back by {rollback_id})" in history, history
     assert f"  rolled back by {rollback_id}: rolled_back\n" in project.runbook("show", run_id).stdout
+    assert json.loads(project.runbook("show", run_id, "--format", "json").stdout)["rolled_back_by"] == [rollback_id]
     # The parent is no longer unfinished: a new run may start.
     assert project.runbook("run", "rb.yaml").returncode == 1
 

@@ -119,8 +119,10 @@ def status_json(
     approvals: Sequence[ApprovalRecord],
     progress: Mapping[str, str],
     events: Sequence[EventRecord] | None = None,
+    rolled_back_by: Sequence[RunRecord] = (),
 ) -> str:
-    """One run: ``steps`` has the latest attempt of each step (as ``status`` shows it), ``attempts`` every one."""
+    """One run: ``steps`` has the latest attempt of each step (as ``status`` shows it), ``attempts`` every one;
+    ``rolled_back_by`` the ids of the rollback runs started for it."""
     latest: dict[str, dict[str, Any]] = {}
     for attempt in attempts:
         tries = latest.get(attempt.step_id, {}).get("attempts", 0) + 1
@@ -132,6 +134,7 @@ def status_json(
         "attempts": [attempt_json(a) for a in attempts],
         "approvals": [approval_json(a) for a in approvals],
         "commands": next_commands(run, attempts),
+        "rolled_back_by": [r.run_id for r in rolled_back_by],
     }
     if events is not None:
         document["events"] = [event_json(e) for e in events]
