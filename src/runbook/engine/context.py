@@ -34,6 +34,11 @@ class StepStates(dict[str, StepState]):
     def passed(self, step_id: str) -> bool:
         return self.status(step_id) == StepStatus.PASSED
 
+    def described_only(self, step_id: str) -> bool:
+        """A dry run only described the step: its outputs do not exist (templates see a placeholder)."""
+        state = self.get(step_id)
+        return state is not None and state.status == StepStatus.DRY_RUN and not state.outputs
+
 
 class StepResultsView(Mapping[str, Any]):
     """``steps.<id>`` for templates: a read-only view of the step states.
@@ -50,8 +55,7 @@ class StepResultsView(Mapping[str, Any]):
         if key == self._pending:
             return Placeholder(f"steps.{key}")
         state = self._states[key]
-        if state.status == StepStatus.DRY_RUN and not state.outputs:
-            # Only described in a dry run: its outputs do not exist, so they stay symbolic.
+        if self._states.described_only(key):
             return Placeholder(f"steps.{key}")
         return {"status": str(state.status), "outputs": state.outputs}
 

@@ -193,8 +193,7 @@ def _outputs_not_known(session: Session, check: Any) -> list[str]:
             continue
         for ref in reads(text):
             if len(ref.parts) > 2 and ref.parts[0] == "steps" and ref.parts[2] == "outputs":
-                state = session.states.get(ref.parts[1])
-                if state is not None and state.status == StepStatus.DRY_RUN and not state.outputs and ref.parts[1] not in found:
+                if session.states.described_only(ref.parts[1]) and ref.parts[1] not in found:
                     found.append(ref.parts[1])
     return found
 
