@@ -23,7 +23,7 @@ from runbook.loader import LoadedRunbook
 from runbook.masking import Masker, SecretText, url_password
 from runbook.model import Check, Estimate, Runbook, Step, StepBody
 from runbook.steps import get_step_kind
-from runbook.templating import EnvNamespace, Namespace, Placeholder, TemplateFailed, evaluate, reads, render, render_data
+from runbook.templating import EnvNamespace, Namespace, Placeholder, TemplateFailed, analyze, evaluate, render, render_data
 
 DEFAULT_ENV = "default"
 
@@ -248,7 +248,7 @@ def _false_before_the_run(step: Step, context: Mapping[str, Any]) -> bool:
     if not step.when:
         return False
     try:
-        if any(ref.parts[0] not in _KNOWN_BEFORE_THE_RUN for ref in reads("{{ " + step.when.strip().removeprefix("{{").removesuffix("}}") + " }}")):
+        if any(ref.parts[0] not in _KNOWN_BEFORE_THE_RUN for ref in analyze(step.when, expression=True).references):
             return False
         return not evaluate(step.when, context, f"{step.id}.when")
     except RunbookError:

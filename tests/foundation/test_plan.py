@@ -274,3 +274,28 @@ def test_recursive_template_fails_cleanly(cli, write):
         """,
     )
     assert "nested or recursing too deeply" in plan_fails(cli, str(path))
+
+
+WHEN = """\
+name: when
+environments: {production: {}}
+steps:
+  - {id: build, kind: command, run: "true", irreversible: true, estimate: 1m}
+  - {id: prod_only, kind: command, run: "true", irreversible: true, estimate: 10m, when: "environment == 'production'"}
+  - {id: after_build, kind: command, run: "true", irreversible: true, estimate: 5m, when: "steps.build.status == 'passed'"}
+"""
+
+
+def test_a_when_known_before_the_run_leaves_the_estimate(cli, tmp_path):
+    """A ``when:`` on the environment is decided in the plan; one on a step's status is not
+    (the run decides it), so that step still counts."""
+    path = tmp_path / "when.yaml"
+    path.write_text(WHEN)
+    default = plan_ok(cli, str(path)).stdout
+    assert "when: environment == 'production'  (false here: the run skips this step)" in default
+    assert "when: steps.build.status == 'passed'\n" in default
+    assert "Total estimate: 6m over 2 steps (1 skipped here by when:)" in default
+    production = plan_ok(cli, str(path), "--env", "production").stdout
+    assert "false here" not in production and "Total estimate: 16m over 3 steps" in production
+    steps = json.loads(plan_ok(cli, str(path), "--format", "json").stdout)["steps"]
+    assert [s["skipped_by_when"] for s in steps] == [False, True, False]
