@@ -57,20 +57,12 @@ def _run_values(record: RunRecord, loaded: Any) -> dict[str, str]:
     (also those it read from its OS environment, which the approver's may not have, or
     differently), a stand-in for each secret (never stored), then its own --var values."""
     from runbook.commands import _replayed_values
+    from runbook.engine import values
 
     params = record.params if isinstance(record.params, dict) else {}
-    recorded = params.get("values")
-    entries = recorded.get("vars") if isinstance(recorded, dict) else None
-    values: dict[str, str] = {}
-    for name, entry in (entries if isinstance(entries, dict) else {}).items():
-        var = loaded.runbook.vars.get(name)
-        if var is None or not isinstance(entry, dict):
-            continue
-        if isinstance(entry.get("value"), str):
-            values[name] = entry["value"]
-        elif "hash" in entry and var.secret and not var.choices:
-            values[name] = _SECRET_NOT_KNOWN_HERE
-    return {**values, **_replayed_values(record, {})}
+    secrets = {name: _SECRET_NOT_KNOWN_HERE for name, var in loaded.runbook.vars.items() if var.secret and not var.choices}
+    known = values.recorded_text(params.get("values"), secrets)
+    return {**{k: v for k, v in known.items() if k in loaded.runbook.vars}, **_replayed_values(record, {})}
 
 
 def _plan_step(record: RunRecord, step_id: str):  # type: ignore[no-untyped-def]
@@ -96,7 +88,6 @@ def _asked_fingerprint(store: StateStore, run_id: str, step_id: str, planned: st
     else, for a decision given before the run gets there, the approver's plan of the step."""
     asked = [a for a in store.attempts(run_id, step_id) if a.kind == "step" and a.status == "awaiting_approval"]
     return asked[-1].fingerprint if asked else planned
-
 
 
 def approve(run_id: str, step_id: str, *, by: str | None, comment: str | None, state_url: str | None, echo: Echo) -> int:

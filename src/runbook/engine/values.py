@@ -60,6 +60,21 @@ def replay(recorded: Mapping[str, Any] | None, given: Mapping[str, str]) -> dict
     return {**replayed, **given}
 
 
+def recorded_text(recorded: Mapping[str, Any] | None, stand_in: Mapping[str, str]) -> dict[str, str]:
+    """The text values the run recorded for its vars, as --var values (also those it read
+    from its OS environment), and ``stand_in[name]`` for each var in ``stand_in`` that was
+    recorded only as a hash (a secret, never stored)."""
+    values: dict[str, str] = {}
+    for name, entry in _entries(recorded).items():
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("value"), str):
+            values[name] = entry["value"]
+        elif "hash" in entry and name in stand_in:
+            values[name] = stand_in[name]
+    return values
+
+
 def _entries(recorded: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     entries = (recorded or {}).get("vars") if isinstance(recorded, Mapping) else None
     return entries if isinstance(entries, dict) else {}
