@@ -75,7 +75,8 @@ def problem(source: str, tree: nodes.Template, *, binds: bool) -> str | None:
     unsafe = next(unsafe_outputs(tree), None)
     if unsafe is None:
         return None
-    line = source.splitlines()[unsafe.lineno - 1].strip() if 0 < unsafe.lineno <= len(source.splitlines()) else source
+    lines = source.splitlines()
+    line = lines[unsafe.lineno - 1].strip() if 0 < unsafe.lineno <= len(lines) else source
     instead = (
         'pass it as a bind parameter, params: {NAME: "{{ ... }}"} and :NAME in the SQL'
         if binds

@@ -445,7 +445,7 @@ def _bounded_output(value: Any) -> Any:
     which no masker can recognise, is refused."""
     value = _check_size(value, "the value of a {{ }}")
     if isinstance(value, str):
-        if isinstance(value, SecretText) and 0 < len(value) < MIN_SECRET_LENGTH and getattr(value, "derived", False):
+        if isinstance(value, SecretText) and value.derived and 0 < len(value) < MIN_SECRET_LENGTH:
             raise SecurityError(
                 f"a piece of a secret of {len(value)} character(s) would be printed; pieces shorter than "
                 f"{MIN_SECRET_LENGTH} characters cannot be masked"
