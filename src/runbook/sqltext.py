@@ -62,11 +62,18 @@ def unsafe_outputs(tree: nodes.Template) -> Iterator[nodes.Expr]:
         for node in output.nodes:
             if isinstance(node, nodes.TemplateData):
                 continue
-            if isinstance(node, nodes.Filter) and node.name in SAFE_FILTERS:
+            if isinstance(node, nodes.Filter) and node.name in SAFE_FILTERS and _written_arguments(node):
                 continue
             if isinstance(node, nodes.Const) and isinstance(node.value, (int, float)):
                 continue
             yield node
+
+
+def _written_arguments(node: nodes.Filter) -> bool:
+    """Whether the filter's arguments are all written in the runbook: ``| int(vars.y)`` returns
+    its argument, a value, when the input is not a number."""
+    arguments = [*node.args, *(k.value for k in node.kwargs)]
+    return node.dyn_args is None and node.dyn_kwargs is None and all(isinstance(a, nodes.Const) for a in arguments)
 
 
 def problem(source: str, tree: nodes.Template, *, binds: bool) -> str | None:

@@ -42,6 +42,8 @@ SPLICED = {
     "sql step, quoted": {"id": "s", "kind": "sql", "connection": "db", "irreversible": True, "sql": "INSERT INTO notes (n) VALUES ('{{ vars.who }}')"},
     "sql step, list item": {"id": "s", "kind": "sql", "connection": "db", "irreversible": True, "sql": ["SELECT 1", "DELETE FROM notes WHERE n = {{ vars.who }}"]},
     "inside a loop": {"id": "s", "kind": "sql", "connection": "db", "irreversible": True, "sql": "{% for x in [vars.who] %}SELECT '{{ x }}'{% endfor %}"},
+    "a number filter whose default is a value": {"id": "s", "kind": "sql", "connection": "db", "irreversible": True, "sql": "SELECT ({{ vars.n | int(vars.who) }})"},
+    "a float filter whose default is a value": {"id": "s", "kind": "sql", "connection": "db", "irreversible": True, "sql": "SELECT {{ vars.n | float(default=vars.who) }}"},
     "a string filter": {"id": "s", "kind": "sql", "connection": "db", "irreversible": True, "sql": "SELECT '{{ vars.who | replace(\"'\", \"''\") }}'"},
     "sql check": {"id": "s", "kind": "manual", "instruction": "x", "gates": [{"check": "sql", "connection": "db", "query": "SELECT '{{ vars.who }}'"}]},
     "row_count where": {"id": "s", "kind": "manual", "instruction": "x", "gates": [{"check": "row_count", "connection": "db", "table": "notes", "where": "n = '{{ vars.who }}'"}]},
